@@ -1,0 +1,1 @@
+"""Benchmark datasets: recipes, sources, splits and the HDF5 shard format."""

@@ -1,0 +1,221 @@
+"""`ackd-bench build`: a recipe's sources -> split plan -> shards -> manifest.
+
+Resumable: complete `.partial` shards whose samples match the plan are kept, so rerunning an
+interrupted build only writes what is missing. Only the manifest, written last and atomically,
+marks a directory as a finished dataset.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import DatasetError
+from ..provenance import code_version, sha256_file, write_json_atomic
+from .manifest import FORMAT, MANIFEST, dataset_version, read_manifest, verify_manifest
+from .recipe import load_recipe, recipe_hash
+from .shards import (
+    IMAGE_DTYPES, MODALITIES, PARTIAL_SUFFIX, SampleRef, band_statistics, finalize, has_statistics, partial_matches,
+    shard_name, write_partial,
+)
+from .splits import SPLITS, assign_split
+
+
+class ModalitySource(Protocol):
+    bands: list[str]
+
+    def refs(self) -> list[SampleRef]: ...
+
+    def load(self, ref: SampleRef) -> np.ndarray: ...
+
+    def provenance(self) -> dict[str, Any]: ...
+
+
+def _toy(recipe: dict[str, Any], **_: Any) -> dict[str, ModalitySource]:
+    from .toy import toy_sources
+
+    return toy_sources(recipe)
+
+
+SOURCE_BUILDERS: dict[str, Callable[..., dict[str, ModalitySource]]] = {"toy": _toy}
+
+
+@dataclass(frozen=True)
+class PlannedShard:
+    modality: str
+    split: str
+    index: int
+    refs: tuple[SampleRef, ...]
+
+    @property
+    def name(self) -> str:
+        return shard_name(self.modality, self.split, self.index)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    root: Path
+    status: str  # "built" or "up-to-date"
+    manifest: dict[str, Any]
+
+
+def plan_shards(refs: Sequence[SampleRef], modality: str, salt: str, fractions: dict, max_samples: int) -> list[PlannedShard]:
+    by_split: dict[str, list[SampleRef]] = {split: [] for split in SPLITS}
+    for ref in refs:
+        by_split[assign_split(ref.source_id, salt, fractions)].append(ref)
+    planned = []
+    for split in SPLITS:
+        members = sorted(by_split[split], key=lambda r: r.source_id)
+        for index, start in enumerate(range(0, len(members), max_samples)):
+            planned.append(PlannedShard(modality, split, index, tuple(members[start:start + max_samples])))
+    return planned
+
+
+def _shard_files(root: Path) -> list[Path]:
+    patterns = [f"{m}-*.h5*" for m in MODALITIES] + [f".{m}-*" for m in MODALITIES]
+    return sorted({p for pattern in patterns for p in root.glob(pattern)})
+
+
+def _check_existing(root: Path, digest: str) -> dict[str, Any] | None:
+    """The manifest of a finished build of this recipe, None when there is none to keep."""
+    if not (root / MANIFEST).exists():
+        return None
+    try:
+        manifest = verify_manifest(root, checksums=True)
+    except DatasetError as exc:
+        raise DatasetError(f"{exc}; rerun with --force to rebuild") from None
+    if manifest.get("recipe_hash") != digest:
+        raise DatasetError(
+            f"{root / MANIFEST}: built from another version of recipe '{manifest['dataset']}'; "
+            "rerun with --force to rebuild"
+        )
+    return manifest
+
+
+def class_counts(plans: Sequence[PlannedShard], classes: Sequence[str]) -> dict[str, dict[str, int]]:
+    counts = {split: {c: 0 for c in classes} for split in SPLITS}
+    for plan in plans:
+        for ref in plan.refs:
+            counts[plan.split][classes[ref.label]] += 1
+    return counts
+
+
+def _existing(root: Path, plan: PlannedShard) -> Path | None:
+    """A complete shard file (final or partial) holding exactly the planned samples."""
+    final = root / plan.name
+    partial = final.with_name(final.name + PARTIAL_SUFFIX)
+    return next((p for p in (final, partial) if p.exists() and partial_matches(p, plan.refs)), None)
+
+
+def _write_shard(root: Path, plan: PlannedShard, source: ModalitySource, recipe: dict, digest: str, bar) -> None:
+    if _existing(root, plan) is not None:  # kept from an interrupted run
+        bar.update(len(plan.refs))
+        return
+    (root / plan.name).unlink(missing_ok=True)
+
+    def images():
+        for ref in plan.refs:
+            yield source.load(ref)
+            bar.update(1)
+
+    size = int(recipe["image_size"])
+    multilabel = bool(recipe["modalities"][plan.modality].get("multilabel", False))
+    attrs = {
+        "band_names": list(source.bands), "class_names": list(recipe["classes"]),
+        "dataset": recipe["name"], "recipe_hash": digest, "split": plan.split,
+    }
+    write_partial(
+        root / plan.name, plan.refs, images(), modality=plan.modality, shape=(len(source.bands), size, size),
+        attrs=attrs, compression=recipe["shards"]["compression"],
+        num_multilabels=len(recipe["classes"]) if multilabel else None,
+    )
+
+
+def build_dataset(
+    name: str,
+    out: str | Path,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    source_dir: str | Path | None = None,
+    recipe: dict[str, Any] | None = None,
+) -> BuildResult:
+    recipe = recipe if recipe is not None else load_recipe(name)
+    digest = recipe_hash(recipe)
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    if force:
+        (root / MANIFEST).unlink(missing_ok=True)
+        for path in _shard_files(root):
+            path.unlink()
+    else:
+        existing = _check_existing(root, digest)
+        if existing is not None:
+            return BuildResult(root, "up-to-date", existing)
+    for stale in [*root.glob(".*.writing"), *root.glob(".*.finalizing")]:
+        stale.unlink()
+
+    started = time.time()
+    builder = SOURCE_BUILDERS.get(recipe["source"])
+    if builder is None:
+        raise DatasetError(f"recipe '{name}': unknown source '{recipe['source']}'")
+    sources = builder(recipe, source_dir=source_dir)
+    fractions, salt = recipe["splits"]["fractions"], recipe["splits"]["salt"]
+    max_samples = int(recipe["shards"]["max_samples"])
+    plans = {m: plan_shards(sources[m].refs(), m, salt, fractions, max_samples) for m in MODALITIES}
+
+    total = sum(len(p.refs) for shards in plans.values() for p in shards)
+    with tqdm(total=total, desc=f"build {name}", unit="img", disable=not progress) as bar:
+        for modality in MODALITIES:
+            for plan in plans[modality]:
+                _write_shard(root, plan, sources[modality], recipe, digest, bar)
+
+    entries, modalities = [], {}
+    for modality in MODALITIES:
+        files = [_existing(root, plan) for plan in plans[modality]]
+        mean, std = band_statistics([f for f, plan in zip(files, plans[modality]) if plan.split == "train"])
+        for path, plan in zip(files, plans[modality]):
+            final = root / plan.name
+            if path != final:
+                finalize(path, mean, std)
+            elif not has_statistics(final, mean, std):
+                raise DatasetError(f"{final}: left by a build of other data; rerun with --force to rebuild")
+            entries.append({
+                "file": final.name, "modality": modality, "split": plan.split, "samples": len(plan.refs),
+                "bytes": final.stat().st_size, "sha256": sha256_file(final),
+            })
+        spec = recipe["modalities"][modality]
+        size = int(recipe["image_size"])
+        modalities[modality] = {
+            "bands": list(sources[modality].bands), "dtype": np.dtype(IMAGE_DTYPES[modality]).name,
+            "image_size": [size, size], "multilabel": bool(spec.get("multilabel", False)),
+            "mean": mean.tolist(), "std": std.tolist(),
+        }
+
+    manifest = {
+        "format": FORMAT,
+        "dataset": name,
+        "synthetic": bool(recipe.get("synthetic", False)),
+        "dataset_version": dataset_version(entries),
+        "recipe_hash": digest,
+        "recipe": recipe,
+        "code_version": code_version(),
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "build_seconds": round(time.time() - started, 3),
+        "classes": list(recipe["classes"]),
+        "modalities": modalities,
+        "compression": recipe["shards"]["compression"],
+        "shard_max_samples": max_samples,
+        "splits": {"fractions": fractions, "salt": salt},
+        "counts": {m: class_counts(plans[m], recipe["classes"]) for m in MODALITIES},
+        "shards": entries,
+        "sources": {modality: sources[modality].provenance() for modality in MODALITIES},
+    }
+    write_json_atomic(root / MANIFEST, manifest)
+    return BuildResult(root, "built", read_manifest(root))
+

@@ -1,0 +1,78 @@
+"""`ShardDataset`: a torch Dataset over one modality and split of a built dataset directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import DatasetError
+from .manifest import read_manifest, shard_entries
+from .shards import MODALITIES, ShardReader
+from .splits import SPLITS
+
+
+class ShardDataset(Dataset):
+    """Samples as dicts: `image` (C, H, W) float32 normalised with the train mean/std, `label`
+    (int64), `index`, and `multilabel` (L,) float32 where the modality is multi-label."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        modality: str,
+        split: str,
+        *,
+        normalize: bool = True,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        manifest: dict[str, Any] | None = None,
+    ):
+        if modality not in MODALITIES:
+            raise DatasetError(f"unknown modality '{modality}': expected one of {', '.join(MODALITIES)}")
+        if split not in SPLITS:
+            raise DatasetError(f"unknown split '{split}': expected one of {', '.join(SPLITS)}")
+        self.root = Path(root)
+        self.manifest = manifest if manifest is not None else read_manifest(self.root)
+        self.modality, self.split = modality, split
+        entries = shard_entries(self.manifest, modality, split)
+        self.reader = ShardReader([self.root / e["file"] for e in entries], [e["samples"] for e in entries])
+        spec = self.manifest["modalities"][modality]
+        self.bands: list[str] = list(spec["bands"])
+        self.classes: list[str] = list(self.manifest["classes"])
+        self.multilabel = bool(spec.get("multilabel", False))
+        self.normalize = normalize
+        self.transform = transform
+        self._mean = torch.tensor(spec["mean"], dtype=torch.float32).view(-1, 1, 1)
+        self._inv_std = 1.0 / torch.tensor(spec["std"], dtype=torch.float32).view(-1, 1, 1)
+        columns = list(self.reader.read_column("labels"))  # small: kept in memory for samplers
+        self.labels = np.concatenate(columns).astype(np.int64) if columns else np.zeros(0, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def source_ids(self) -> list[str]:
+        return [str(s) for column in self.reader.read_column("source_ids") for s in column]
+
+    def normalise(self, raw: np.ndarray) -> torch.Tensor:
+        """uint images (..., C, H, W) -> float32 tensor, standardised per band with train statistics."""
+        image = torch.from_numpy(raw.astype(np.float32))
+        if self.normalize:
+            image.sub_(self._mean).mul_(self._inv_std)
+        return image
+
+    def _sample(self, index: int, image: torch.Tensor) -> dict[str, Any]:
+        sample = {"image": image, "label": int(self.labels[index]), "index": index}
+        if self.multilabel:
+            sample["multilabel"] = torch.from_numpy(self.reader.read(index, "multilabels").astype(np.float32))
+        return self.transform(sample) if self.transform else sample
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self._sample(index, self.normalise(self.reader.read(index)))
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        """Batched fetch used by DataLoader: one vectorised conversion for the whole batch."""
+        raw = self.reader.read_images(indices)
+        images = self.normalise(raw).unbind(0)
+        return [self._sample(int(i), image) for i, image in zip(indices, images)]

@@ -1,0 +1,108 @@
+"""`manifest.json`: what a dataset directory holds, and the checks that it still holds it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..errors import DatasetError
+from ..provenance import sha256_file
+
+MANIFEST = "manifest.json"
+FORMAT = "ackd-bench-dataset/1"
+
+
+def dataset_version(shards: list[dict[str, Any]]) -> str:
+    """Hash over every shard's name and sha256: equal content, equal version."""
+    lines = sorted(f"{entry['file']} {entry['sha256']}" for entry in shards)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    path = Path(root) / MANIFEST
+    if not Path(root).is_dir():
+        raise DatasetError(f"{root}: not a directory")
+    if not path.is_file():
+        raise DatasetError(f"{path}: not found; {root} is not a built dataset (run `ackd-bench build`)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise DatasetError(f"{path}: not an ackd-bench manifest (expected format '{FORMAT}')")
+    for key in ("dataset", "dataset_version", "classes", "modalities", "shards", "counts"):
+        if key not in manifest:
+            raise DatasetError(f"{path}: missing field '{key}'")
+    return manifest
+
+
+def verify_manifest(root: str | Path, *, checksums: bool = True, progress: bool = False) -> dict[str, Any]:
+    """Load the manifest and check every shard it lists: present, same size, same sha256."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    for entry in manifest["shards"]:
+        path = root / entry["file"]
+        if not path.is_file():
+            raise DatasetError(f"{path}: missing (listed in {MANIFEST})")
+        size = path.stat().st_size
+        if size != entry["bytes"]:
+            raise DatasetError(f"{path}: truncated or modified: {size} bytes, {MANIFEST} expects {entry['bytes']}")
+    if checksums:
+        entries = tqdm(manifest["shards"], desc="verify sha256", unit="shard", disable=not progress, leave=False)
+        for entry in entries:
+            path = root / entry["file"]
+            actual = sha256_file(path)
+            if actual != entry["sha256"]:
+                raise DatasetError(f"{path}: sha256 mismatch: {MANIFEST} expects {entry['sha256']}, file has {actual}")
+        if dataset_version(manifest["shards"]) != manifest["dataset_version"]:
+            raise DatasetError(f"{root / MANIFEST}: dataset_version does not match the shard checksums it lists")
+    return manifest
+
+
+def shard_entries(manifest: dict[str, Any], modality: str, split: str) -> list[dict[str, Any]]:
+    return [e for e in manifest["shards"] if e["modality"] == modality and e["split"] == split]
+
+
+def describe(manifest: dict[str, Any]) -> str:
+    """The manifest as a human-readable table (what `ackd-bench info` prints)."""
+    import pandas as pd
+
+    from .splits import SPLITS
+
+    name = manifest["dataset"] + ("  [SYNTHETIC]" if manifest.get("synthetic") else "")
+    lines = [
+        f"dataset          {name}",
+        f"dataset version  {manifest['dataset_version'][:16]}  (recipe {manifest.get('recipe_hash', '?')[:12]})",
+        f"built by         ackd-bench {manifest.get('code_version', '?')} at {manifest.get('created_utc', '?')}",
+    ]
+    for modality, spec in manifest["modalities"].items():
+        h, w = spec["image_size"]
+        kind = "multi-label" if spec.get("multilabel") else "single-label"
+        lines.append(
+            f"{modality.upper():<4} {len(spec['bands']):>2} bands  {h}x{w} {spec['dtype']}  {kind}  "
+            f"bands: {' '.join(spec['bands'])}"
+        )
+    rows = {}
+    for modality in manifest["modalities"]:
+        for split in SPLITS:
+            rows[f"{modality}/{split}"] = manifest["counts"][modality][split]
+    table = pd.DataFrame(rows).reindex(manifest["classes"]).fillna(0).astype(int)
+    table.loc["total"] = table.sum()
+    table.index.name = "class"
+    lines += ["", table.to_string(), ""]
+    total_bytes = sum(e["bytes"] for e in manifest["shards"])
+    lines.append(
+        f"shards           {len(manifest['shards'])} files, {total_bytes / 1e6:.1f} MB, "
+        f"{manifest.get('compression', '?')}, <= {manifest.get('shard_max_samples', '?')} samples each"
+    )
+    fractions = manifest.get("splits", {}).get("fractions", {})
+    if fractions:
+        lines.append(
+            "splits           " + " / ".join(f"{k} {v:g}" for k, v in fractions.items())
+            + f"  (salt '{manifest['splits'].get('salt')}')"
+        )
+    return "\n".join(lines)

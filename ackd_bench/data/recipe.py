@@ -1,0 +1,86 @@
+"""Recipes: a benchmark dataset described as data (sources, bands, classes, size, splits, caps).
+
+Any change to a recipe's content changes its hash and therefore the dataset version. Comments in
+the YAML (the reasons for each choice) do not.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import RecipeError
+from ..provenance import config_hash
+from .splits import validate_fractions
+
+COMPRESSIONS = ("lzf", "gzip", "none")
+REQUIRED_KEYS = ("name", "version", "classes", "image_size", "modalities", "splits", "shards")
+
+
+def recipe_dirs() -> list[Path]:
+    """Where recipes live: $ACKD_BENCH_RECIPES, the source checkout's recipes/, the installed copy."""
+    dirs = []
+    if env := os.environ.get("ACKD_BENCH_RECIPES"):
+        dirs.append(Path(env))
+    dirs.append(Path(__file__).resolve().parents[2] / "recipes")
+    dirs.append(Path(sys.prefix) / "share" / "ackd-bench" / "recipes")
+    return [d for d in dirs if d.is_dir()]
+
+
+def dataset_names() -> list[str]:
+    """Dataset recipes available (training profiles share the folder and are excluded)."""
+    names = set()
+    for directory in recipe_dirs():
+        for path in directory.glob("*.yaml"):
+            if not path.stem.startswith("profile-"):
+                names.add(path.stem)
+    return sorted(names)
+
+
+def recipe_path(name: str) -> Path:
+    for directory in recipe_dirs():
+        candidate = directory / f"{name}.yaml"
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(dataset_names()) or "none found"
+    raise RecipeError(f"unknown dataset '{name}': expected one of {known}")
+
+
+def load_recipe(name: str) -> dict[str, Any]:
+    path = recipe_path(name)
+    try:
+        recipe = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    validate_recipe(recipe, str(path))
+    return recipe
+
+
+def validate_recipe(recipe: Any, where: str) -> None:
+    if not isinstance(recipe, dict):
+        raise RecipeError(f"{where}: a recipe must be a mapping")
+    missing = [key for key in REQUIRED_KEYS if key not in recipe]
+    if missing:
+        raise RecipeError(f"{where}: missing field(s) {', '.join(missing)}")
+    if not recipe["classes"] or len(set(recipe["classes"])) != len(recipe["classes"]):
+        raise RecipeError(f"{where}: field 'classes' must be a non-empty list of distinct names")
+    if set(recipe["modalities"]) != {"ms", "rgb"}:
+        raise RecipeError(f"{where}: field 'modalities' must define exactly 'ms' and 'rgb'")
+    for modality, spec in recipe["modalities"].items():
+        if not spec.get("bands"):
+            raise RecipeError(f"{where}: modalities.{modality}.bands must list the bands kept")
+    validate_fractions(recipe["splits"].get("fractions", {}), f"{where}: splits.fractions")
+    if not recipe["splits"].get("salt"):
+        raise RecipeError(f"{where}: splits.salt must be a non-empty string")
+    if recipe["shards"].get("compression") not in COMPRESSIONS:
+        raise RecipeError(f"{where}: shards.compression must be one of {', '.join(COMPRESSIONS)}")
+    if int(recipe["shards"].get("max_samples", 0)) < 1:
+        raise RecipeError(f"{where}: shards.max_samples must be a positive integer")
+
+
+def recipe_hash(recipe: dict[str, Any]) -> str:
+    return config_hash(recipe)

@@ -1,0 +1,167 @@
+"""The embedded `toy` benchmark: a synthetic, download-free stand-in with the paper's structure.
+
+Each class has a pair of materials (foreground, background) with 10-band spectra and three
+sub-types with distinct layouts (stripes, blobs, parcels), whose class-specific parameters survive
+in both views. Classes come in pairs that look alike in the visible bands and differ in the red
+edge, NIR and SWIR, so the MS teacher has information the RGB student lacks.
+
+The RGB side is unpaired and weakly consistent with the MS side, as in the paper: its scenes are
+independent draws, it favours other sub-types, its materials have another tint (another
+geography) and it goes through another sensor (blur, gain, gamma, 8-bit noise). `paired_rgb`
+renders an MS scene through the RGB sensor: the symmetric control used only by the analyses.
+
+Everything here is SYNTHETIC and labelled so wherever it appears.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from .shards import SampleRef
+
+BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+RGB_BANDS = ("R", "G", "B")
+RGB_SOURCE_BANDS = (2, 1, 0)  # B04, B03, B02
+SIDE_CODES = {"ms": 0, "rgb": 1}
+
+# Reflectance spectra over BANDS. Members of a pair share the visible bands (B02-B04).
+_VEG_VIS, _CROP_VIS, _URBAN_VIS = (0.035, 0.065, 0.040), (0.060, 0.095, 0.070), (0.120, 0.125, 0.135)
+SPECTRA = {
+    "Forest": ((*_VEG_VIS, 0.10, 0.28, 0.34, 0.37, 0.39, 0.17, 0.08), (0.02, 0.04, 0.03, 0.06, 0.15, 0.19, 0.20, 0.21, 0.10, 0.05)),
+    "HerbaceousVegetation": ((*_VEG_VIS, 0.13, 0.20, 0.23, 0.25, 0.26, 0.27, 0.17), (0.02, 0.04, 0.03, 0.09, 0.13, 0.15, 0.16, 0.17, 0.20, 0.13)),
+    "AnnualCrop": ((*_CROP_VIS, 0.14, 0.33, 0.42, 0.45, 0.46, 0.24, 0.12), (0.10, 0.13, 0.16, 0.18, 0.20, 0.21, 0.22, 0.23, 0.30, 0.26)),
+    "PermanentCrop": ((*_CROP_VIS, 0.11, 0.21, 0.26, 0.28, 0.29, 0.31, 0.22), (0.10, 0.13, 0.16, 0.20, 0.25, 0.27, 0.28, 0.29, 0.22, 0.15)),
+    "Residential": ((*_URBAN_VIS, 0.15, 0.17, 0.18, 0.19, 0.20, 0.24, 0.21), (0.03, 0.06, 0.04, 0.10, 0.25, 0.30, 0.32, 0.33, 0.17, 0.09)),
+    "Industrial": ((*_URBAN_VIS, 0.14, 0.15, 0.16, 0.17, 0.17, 0.34, 0.31), (0.09, 0.10, 0.11, 0.13, 0.15, 0.16, 0.17, 0.18, 0.26, 0.23)),
+}
+
+# Layout parameters per class: stripe angle (deg) and frequency (cycles per image), blob count
+# and radius (fraction of the image), parcel grid size. Pair members differ, but jitter overlaps.
+LAYOUTS = {
+    "Forest": (10, 2.0, 9, 0.10, 3),
+    "HerbaceousVegetation": (30, 2.6, 6, 0.13, 4),
+    "AnnualCrop": (60, 3.0, 4, 0.16, 5),
+    "PermanentCrop": (80, 3.8, 5, 0.12, 6),
+    "Residential": (120, 4.5, 14, 0.06, 7),
+    "Industrial": (145, 3.5, 7, 0.09, 3),
+}
+SUBTYPES = ("stripes", "blobs", "parcels")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A rendered ground truth: reflectance (bands, H, W) in [0, 1] plus what it was drawn from."""
+
+    reflectance: np.ndarray
+    label: int
+    subtype: int
+
+
+class ToyGenerator:
+    """Deterministic scenes: a sample's pixels depend only on (seed, side, class, index)."""
+
+    def __init__(self, recipe: dict[str, Any]):
+        self.classes: list[str] = list(recipe["classes"])
+        unknown = [c for c in self.classes if c not in SPECTRA]
+        if unknown:
+            from ..errors import RecipeError
+
+            raise RecipeError(f"toy recipe: classes {unknown} have no spectra; known: {', '.join(SPECTRA)}")
+        self.size = int(recipe["image_size"])
+        self.seed = int(recipe["generator"]["seed"])
+        self.sides = recipe["generator"]["sides"]
+        self.shift = recipe["generator"]["rgb_shift"]
+
+    def _rng(self, side: str, label: int, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, SIDE_CODES[side], label, index])
+
+    def _mask(self, rng: np.random.Generator, class_name: str, subtype: int) -> np.ndarray:
+        angle, freq, blobs, radius, grid = LAYOUTS[class_name]
+        n = self.size
+        yy, xx = np.mgrid[0:n, 0:n] / n
+        if SUBTYPES[subtype] == "stripes":
+            theta = np.deg2rad(angle + rng.normal(0, 12))
+            f = freq * (1 + rng.normal(0, 0.12))
+            wave = np.sin(2 * np.pi * f * (xx * np.cos(theta) + yy * np.sin(theta)) + rng.uniform(0, 2 * np.pi))
+            return 1 / (1 + np.exp(-4 * wave))
+        if SUBTYPES[subtype] == "blobs":
+            mask = np.zeros((n, n))
+            for _ in range(max(1, blobs + int(rng.integers(-2, 3)))):
+                cy, cx = rng.uniform(0, 1, 2)
+                r = radius * rng.uniform(0.7, 1.3)
+                mask += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+            return np.clip(mask, 0, 1)
+        cells = max(2, grid + int(rng.integers(-1, 2)))
+        coarse = (rng.uniform(size=(cells, cells)) < 0.5).astype(float)
+        reps = -(-n // cells)
+        return np.kron(coarse, np.ones((reps, reps)))[:n, :n]
+
+    def scene(self, side: str, label: int, index: int) -> Scene:
+        rng = self._rng(side, label, index)
+        subtype = int(rng.choice(len(SUBTYPES), p=self.sides[side]["subtype_probs"]))
+        class_name = self.classes[label]
+        fg, bg = (np.asarray(s, dtype=np.float64) for s in SPECTRA[class_name])
+        if side == "rgb":  # another geography: the same materials under another tint
+            tint = np.ones(len(BANDS))
+            tint[list(RGB_SOURCE_BANDS)] = self.shift["tint"]
+            fg, bg = fg * tint, bg * tint
+        mask = self._mask(rng, class_name, subtype)
+        jitter = rng.uniform(0.92, 1.08, size=(len(BANDS), 1, 1)) * rng.uniform(0.85, 1.15)
+        reflectance = (mask[None] * fg[:, None, None] + (1 - mask[None]) * bg[:, None, None]) * jitter
+        reflectance += rng.normal(0, 0.004, reflectance.shape)
+        return Scene(np.clip(reflectance, 0, 1), label, subtype)
+
+    def ms_image(self, scene: Scene) -> np.ndarray:
+        return np.round(scene.reflectance * 10000).astype(np.uint16)
+
+    def rgb_image(self, scene: Scene, rng: np.random.Generator) -> np.ndarray:
+        """The RGB sensor: blur (coarser optics), random gain, gamma, 8-bit quantisation noise."""
+        linear = scene.reflectance[list(RGB_SOURCE_BANDS)]
+        linear = gaussian_filter(linear, sigma=(0, self.shift["blur_sigma"], self.shift["blur_sigma"]))
+        gain = self.shift["gain"] * rng.uniform(0.8, 1.2)
+        encoded = np.clip(linear * gain, 0, 1) ** (1 / self.shift["gamma"]) * 255
+        encoded += rng.normal(0, self.shift["noise_dn"], encoded.shape)
+        return np.clip(np.round(encoded), 0, 255).astype(np.uint8)
+
+    def sample(self, side: str, label: int, index: int) -> np.ndarray:
+        scene = self.scene(side, label, index)
+        if side == "ms":
+            return self.ms_image(scene)
+        return self.rgb_image(scene, self._rng("rgb", label, index + 1_000_003))
+
+    def paired_rgb(self, label: int, index: int) -> np.ndarray:
+        """The RGB view of MS sample (label, index): the symmetric (paired) control."""
+        return self.rgb_image(self.scene("ms", label, index), self._rng("ms", label, index + 1_000_003))
+
+
+class ToyModality:
+    """Source adapter: the sample list and pixels of one side of the toy benchmark."""
+
+    def __init__(self, generator: ToyGenerator, side: str):
+        self.generator, self.side = generator, side
+        self.bands = list(BANDS if side == "ms" else RGB_BANDS)
+        self.per_class = int(generator.sides[side]["samples_per_class"])
+
+    def refs(self) -> list[SampleRef]:
+        return [
+            SampleRef(f"toy/{self.side}/{name}/{index:05d}", label)
+            for label, name in enumerate(self.generator.classes)
+            for index in range(self.per_class)
+        ]
+
+    def load(self, ref: SampleRef) -> np.ndarray:
+        index = int(ref.source_id.rsplit("/", 1)[1])
+        return self.generator.sample(self.side, ref.label, index)
+
+    def provenance(self) -> dict[str, Any]:
+        return {"name": "toy generator (synthetic)", "kind": "generated", "seed": self.generator.seed,
+                "archive_verified": None}
+
+
+def toy_sources(recipe: dict[str, Any]) -> dict[str, ToyModality]:
+    generator = ToyGenerator(recipe)
+    return {side: ToyModality(generator, side) for side in ("ms", "rgb")}

@@ -1,0 +1,27 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ackd_bench.data.build import build_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+REALDATA = REPO.parent / "shared" / "realdata"
+
+
+@pytest.fixture(scope="session")
+def toy_dir(tmp_path_factory) -> Path:
+    """One toy build shared by the read-only tests of the session."""
+    root = tmp_path_factory.mktemp("toy")
+    build_dataset("toy", root, progress=False)
+    return root
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real `ackd-bench` entry point in a subprocess, as a user would."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "ackd_bench.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )

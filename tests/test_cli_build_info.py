@@ -1,0 +1,160 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from ackd_bench import __version__
+from ackd_bench.data.dataset import ShardDataset
+from ackd_bench.data.manifest import MANIFEST, read_manifest
+
+from .conftest import run_cli
+
+
+def _one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert lines[0].startswith("ackd-bench: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_build_then_info_then_noop_then_force(tmp_path):
+    out = tmp_path / "toy"
+    built = run_cli("build", "toy", "--out", str(out))
+    assert built.returncode == 0, built.stderr
+    assert "build toy" in built.stderr  # the progress bar
+    version = read_manifest(out)["dataset_version"]
+    assert f"built toy (version {version[:16]})" in built.stdout
+
+    info = run_cli("info", str(out))
+    assert info.returncode == 0, info.stderr
+    for text in ("toy  [SYNTHETIC]", version[:16], "B02 B03 B04 B05 B06 B07 B08 B8A B11 B12", "ms/train",
+                 "rgb/test", "HerbaceousVegetation", "48x48 uint16", "48x48 uint8", "total"):
+        assert text in info.stdout
+    manifest = read_manifest(out)
+    forest_row = next(line for line in info.stdout.splitlines() if line.startswith("Forest "))
+    expected = [manifest["counts"][m][s]["Forest"] for m in ("ms", "rgb") for s in ("train", "val", "test")]
+    assert [int(v) for v in forest_row.split()[1:]] == expected
+
+    mtime = (out / MANIFEST).stat().st_mtime_ns
+    again = run_cli("build", "toy", "--out", str(out))
+    assert again.returncode == 0
+    assert "already built and verified" in again.stdout and "nothing to do" in again.stdout
+    assert (out / MANIFEST).stat().st_mtime_ns == mtime
+
+    forced = run_cli("build", "toy", "--out", str(out), "--force", "--quiet")
+    assert forced.returncode == 0
+    assert "built toy" in forced.stdout
+    assert read_manifest(out)["dataset_version"] == version  # the build is deterministic
+
+
+def test_version_and_help():
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"ackd-bench {__version__}"
+    helptext = run_cli("--help").stdout
+    assert "build" in helptext and "info" in helptext
+
+
+def test_info_without_manifest(tmp_path):
+    _one_line_error(run_cli("info", str(tmp_path)), str(tmp_path / MANIFEST), "not found")
+
+
+def test_info_on_missing_directory(tmp_path):
+    _one_line_error(run_cli("info", str(tmp_path / "nope")), "not a directory")
+
+
+def test_unknown_dataset_name(tmp_path):
+    _one_line_error(run_cli("build", "s2s-mars", "--out", str(tmp_path)), "unknown dataset 's2s-mars'", "toy")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def toy_copy(toy_dir, tmp_path):
+    import shutil
+
+    return shutil.copytree(toy_dir, tmp_path / "toy")
+
+
+def test_checksum_mismatch(toy_copy):
+    shard = toy_copy / "ms-train-00000.h5"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, different content
+    shard.write_bytes(bytes(data))
+    _one_line_error(run_cli("info", str(toy_copy)), str(shard), "sha256 mismatch")
+    # build refuses to treat a damaged build as complete
+    _one_line_error(run_cli("build", "toy", "--out", str(toy_copy)), "sha256 mismatch", "--force")
+
+
+def test_truncated_shard(toy_copy):
+    shard = toy_copy / "rgb-val-00000.h5"
+    size = shard.stat().st_size
+    with open(shard, "r+b") as handle:
+        handle.truncate(size // 3)
+    _one_line_error(run_cli("info", str(toy_copy)), str(shard), "truncated", str(size))
+
+
+def test_missing_shard(toy_copy):
+    (toy_copy / "rgb-test-00000.h5").unlink()
+    _one_line_error(run_cli("info", str(toy_copy)), "rgb-test-00000.h5", "missing")
+
+
+def test_malformed_manifest(toy_copy):
+    (toy_copy / MANIFEST).write_text("{not json")
+    _one_line_error(run_cli("info", str(toy_copy)), str(toy_copy / MANIFEST), "not valid JSON")
+
+
+def test_manifest_from_another_recipe_needs_force(toy_copy):
+    manifest = json.loads((toy_copy / MANIFEST).read_text())
+    manifest["recipe_hash"] = "0" * 64
+    (toy_copy / MANIFEST).write_text(json.dumps(manifest))
+    _one_line_error(run_cli("build", "toy", "--out", str(toy_copy)), "another version of recipe 'toy'", "--force")
+
+
+@pytest.mark.parametrize("kill_when", ["*.partial", "*.h5"], ids=["while-writing", "while-finalising"])
+def test_killed_build_leaves_nothing_info_accepts_and_resumes(tmp_path, toy_dir, kill_when):
+    out = tmp_path / "toy"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ackd_bench.cli", "build", "toy", "--out", str(out), "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(out.glob(kill_when)):
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list(out.glob("*.partial")), "the build finished before it could be interrupted"
+    assert not (out / MANIFEST).exists()
+    _one_line_error(run_cli("info", str(out)), "not found")
+
+    resumed = run_cli("build", "toy", "--out", str(out), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert not list(out.glob("*.partial")) and not list(out.glob(".*.writing"))
+    assert run_cli("info", str(out)).returncode == 0
+    assert read_manifest(out)["dataset_version"] == read_manifest(toy_dir)["dataset_version"]
+
+
+def _band_features(dataset):
+    images = np.stack([dataset[i]["image"].numpy() for i in range(len(dataset))])
+    return np.concatenate([images.mean(axis=(2, 3)), images.std(axis=(2, 3))], axis=1), dataset.labels
+
+
+def test_toy_is_learnable_and_ms_beats_rgb(toy_dir):
+    """A small model (logistic regression on per-band mean/std) does far better on MS than RGB."""
+    scores = {}
+    for modality in ("ms", "rgb"):
+        x_train, y_train = _band_features(ShardDataset(toy_dir, modality, "train"))
+        x_test, y_test = _band_features(ShardDataset(toy_dir, modality, "test"))
+        model = LogisticRegression(max_iter=3000).fit(x_train, y_train)
+        scores[modality] = model.score(x_test, y_test)
+    chance = 1 / 6
+    assert scores["rgb"] > chance + 0.2  # RGB carries real but partial information
+    assert scores["ms"] > 0.9
+    assert scores["ms"] > scores["rgb"] + 0.15

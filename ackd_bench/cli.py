@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,62 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_options(args: argparse.Namespace):
+    from .train.api import RunOptions
+
+    return RunOptions(run_dir=Path(args.out) if args.out else None, runs_root=Path(args.runs_root),
+                      resume=args.resume, force=args.force, device=args.device, workers=args.workers,
+                      progress=not args.quiet)
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    return {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
+
+
+def _print_result(result: dict) -> None:
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return
+    oa = "n/a (multi-label)" if result["oa"] is None else f"{result['oa']:.4f}"
+    print(f"{result['run_dir']}: test OA {oa}, macro-F1 {result['f1']:.4f} (n={result['n_test']}), "
+          f"best epoch {result['best_epoch'] + 1}/{result['epochs']}")
+
+
+def _cmd_train_teacher(args: argparse.Namespace) -> int:
+    from .train.api import train_classifier
+
+    result = train_classifier(args.dataset_dir, args.arch, role="teacher", profile=args.profile, seed=args.seed,
+                              overrides=_overrides(args), options=_run_options(args))
+    _print_result(result)
+    return 0
+
+
+def _cmd_train_student(args: argparse.Namespace) -> int:
+    from .train.api import train_student
+
+    result = train_student(args.dataset_dir, args.arch, method=args.method, teacher=args.teacher,
+                           profile=args.profile, seed=args.seed, overrides=_overrides(args),
+                           teacher_mode="live" if args.live_teacher else "cache", options=_run_options(args))
+    _print_result(result)
+    return 0
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset_dir", help="a directory made by `ackd-bench build`")
+    parser.add_argument("--arch", default="R", help="resnet34|mobilenetv2|shufflenetv2 or R|M|S (default R)")
+    parser.add_argument("--profile", default="paper", help="training profile: paper (default) or smoke")
+    parser.add_argument("--seed", type=int, help="default: the profile's seed")
+    parser.add_argument("--epochs", type=int, help="override the profile's epochs")
+    parser.add_argument("--batch-size", type=int, help="override the profile's batch size (global, across ranks)")
+    parser.add_argument("--lr", type=float, help="override the profile's learning rate")
+    parser.add_argument("--out", help="run directory (default: RUNS_ROOT/DATASET/LABEL-CONFIGHASH)")
+    parser.add_argument("--runs-root", default="runs", help="parent of default run directories (default ./runs)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    parser.add_argument("--force", action="store_true", help="discard an earlier run in the same directory")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--workers", type=int, help="DataLoader workers (default 0 on CPU, 4 on CUDA)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ackd-bench",
@@ -52,6 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("dataset_dir")
     info.add_argument("--no-verify", action="store_true", help="check shard sizes only, skip sha256")
     info.set_defaults(func=_cmd_info)
+
+    teacher = commands.add_parser("train-teacher", help="train the MS teacher (select on val, test once)")
+    _add_run_arguments(teacher)
+    teacher.set_defaults(func=_cmd_train_teacher)
+
+    student = commands.add_parser("train-student", help="train an RGB student, alone or distilled from a teacher")
+    _add_run_arguments(student)
+    student.add_argument("--method", default="none",
+                         help="none (no distillation) or a baseline: kd, rkd, dkd, logits, ctkd, lskd, vpr")
+    student.add_argument("--teacher", help="teacher checkpoint (best.pt of a train-teacher run)")
+    student.add_argument("--live-teacher", action="store_true",
+                         help="run the teacher on every batch instead of reading its cached outputs")
+    student.set_defaults(func=_cmd_train_student)
     return parser
 
 

@@ -25,3 +25,14 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "ackd_bench.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
     )
+
+
+@pytest.fixture(scope="session")
+def teacher_ckpt(toy_dir, tmp_path_factory) -> Path:
+    """A ShuffleNetV2 MS teacher trained for a few smoke epochs (shared, read-only)."""
+    from ackd_bench.train.api import RunOptions, train_classifier
+
+    run_dir = tmp_path_factory.mktemp("teacher")
+    train_classifier(toy_dir, "S", role="teacher", profile="smoke", overrides={"epochs": 6},
+                     options=RunOptions(run_dir=run_dir, progress=False))
+    return run_dir / "checkpoints" / "best.pt"

@@ -1,0 +1,5 @@
+"""Backbones for N-band inputs with a common output contract (DESIGN section 5)."""
+
+from .backbones import ARCHITECTURES, Backbone, build_backbone, canonical_arch
+
+__all__ = ["ARCHITECTURES", "Backbone", "build_backbone", "canonical_arch"]

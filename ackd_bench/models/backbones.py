@@ -1,0 +1,96 @@
+"""ResNet34, MobileNetV2 and ShuffleNetV2 from torchvision, first convolution sized to the band
+count, trained from scratch (the paper's setup).
+
+Every backbone returns `tokens` (B, N, 512) from its last stage, `pooled` (B, 512) and `logits`
+(B, K). Where the last stage is not 512 wide (MobileNetV2: 1280, ShuffleNetV2: 1024), a 1x1
+convolution + BN + ReLU projects it to 512 so that feature-based losses (RKD, VPR, CORAL) compare
+vectors of one size across architectures; the classifier then reads the 512-d pooled vector.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from torchvision import models
+
+from ..errors import AckdError
+
+FEATURE_DIM = 512
+
+
+def _widen_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(
+        in_channels, conv.out_channels, kernel_size=conv.kernel_size, stride=conv.stride,
+        padding=conv.padding, bias=conv.bias is not None,
+    )
+
+
+def _projection(width: int) -> nn.Module:
+    if width == FEATURE_DIM:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(width, FEATURE_DIM, 1, bias=False), nn.BatchNorm2d(FEATURE_DIM), nn.ReLU(inplace=True))
+
+
+def _resnet34(in_channels: int) -> tuple[nn.Module, int]:
+    net = models.resnet34(weights=None)
+    net.conv1 = _widen_first_conv(net.conv1, in_channels)
+    body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
+    return body, 512
+
+
+def _mobilenetv2(in_channels: int) -> tuple[nn.Module, int]:
+    net = models.mobilenet_v2(weights=None)
+    net.features[0][0] = _widen_first_conv(net.features[0][0], in_channels)
+    return net.features, net.last_channel
+
+
+def _shufflenetv2(in_channels: int) -> tuple[nn.Module, int]:
+    net = models.shufflenet_v2_x1_0(weights=None)
+    net.conv1[0] = _widen_first_conv(net.conv1[0], in_channels)
+    body = nn.Sequential(net.conv1, net.maxpool, net.stage2, net.stage3, net.stage4, net.conv5)
+    return body, net.conv5[0].out_channels
+
+
+ARCHITECTURES: dict[str, Callable[[int], tuple[nn.Module, int]]] = {
+    "resnet34": _resnet34,
+    "mobilenetv2": _mobilenetv2,
+    "shufflenetv2": _shufflenetv2,
+}
+SHORT_NAMES = {"R": "resnet34", "M": "mobilenetv2", "S": "shufflenetv2"}
+CLASSIFIER_DROPOUT = {"resnet34": 0.0, "mobilenetv2": 0.2, "shufflenetv2": 0.0}  # as torchvision's heads
+
+
+def canonical_arch(name: str) -> str:
+    arch = SHORT_NAMES.get(name, name.lower())
+    if arch not in ARCHITECTURES:
+        known = ", ".join([*ARCHITECTURES, *SHORT_NAMES])
+        raise AckdError(f"unknown architecture '{name}': expected one of {known}")
+    return arch
+
+
+def short_arch(name: str) -> str:
+    arch = canonical_arch(name)
+    return next(short for short, full in SHORT_NAMES.items() if full == arch)
+
+
+class Backbone(nn.Module):
+    def __init__(self, arch: str, in_channels: int, num_classes: int):
+        super().__init__()
+        self.arch = canonical_arch(arch)
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.body, width = ARCHITECTURES[self.arch](in_channels)
+        self.project = _projection(width)
+        dropout = CLASSIFIER_DROPOUT[self.arch]
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(FEATURE_DIM, num_classes)) if dropout else nn.Linear(FEATURE_DIM, num_classes)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        fmap = self.project(self.body(x))
+        tokens = fmap.flatten(2).transpose(1, 2)
+        pooled = tokens.mean(dim=1)
+        return {"tokens": tokens, "pooled": pooled, "logits": self.classifier(pooled)}
+
+
+def build_backbone(arch: str, in_channels: int, num_classes: int) -> Backbone:
+    return Backbone(arch, in_channels, num_classes)

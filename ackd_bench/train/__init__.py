@@ -1,0 +1,1 @@
+"""Training: one engine loop for teachers, matchers and students; metrics; checkpoints; caches."""

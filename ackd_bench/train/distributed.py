@@ -1,0 +1,53 @@
+"""torchrun integration: process group from the environment, rank helpers, exact gathers."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_from_env(device_type: str) -> DistContext:
+    """Join the process group when launched by torchrun (NCCL on GPUs, gloo on CPU)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistContext()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def gather_concat(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Concatenate each rank's rows in rank order (rows may differ in number across ranks)."""
+    if not ctx.enabled:
+        return tensor
+    parts: list = [None] * ctx.world_size
+    dist.all_gather_object(parts, tensor.cpu())
+    return torch.cat(parts)
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.enabled:
+        dist.barrier()
+
+
+def shutdown(ctx: DistContext) -> None:
+    if ctx.enabled and dist.is_initialized():
+        dist.destroy_process_group()

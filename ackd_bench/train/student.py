@@ -1,0 +1,87 @@
+"""RGB student distilled from an MS teacher through an unpaired pairing (Eq. 20 without SKA)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..data.dataset import ShardDataset
+from ..methods import Distiller
+from ..models import Backbone
+from .engine import OptimConfig, Runtime, Task
+from .pairing import PairedStudentData, class_galleries, check_galleries, random_same_class
+from .runs import evaluate, flip, seeded_generator, train_loader
+from .teacher_cache import TeacherCache
+
+
+class StudentModule(nn.Module):
+    """Student backbone + distiller: forward returns w_task * CE + w_kd * sum(distiller terms)."""
+
+    def __init__(self, backbone: Backbone, distiller: Distiller, weights: dict[str, float]):
+        super().__init__()
+        self.backbone, self.distiller = backbone, distiller
+        self.w_task, self.w_kd = float(weights["task"]), float(weights["kd"])
+
+    def forward(self, images: torch.Tensor, targets: torch.Tensor, teacher: dict[str, torch.Tensor],
+                epoch: int) -> dict[str, torch.Tensor]:
+        out = self.backbone(images)
+        student = {k: v.float() for k, v in out.items()}
+        task = F.cross_entropy(student["logits"], targets)
+        kd_terms = self.distiller(student, teacher, targets, epoch)
+        loss = self.w_task * task + self.w_kd * sum(kd_terms.values())
+        diagnostics = {k: torch.tensor(v) for k, v in self.distiller.diagnostics(epoch).items()}
+        return {"loss": loss, "task": task.detach(), **{k: v.detach() for k, v in kd_terms.items()}, **diagnostics}
+
+
+class TeacherSource:
+    """Teacher outputs for a batch: looked up in the cache, or computed by the live teacher."""
+
+    def __init__(self, rt: Runtime, cache: TeacherCache | None = None, teacher: nn.Module | None = None):
+        self.rt, self.cache, self.teacher = rt, cache, teacher
+
+    @property
+    def live(self) -> bool:
+        return self.cache is None
+
+    @torch.no_grad()
+    def outputs(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        if self.cache is not None:
+            return self.cache.lookup(batch["ms_index"], self.rt.device)
+        with self.rt.autocast():
+            out = self.teacher(self.rt.to_device(batch["ms_image"]))
+        return {k: v.float() for k, v in out.items()}
+
+
+class DistillationTask(Task):
+    def __init__(self, module: StudentModule, rgb_train: ShardDataset, rgb_val: ShardDataset, ms_train: ShardDataset,
+                 source: TeacherSource, cfg: OptimConfig, augment: Sequence[str], seed: int, rt: Runtime):
+        self.module, self.source, self.cfg, self.augment, self.seed, self.rt = module, source, cfg, augment, seed, rt
+        self.rgb_val = rgb_val
+        self.data = PairedStudentData(rgb_train, ms_train if source.live else None)
+        self.galleries = class_galleries(ms_train)
+        check_galleries(self.galleries, rgb_train.labels, rgb_train.classes)
+        self.student_labels = rgb_train.labels
+
+    def pairing(self, epoch: int) -> np.ndarray:
+        return random_same_class(self.student_labels, self.galleries, self.seed, epoch)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.data.pairs = self.pairing(epoch)
+
+    def train_batches(self, epoch: int) -> DataLoader:
+        return train_loader(self.data, self.cfg.batch_size, self.seed, epoch, self.rt)
+
+    def prepare(self, batch: dict[str, Any], epoch: int, step: int) -> dict[str, Any]:
+        generator = seeded_generator(self.seed, epoch, step, self.rt.ctx.rank, 2)
+        images = flip(batch["image"], self.augment, generator)
+        return {"images": self.rt.to_device(images), "targets": batch["label"].to(self.rt.device),
+                "teacher": self.source.outputs(batch), "epoch": epoch}
+
+    def validate(self) -> dict[str, float | None]:
+        metrics = evaluate(self.module.backbone, self.rgb_val, self.rt, self.cfg.batch_size)
+        return {"oa": metrics["oa"], "f1": metrics["f1"], "score": metrics["oa"]}

@@ -1,0 +1,84 @@
+"""Frozen-teacher outputs, computed once per (dataset version, teacher checkpoint).
+
+MS inputs are never augmented, so a teacher's logits, pooled features and tokens for every MS
+train sample are fixed: students read them from memory instead of running the teacher. Logits and
+pooled features are stored in float32, tokens in float16 (they are only used by SemBridge's
+Planner). The file name carries both keys, and the keys are checked again on load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.dataset import ShardDataset
+from ..errors import AckdError
+from ..models import build_backbone
+from ..provenance import atomic_path, sha256_file
+from .checkpoint import check_compatible, load_checkpoint
+from .engine import Runtime
+from .runs import predict
+
+OUTPUTS = ("logits", "pooled", "tokens")
+
+
+def load_teacher(path: str | Path, manifest: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """The teacher of a checkpoint, frozen in eval mode, after checking it fits the dataset."""
+    state = load_checkpoint(path)
+    ms = manifest["modalities"]["ms"]
+    check_compatible(state, {"kind": "teacher"}, path)
+    check_compatible(state, {"bands": list(ms["bands"]), "classes": list(manifest["classes"])}, path)
+    check_compatible(state, {"dataset_version": manifest["dataset_version"]}, path)
+    teacher = build_backbone(state["arch"], state["in_channels"], state["num_classes"])
+    teacher.load_state_dict({k.removeprefix("backbone."): v for k, v in state["module"].items()})
+    teacher.eval().requires_grad_(False)
+    return teacher, state
+
+
+def cache_file(teacher_path: Path, dataset_version: str, teacher_sha: str) -> Path:
+    return teacher_path.parent.parent / "cache" / f"teacher-outputs-{dataset_version[:16]}-{teacher_sha[:16]}.pt"
+
+
+class TeacherCache:
+    def __init__(self, tensors: dict[str, torch.Tensor], keys: dict[str, str]):
+        self.tensors, self.keys = tensors, keys
+
+    def lookup(self, indices: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+        return {k: v[indices].to(device, non_blocking=True).float() for k, v in self.tensors.items()}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+
+def build_or_load_cache(teacher_path: str | Path, ms_train: ShardDataset, rt: Runtime, batch_size: int = 256,
+                        progress: bool = True) -> TeacherCache:
+    teacher_path = Path(teacher_path)
+    manifest = ms_train.manifest
+    keys = {"dataset_version": manifest["dataset_version"], "teacher_sha256": sha256_file(teacher_path)}
+    path = cache_file(teacher_path, keys["dataset_version"], keys["teacher_sha256"])
+    if path.is_file():
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        if stored.get("keys") == keys and stored["tensors"]["logits"].shape[0] == len(ms_train):
+            return TeacherCache(stored["tensors"], keys)
+    for stale in path.parent.glob("teacher-outputs-*.pt"):  # another dataset version or checkpoint
+        if rt.ctx.is_main:
+            stale.unlink(missing_ok=True)
+    teacher, _ = load_teacher(teacher_path, manifest)
+    teacher.to(rt.device)
+    outputs = predict(teacher, ms_train, rt, batch_size, outputs=OUTPUTS)
+    tensors = {"logits": outputs["logits"], "pooled": outputs["pooled"], "tokens": outputs["tokens"].half()}
+    if rt.ctx.is_main:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            torch.save({"keys": keys, "tensors": tensors}, tmp)
+    return TeacherCache(tensors, keys)
+
+
+def require_teacher(path: str | Path | None, method: str) -> Path:
+    if path is None:
+        raise AckdError(f"--method {method} distils from a teacher: pass --teacher CHECKPOINT (from train-teacher)")
+    return Path(path)

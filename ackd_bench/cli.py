@@ -61,14 +61,70 @@ def _cmd_train_teacher(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sembridge_params(args: argparse.Namespace) -> dict:
+    values = {"gamma": args.gamma, "heads": args.heads, "lambda1": args.lambda1}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _dynm(text: str | None):
+    if text is None:
+        return None
+    parts = text.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+        raise AckdError(f"--dynm {text}: expected three integers E0,DELTA,GROWTH (Eq. 12), e.g. 30,30,5")
+    return tuple(int(p) for p in parts)
+
+
 def _cmd_train_student(args: argparse.Namespace) -> int:
     from .train.api import train_student
 
     result = train_student(args.dataset_dir, args.arch, method=args.method, teacher=args.teacher,
-                           profile=args.profile, seed=args.seed, overrides=_overrides(args),
+                           matcher=args.matcher, profile=args.profile, seed=args.seed, overrides=_overrides(args),
+                           ablate=args.ablate, sembridge_params=_sembridge_params(args), dynm_schedule=_dynm(args.dynm),
                            teacher_mode="live" if args.live_teacher else "cache", options=_run_options(args))
     _print_result(result)
     return 0
+
+
+def _cmd_train_matcher(args: argparse.Namespace) -> int:
+    from .train.api import train_matcher
+
+    result = train_matcher(args.dataset_dir, args.arch, profile=args.profile, seed=args.seed,
+                           overrides=_overrides(args), options=_run_options(args))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{result['run_dir']}: matcher val top-1 pair retrieval {result['val_top1']:.4f}, "
+              f"CLIP loss {result['val_clip_loss']:.4f}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .harness.evaluate import run_eval
+
+    def epochs(value):
+        return {"epochs": value} if value is not None else {}
+
+    results = run_eval(
+        args.dataset_dir, args.method, pair=args.pair, teacher=args.teacher, matcher=args.matcher,
+        profile=args.profile, seed=args.seed, student_overrides=_overrides(args),
+        teacher_overrides=epochs(args.teacher_epochs), matcher_overrides=epochs(args.matcher_epochs),
+        matcher_arch=args.matcher_arch, ablate=args.ablate, sembridge_params=_sembridge_params(args),
+        dynm_schedule=_dynm(args.dynm), options=_run_options(args),
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{'pair':<6}{'method':<22}{'OA':>8}{'F1':>8}  run")
+        for r in results:
+            print(f"{r['pair']:<6}{r['method'] + (' -' + r['ablation'] if r['ablation'] else ''):<22}"
+                  f"{r['oa']:>8.4f}{r['f1']:>8.4f}  {r['run_dir']}")
+    return 0
+
+
+def _add_sembridge_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--matcher", help="matcher checkpoint (best.pt of a train-matcher run), for SemBridge's SSM")
+    parser.add_argument("--ablate", help="switch SemBridge components off: comma-separated ssm,dynm,ot1,ot2 (Table 6)")
+    parser.add_argument("--gamma", type=float, help="DynM temperature (default 3)")
+    parser.add_argument("--heads", type=int, help="Planner heads H (default 8)")
+    parser.add_argument("--lambda1", type=float, help="KD weight lambda_1 (default 0.4); w_ot = 1 - w_task - lambda_1")
+    parser.add_argument("--dynm", help="DynM schedule E0,DELTA,GROWTH (Eq. 12; default per dataset)")
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,7 +177,25 @@ def build_parser() -> argparse.ArgumentParser:
     student.add_argument("--teacher", help="teacher checkpoint (best.pt of a train-teacher run)")
     student.add_argument("--live-teacher", action="store_true",
                          help="run the teacher on every batch instead of reading its cached outputs")
+    _add_sembridge_arguments(student)
     student.set_defaults(func=_cmd_train_student)
+
+    matcher = commands.add_parser("train-matcher", help="train SemBridge's SSM matcher on MS train images")
+    _add_run_arguments(matcher)
+    matcher.set_defaults(func=_cmd_train_matcher, arch=None)
+
+    evaluate = commands.add_parser(
+        "eval", help="train what a method needs (teacher, matcher) and its students for one or all pairs")
+    _add_run_arguments(evaluate)
+    evaluate.add_argument("--method", default="sembridge",
+                          help="none, a baseline (kd, dkd, ...), sembridge (= sembridge+kd) or sembridge+LOSS")
+    evaluate.add_argument("--pair", default="R/R", help="teacher/student pair R/R (default), M/M, S/S, R/M, R/S, M/S or all")
+    evaluate.add_argument("--teacher", help="use this teacher checkpoint instead of training one")
+    evaluate.add_argument("--teacher-epochs", type=int, help="override the profile's teacher epochs")
+    evaluate.add_argument("--matcher-epochs", type=int, help="override the profile's matcher epochs")
+    evaluate.add_argument("--matcher-arch", help="matcher encoders (default resnet34, as the reference)")
+    _add_sembridge_arguments(evaluate)
+    evaluate.set_defaults(func=_cmd_eval)
     return parser
 
 

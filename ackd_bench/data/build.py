@@ -196,6 +196,8 @@ def build_dataset(
             "image_size": [size, size], "multilabel": bool(spec.get("multilabel", False)),
             "mean": mean.tolist(), "std": std.tolist(),
         }
+        if spec.get("rgb_bands"):
+            modalities[modality]["rgb_bands"] = list(spec["rgb_bands"])
 
     manifest = {
         "format": FORMAT,

@@ -1,26 +1,32 @@
-"""Entry points that the CLI and tests call: train a teacher or a student on a built dataset."""
+"""Entry points that the CLI and tests call: teacher, matcher and student runs on a built dataset."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import yaml
 
 from ..data.dataset import ShardDataset
 from ..data.manifest import verify_manifest
+from ..errors import AckdError
+from ..methods import build_distiller, load_method_defaults
+from ..methods.registry import baseline_dirs
 from ..models import build_backbone, canonical_arch
 from ..models.backbones import short_arch
-from ..methods import build_distiller, load_method_defaults
 from ..provenance import code_version, config_hash, sha256_file, write_json_atomic
-from ..results import make_record, write_result
+from ..results import make_record, read_result, write_result
 from .classifier import ClassifierTask
-from .student import DistillationTask, StudentModule, TeacherSource
-from .teacher_cache import build_or_load_cache, load_teacher, require_teacher
 from .distributed import init_from_env, shutdown
-from .engine import Engine, OptimConfig, Runtime, resolve_device, seed_everything
+from .engine import Engine, FitResult, OptimConfig, Runtime, resolve_device, seed_everything
 from .profiles import load_profile
 from .runs import device_name, evaluate, prepare_run_dir
+from .student import DistillationTask, StudentModule, TeacherSource
+from .teacher_cache import build_or_load_cache, load_teacher, require_teacher
+
+ABLATIONS = ("ssm", "dynm", "ot1", "ot2")
 
 
 @dataclass
@@ -34,6 +40,7 @@ class RunOptions:
     device: str = "auto"
     workers: int | None = None
     progress: bool = True
+    reuse_finished: bool = False  # return a finished run's result instead of refusing to overwrite it
 
 
 def make_runtime(options: RunOptions) -> Runtime:
@@ -47,6 +54,11 @@ def make_runtime(options: RunOptions) -> Runtime:
     return Runtime(device=device, ctx=ctx, workers=workers, progress=options.progress)
 
 
+def load_dataset(dataset_dir: str | Path) -> dict[str, Any]:
+    manifest = verify_manifest(dataset_dir, checksums=False)
+    return {**manifest, "_root": str(dataset_dir)}
+
+
 def dataset_meta(manifest: dict[str, Any], modality: str) -> dict[str, Any]:
     spec = manifest["modalities"][modality]
     return {
@@ -55,30 +67,38 @@ def dataset_meta(manifest: dict[str, Any], modality: str) -> dict[str, Any]:
     }
 
 
-def resolve_run_dir(options: RunOptions, dataset: str, label: str, digest: str) -> Path:
+def run_dir_for(options: RunOptions, dataset: str, label: str, config: dict[str, Any]) -> Path:
+    digest = config_hash(config)
     return Path(options.run_dir) if options.run_dir else Path(options.runs_root) / dataset / f"{label}-{digest[:8]}"
 
 
 @dataclass
 class RunSpec:
-    """What a run is: its config (hashed), how to build its task, and its record's identity."""
+    """What a run is: its config (hashed), label, optimiser section and checkpoint metadata."""
 
     manifest: dict[str, Any]
     config: dict[str, Any]
     label: str
     section: dict[str, Any]
     checkpoint_meta: dict[str, Any]
-    record: dict[str, Any]  # method, kd_loss, sembridge, ablation, teacher, student
-    test_modality: str
+    record: dict[str, Any] = field(default_factory=dict)  # method, kd_loss, sembridge, ablation, teacher, student
+    test_modality: str = "rgb"
+
+    @property
+    def digest(self) -> str:
+        return config_hash(self.config)
 
 
-def execute(spec: RunSpec, options: RunOptions, build_task) -> dict[str, Any]:
-    """The part every run shares: run dir, seeding, engine, selection on val, one test evaluation,
-    and the result record. `build_task(runtime, cfg)` returns (task, backbone evaluated on test)."""
+def execute(spec: RunSpec, options: RunOptions, build_task: Callable, finish: Callable | None = None) -> dict[str, Any]:
+    """What every run shares: run directory, seeding, engine, selection on val, then `finish`
+    (default: one test evaluation of the selected classifier and its result record).
+    `build_task(runtime, cfg)` returns (task, backbone evaluated on test)."""
     started = time.time()
-    manifest, seed = spec.manifest, spec.config["seed"]
-    digest = config_hash(spec.config)
-    run_dir = resolve_run_dir(options, manifest["dataset"], spec.label, digest)
+    manifest, seed, digest = spec.manifest, spec.config["seed"], spec.digest
+    run_dir = run_dir_for(options, manifest["dataset"], spec.label, spec.config)
+    finished = read_result(run_dir)
+    if options.reuse_finished and finished is not None and not (options.force or options.resume):
+        return {**finished, "run_dir": str(run_dir), "best_epoch": None, "reused": True}
     rt = make_runtime(options)
     try:
         if rt.ctx.is_main:
@@ -91,25 +111,50 @@ def execute(spec: RunSpec, options: RunOptions, build_task) -> dict[str, Any]:
         engine = Engine(task, cfg, rt, run_dir, meta)
         fit = engine.fit(resume=options.resume)
         engine.load_best()
-        test = ShardDataset(manifest["_root"], spec.test_modality, "test", manifest=manifest)
-        test_metrics = evaluate(backbone, test, rt, cfg.batch_size)
-        record = make_record(
-            dataset=manifest["dataset"], dataset_version=manifest["dataset_version"], **spec.record,
-            seed=seed, epochs=cfg.epochs, oa=test_metrics["oa"], f1=test_metrics["f1"],
-            val_oa=fit.best_val.get("oa"), val_f1=fit.best_val["f1"], n_test=test_metrics["n"],
-            config_hash=digest, code_version=code_version(), wall_seconds=round(time.time() - started, 3),
-            device=device_name(rt),
-        )
+        if finish is not None:
+            result = finish(rt, fit, run_dir)
+        else:
+            result = _classification_record(spec, rt, cfg, fit, backbone, started)
         if rt.ctx.is_main:
-            write_result(run_dir, record)
-        return {**record, "run_dir": str(run_dir), "best_epoch": fit.best_epoch}
+            write_result(run_dir, result) if finish is None else write_json_atomic(run_dir / "result.json", result)
+        return {**result, "run_dir": str(run_dir), "best_epoch": fit.best_epoch}
     finally:
         shutdown(rt.ctx)
 
 
-def load_dataset(dataset_dir: str | Path) -> dict[str, Any]:
-    manifest = verify_manifest(dataset_dir, checksums=False)
-    return {**manifest, "_root": str(dataset_dir)}
+def _classification_record(spec: RunSpec, rt: Runtime, cfg: OptimConfig, fit: FitResult, backbone, started: float):
+    manifest = spec.manifest
+    test = ShardDataset(manifest["_root"], spec.test_modality, "test", manifest=manifest)
+    metrics = evaluate(backbone, test, rt, cfg.batch_size)
+    return make_record(
+        dataset=manifest["dataset"], dataset_version=manifest["dataset_version"], **spec.record,
+        seed=spec.config["seed"], epochs=cfg.epochs, oa=metrics["oa"], f1=metrics["f1"],
+        val_oa=fit.best_val.get("oa"), val_f1=fit.best_val["f1"], n_test=metrics["n"],
+        config_hash=spec.digest, code_version=code_version(), wall_seconds=round(time.time() - started, 3),
+        device=device_name(rt),
+    )
+
+
+def _profile_section(profile: str, role: str, overrides: dict[str, Any] | None, seed: int | None):
+    profile_data = load_profile(profile, {role: overrides or {}})
+    return profile_data[role], int(seed if seed is not None else profile_data["seed"])
+
+
+def _classifier_spec(manifest, arch, role, profile, seed, overrides) -> RunSpec:
+    modality = "ms" if role == "teacher" else "rgb"
+    section, seed = _profile_section(profile, role, overrides, seed)
+    meta = dataset_meta(manifest, modality)
+    method = "teacher" if role == "teacher" else "none"
+    short = short_arch(arch)
+    return RunSpec(
+        manifest=manifest, section=section, test_modality=modality,
+        config={"kind": role, "method": method, "arch": arch, "seed": seed, "profile": profile, "optim": section, **meta},
+        label=f"{role}-{short}" + ("" if role == "teacher" else "-none") + f"-s{seed}",
+        checkpoint_meta={**meta, "kind": role, "arch": arch, "in_channels": len(meta["bands"]),
+                         "num_classes": len(meta["classes"])},
+        record={"method": method, "kd_loss": None, "sembridge": False, "ablation": "",
+                "teacher": short if role == "teacher" else None, "student": None if role == "teacher" else short},
+    )
 
 
 def train_classifier(dataset_dir: str | Path, arch: str, *, role: str, profile: str = "paper",
@@ -118,76 +163,171 @@ def train_classifier(dataset_dir: str | Path, arch: str, *, role: str, profile: 
     """Train the MS teacher (role 'teacher') or the RGB student without KD (role 'student')."""
     arch = canonical_arch(arch)
     manifest = load_dataset(dataset_dir)
-    modality = "ms" if role == "teacher" else "rgb"
-    profile_data = load_profile(profile, {role: overrides or {}})
-    section = profile_data[role]
-    seed = int(seed if seed is not None else profile_data["seed"])
+    spec = _classifier_spec(manifest, arch, role, profile, seed, overrides)
+    modality = spec.test_modality
     meta = dataset_meta(manifest, modality)
-    method = "teacher" if role == "teacher" else "none"
-    config = {"kind": role, "method": method, "arch": arch, "seed": seed, "profile": profile, "optim": section, **meta}
-    short = short_arch(arch)
-    spec = RunSpec(
-        manifest=manifest, config=config, section=section, test_modality=modality,
-        label=f"{role}-{short}" + ("" if role == "teacher" else "-none") + f"-s{seed}",
-        checkpoint_meta={**meta, "kind": role, "arch": arch, "in_channels": len(meta["bands"]),
-                         "num_classes": len(meta["classes"])},
-        record={"method": method, "kd_loss": None, "sembridge": False, "ablation": "",
-                "teacher": short if role == "teacher" else None, "student": None if role == "teacher" else short},
-    )
 
     def build_task(rt: Runtime, cfg: OptimConfig):
         datasets = [ShardDataset(dataset_dir, modality, split, manifest=manifest) for split in ("train", "val")]
         backbone = build_backbone(arch, len(meta["bands"]), len(meta["classes"]))
-        return ClassifierTask(backbone, *datasets, cfg, section.get("augment", []), seed, rt), backbone
+        return ClassifierTask(backbone, *datasets, cfg, spec.section.get("augment", []), spec.config["seed"], rt), backbone
 
     return execute(spec, options or RunOptions(), build_task)
 
 
-def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", teacher: str | Path | None = None,
-                  profile: str = "paper", seed: int | None = None, overrides: dict[str, Any] | None = None,
-                  method_params: dict[str, Any] | None = None, teacher_mode: str = "cache",
+def sembridge_defaults() -> dict[str, Any]:
+    for directory in baseline_dirs():
+        path = directory / "sembridge.yaml"
+        if path.is_file():
+            return yaml.safe_load(path.read_text())
+    raise AckdError("baselines/sembridge.yaml not found")
+
+
+def matcher_spec(dataset_dir: str | Path, arch: str | None = None, profile: str = "paper", seed: int | None = None,
+                 overrides: dict[str, Any] | None = None) -> RunSpec:
+    manifest = load_dataset(dataset_dir)
+    defaults = sembridge_defaults()["matcher"]
+    arch = canonical_arch(arch or defaults["arch"])
+    section, seed = _profile_section(profile, "matcher", overrides, seed)
+    meta = dataset_meta(manifest, "ms")
+    params = {k: defaults[k] for k in ("dim", "dropout", "temperature", "soft_targets")}
+    return RunSpec(
+        manifest=manifest, section=section,
+        config={"kind": "matcher", "arch": arch, "matcher_params": params, "seed": seed, "profile": profile,
+                "optim": section, "rgb_bands": manifest["modalities"]["ms"].get("rgb_bands"), **meta},
+        label=f"matcher-{short_arch(arch)}-s{seed}",
+        checkpoint_meta={**meta, "kind": "matcher", "arch": arch, "matcher_params": params},
+    )
+
+
+def train_matcher(dataset_dir: str | Path, arch: str | None = None, *, profile: str = "paper",
+                  seed: int | None = None, overrides: dict[str, Any] | None = None,
                   options: RunOptions | None = None) -> dict[str, Any]:
-    """An RGB student: alone (`none`) or distilled by a baseline loss from an MS teacher checkpoint,
-    paired naively (random same-class MS sample per epoch)."""
+    """SSM's matcher: MS and pseudo-RGB encoders trained contrastively on MS train images."""
+    from ..methods.sembridge.matcher import Matcher, MatcherTask, rgb_band_indices
+
+    spec = matcher_spec(dataset_dir, arch, profile, seed, overrides)
+    manifest = spec.manifest
+    ms = manifest["modalities"]["ms"]
+    indices = rgb_band_indices(ms["bands"], ms.get("rgb_bands"))
+
+    def build_task(rt: Runtime, cfg: OptimConfig):
+        train, val = (ShardDataset(dataset_dir, "ms", s, manifest=manifest) for s in ("train", "val"))
+        matcher = Matcher(len(ms["bands"]), indices, spec.config["arch"], **spec.config["matcher_params"])
+        return MatcherTask(matcher, train, val, cfg, spec.section.get("augment", []), spec.config["seed"], rt), None
+
+    def finish(rt: Runtime, fit: FitResult, run_dir: Path) -> dict[str, Any]:
+        return {"kind": "matcher", "dataset": manifest["dataset"], "dataset_version": manifest["dataset_version"],
+                "arch": spec.config["arch"], "seed": spec.config["seed"], "epochs": spec.section["epochs"],
+                "val_top1": fit.best_val["top1"], "val_clip_loss": fit.best_val["clip_loss"],
+                "config_hash": spec.digest, "code_version": code_version(), "device": device_name(rt)}
+
+    return execute(spec, options or RunOptions(), build_task, finish)
+
+
+def parse_method(method: str) -> tuple[str, bool]:
+    """'kd' -> ('kd', False); 'sembridge' -> ('kd', True); 'sembridge+dkd' -> ('dkd', True)."""
+    if method == "sembridge":
+        return "kd", True
+    if method.startswith("sembridge+"):
+        return method.split("+", 1)[1], True
+    return method, False
+
+
+def parse_ablation(ablate: str | list[str] | None) -> list[str]:
+    items = [a.strip() for a in (ablate.split(",") if isinstance(ablate, str) else ablate or []) if a.strip()]
+    unknown = [a for a in items if a not in ABLATIONS]
+    if unknown:
+        raise AckdError(f"--ablate {','.join(unknown)}: unknown component(s); expected some of {', '.join(ABLATIONS)}")
+    return [a for a in ABLATIONS if a in items]
+
+
+def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", teacher: str | Path | None = None,
+                  matcher: str | Path | None = None, profile: str = "paper", seed: int | None = None,
+                  overrides: dict[str, Any] | None = None, method_params: dict[str, Any] | None = None,
+                  sembridge_params: dict[str, Any] | None = None, ablate: str | list[str] | None = None,
+                  dynm_schedule: tuple[int, int, int] | None = None, teacher_mode: str = "cache",
+                  options: RunOptions | None = None) -> dict[str, Any]:
+    """An RGB student: alone (`none`), distilled by a baseline loss with naive same-class pairing
+    (`kd`, `dkd`, ...), or with SemBridge on top of a baseline (`sembridge`, `sembridge+dkd`, ...)."""
     if method == "none":
         return train_classifier(dataset_dir, arch, role="student", profile=profile, seed=seed, overrides=overrides,
                                 options=options)
     options = options or RunOptions()
     arch = canonical_arch(arch)
     manifest = load_dataset(dataset_dir)
-    method_spec = load_method_defaults(method)
-    params = {**method_spec["params"], **(method_params or {})}
+    kd_loss, sembridge = parse_method(method)
+    params = {**load_method_defaults(kd_loss)["params"], **(method_params or {})}
+    ablation = parse_ablation(ablate)
+    if ablation and not sembridge:
+        raise AckdError("--ablate switches off SemBridge components: use it with --method sembridge[+LOSS]")
     teacher_path = require_teacher(teacher, method)
     _, teacher_state = load_teacher(teacher_path, manifest)
-    profile_data = load_profile(profile, {"student": overrides or {}})
-    section = profile_data["student"]
-    seed = int(seed if seed is not None else profile_data["seed"])
+    section, seed = _profile_section(profile, "student", overrides, seed)
+    weights = dict(section["loss_weights"])
     meta = dataset_meta(manifest, "rgb")
     teacher_short, short = short_arch(teacher_state["arch"]), short_arch(arch)
-    config = {"kind": "student", "method": method, "method_params": params, "arch": arch, "seed": seed,
-              "profile": profile, "optim": section, "teacher_sha256": sha256_file(teacher_path),
-              "teacher_arch": teacher_state["arch"], "pairing": "random-same-class", **meta}
+    config = {"kind": "student", "method": method, "kd_loss": kd_loss, "method_params": params, "arch": arch,
+              "seed": seed, "profile": profile, "optim": section, "teacher_sha256": sha256_file(teacher_path),
+              "teacher_arch": teacher_state["arch"], **meta}
+    sb: dict[str, Any] = {}
+    if sembridge:
+        defaults = sembridge_defaults()
+        sb = {**defaults["params"], **(sembridge_params or {})}
+        weights["kd"] = float(sb["lambda1"])
+        weights["ot"] = 1.0 - float(weights["task"]) - float(sb["lambda1"])
+        schedule = dynm_schedule or defaults["dynm_schedule"].get(manifest["dataset"], defaults["dynm_schedule"]["default"])
+        sb["dynm_schedule"] = [int(x) for x in schedule]
+        if "ssm" not in ablation:
+            if matcher is None:
+                raise AckdError("SemBridge's SSM needs a matcher: pass --matcher CHECKPOINT (from train-matcher) "
+                                "or --ablate ssm")
+            sb["matcher_sha256"] = sha256_file(matcher)
+        config.update({"sembridge": sb, "ablation": ablation, "loss_weights": weights})
+    config["pairing"] = "sembridge" if sembridge else "random-same-class"
+    label = f"student-{short}-{method}" + (f"-no-{'-'.join(ablation)}" if ablation else "") + f"-T{teacher_short}-s{seed}"
     spec = RunSpec(
-        manifest=manifest, config=config, section=section, test_modality="rgb",
-        label=f"student-{short}-{method}-T{teacher_short}-s{seed}",
+        manifest=manifest, config=config, section=section, label=label,
         checkpoint_meta={**meta, "kind": "student", "arch": arch, "in_channels": len(meta["bands"]),
                          "num_classes": len(meta["classes"])},
-        record={"method": method, "kd_loss": method, "sembridge": False, "ablation": "",
+        record={"method": method, "kd_loss": kd_loss, "sembridge": sembridge, "ablation": ",".join(ablation),
                 "teacher": teacher_short, "student": short},
     )
 
     def build_task(rt: Runtime, cfg: OptimConfig):
         rgb_train, rgb_val = (ShardDataset(dataset_dir, "rgb", s, manifest=manifest) for s in ("train", "val"))
         ms_train = ShardDataset(dataset_dir, "ms", "train", manifest=manifest)
+        cache = build_or_load_cache(teacher_path, ms_train, rt, cfg.batch_size) if (teacher_mode == "cache" or sembridge) else None
         if teacher_mode == "cache":
-            source = TeacherSource(rt, cache=build_or_load_cache(teacher_path, ms_train, rt, cfg.batch_size))
+            source = TeacherSource(rt, cache=cache)
         else:
-            live, _ = load_teacher(teacher_path, manifest)
-            source = TeacherSource(rt, teacher=live.to(rt.device))
+            source = TeacherSource(rt, teacher=load_teacher(teacher_path, manifest)[0].to(rt.device))
         backbone = build_backbone(arch, len(meta["bands"]), len(meta["classes"]))
-        distiller = build_distiller(method, len(meta["classes"]), params)
-        module = StudentModule(backbone, distiller, section["loss_weights"])
+        distiller = build_distiller(kd_loss, len(meta["classes"]), params)
+        alignment = None
+        if sembridge and not {"ot1", "ot2"} <= set(ablation):
+            from ..methods.sembridge.alignment import KnowledgeAlignment
+
+            alignment = KnowledgeAlignment("ot1" not in ablation, "ot2" not in ablation, int(sb["dim"]), int(sb["heads"]))
+        module = StudentModule(backbone, distiller, weights, alignment)
         task = DistillationTask(module, rgb_train, rgb_val, ms_train, source, cfg, section.get("augment", []), seed, rt)
+        if sembridge:
+            task.pairing = _sembridge_pairing(task, sb, ablation, matcher, manifest, cache, rt, cfg, seed)
         return task, backbone
 
     return execute(spec, options, build_task)
+
+
+def _sembridge_pairing(task: DistillationTask, sb: dict, ablation: list[str], matcher_path, manifest, cache, rt, cfg, seed):
+    from ..methods.sembridge.matching import dynm_schedule as schedule_of
+    from ..methods.sembridge.pairing import SemBridgePairing, load_matcher, ssm_pairs
+    from .pairing import random_same_class
+
+    if "ssm" in ablation:  # the naive pairing, drawn once
+        initial = random_same_class(task.rgb_train.labels, task.galleries, seed, 0)
+    else:
+        initial = ssm_pairs(load_matcher(matcher_path, manifest), task.rgb_train, task.ms_train, task.galleries, rt,
+                            cfg.batch_size)
+    schedule = schedule_of(*sb["dynm_schedule"], epochs=cfg.epochs)
+    gallery_logits = None if "dynm" in ablation else cache.tensors["logits"]
+    return SemBridgePairing(initial, schedule, gallery_logits, task.galleries, float(sb["gamma"]), cfg.batch_size)

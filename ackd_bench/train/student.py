@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from ..data.dataset import ShardDataset
 from ..methods import Distiller
+from ..methods.sembridge.alignment import KnowledgeAlignment
 from ..models import Backbone
 from .engine import OptimConfig, Runtime, Task
 from .pairing import PairedStudentData, class_galleries, check_galleries, random_same_class
@@ -20,22 +21,29 @@ from .teacher_cache import TeacherCache
 
 
 class StudentModule(nn.Module):
-    """Student backbone + distiller: forward returns w_task * CE + w_kd * sum(distiller terms)."""
+    """Student backbone + distiller (+ SemBridge's alignment): Eq. 20,
+    w_task * CE + w_kd * sum(distiller terms) + w_ot * s_ot * (L_ot1 + L_ot2)."""
 
-    def __init__(self, backbone: Backbone, distiller: Distiller, weights: dict[str, float]):
+    def __init__(self, backbone: Backbone, distiller: Distiller, weights: dict[str, float],
+                 alignment: KnowledgeAlignment | None = None):
         super().__init__()
-        self.backbone, self.distiller = backbone, distiller
+        self.backbone, self.distiller, self.alignment = backbone, distiller, alignment
         self.w_task, self.w_kd = float(weights["task"]), float(weights["kd"])
+        self.w_ot = float(weights.get("ot", 0.0)) * float(weights.get("ot_scale", 1.0))
 
     def forward(self, images: torch.Tensor, targets: torch.Tensor, teacher: dict[str, torch.Tensor],
                 epoch: int) -> dict[str, torch.Tensor]:
         out = self.backbone(images)
         student = {k: v.float() for k, v in out.items()}
         task = F.cross_entropy(student["logits"], targets)
-        kd_terms = self.distiller(student, teacher, targets, epoch)
-        loss = self.w_task * task + self.w_kd * sum(kd_terms.values())
+        terms = self.distiller(student, teacher, targets, epoch)
+        loss = self.w_task * task + self.w_kd * sum(terms.values())
+        if self.alignment is not None:
+            ot_terms = self.alignment(student, teacher)
+            loss = loss + self.w_ot * sum(ot_terms.values())
+            terms.update(ot_terms)
         diagnostics = {k: torch.tensor(v) for k, v in self.distiller.diagnostics(epoch).items()}
-        return {"loss": loss, "task": task.detach(), **{k: v.detach() for k, v in kd_terms.items()}, **diagnostics}
+        return {"loss": loss, "task": task.detach(), **{k: v.detach() for k, v in terms.items()}, **diagnostics}
 
 
 class TeacherSource:
@@ -57,21 +65,41 @@ class TeacherSource:
         return {k: v.float() for k, v in out.items()}
 
 
+class NaivePairing:
+    """What an SCKD method gets in the asymmetric setting: a random same-class MS sample per epoch."""
+
+    def __init__(self, student_labels: np.ndarray, galleries: list[np.ndarray], seed: int):
+        self.student_labels, self.galleries, self.seed = student_labels, galleries, seed
+
+    def for_epoch(self, epoch: int, task: "DistillationTask") -> np.ndarray:
+        return random_same_class(self.student_labels, self.galleries, self.seed, epoch)
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        del state
+
+
 class DistillationTask(Task):
     def __init__(self, module: StudentModule, rgb_train: ShardDataset, rgb_val: ShardDataset, ms_train: ShardDataset,
-                 source: TeacherSource, cfg: OptimConfig, augment: Sequence[str], seed: int, rt: Runtime):
+                 source: TeacherSource, cfg: OptimConfig, augment: Sequence[str], seed: int, rt: Runtime,
+                 pairing=None):
         self.module, self.source, self.cfg, self.augment, self.seed, self.rt = module, source, cfg, augment, seed, rt
-        self.rgb_val = rgb_val
+        self.rgb_train, self.rgb_val, self.ms_train = rgb_train, rgb_val, ms_train
         self.data = PairedStudentData(rgb_train, ms_train if source.live else None)
         self.galleries = class_galleries(ms_train)
         check_galleries(self.galleries, rgb_train.labels, rgb_train.classes)
-        self.student_labels = rgb_train.labels
-
-    def pairing(self, epoch: int) -> np.ndarray:
-        return random_same_class(self.student_labels, self.galleries, self.seed, epoch)
+        self.pairing = pairing or NaivePairing(rgb_train.labels, self.galleries, seed)
 
     def on_epoch_start(self, epoch: int) -> None:
-        self.data.pairs = self.pairing(epoch)
+        self.data.pairs = self.pairing.for_epoch(epoch, self)
+
+    def state(self) -> dict[str, Any]:
+        return {"pairing": self.pairing.state()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.pairing.load_state(state.get("pairing", {}))
 
     def train_batches(self, epoch: int) -> DataLoader:
         return train_loader(self.data, self.cfg.batch_size, self.seed, epoch, self.rt)

@@ -1,0 +1,1 @@
+"""Running many runs: one dataset's evaluation over pairs, grids, launchers."""

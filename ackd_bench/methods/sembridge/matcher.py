@@ -1,0 +1,144 @@
+"""The SSM matcher: MS and RGB encoders trained CLIP-style on MS images only (Eq. 6-9).
+
+Each MS train image is paired with its own pseudo-RGB (its true R, G, B bands, stretched to the RGB
+side's range): the positive of a symmetric InfoNCE with soft targets (temperature 1). At matching
+time real RGB images go through the RGB encoder and are compared with the MS gallery.
+
+The stretch is a per-band linear map from the MS band's train mean/std to the RGB channel's; in
+the normalised input space both sides use, that is exactly the MS band's normalised value, so the
+pseudo-RGB is the normalised (B04, B03, B02) slice of the MS input.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...data.dataset import ShardDataset
+from ...errors import AckdError
+from ...models import build_backbone
+from ...models.backbones import FEATURE_DIM
+from ...train.engine import OptimConfig, Runtime, Task
+from ...train.runs import flip, seeded_generator, train_loader
+
+
+class ProjectionHead(nn.Module):
+    """512 -> 256: linear, GELU, linear, dropout, residual, LayerNorm (CLIP-style head)."""
+
+    def __init__(self, in_dim: int = FEATURE_DIM, dim: int = 256, dropout: float = 0.1):
+        super().__init__()
+        self.project = nn.Linear(in_dim, dim)
+        self.fc = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        projected = self.project(x)
+        return self.norm(self.dropout(self.fc(F.gelu(projected))) + projected)
+
+
+def clip_loss(ms_embeddings: torch.Tensor, rgb_embeddings: torch.Tensor, temperature: float = 0.1,
+              soft_targets: bool = True) -> torch.Tensor:
+    """Symmetric InfoNCE between L2-normalised embeddings at a temperature.
+
+    With soft targets (the reference's CLIP variant) each row's target is the softmax of the
+    average within-modality similarity, held fixed (stop-gradient); otherwise the identity.
+    """
+    ms = F.normalize(ms_embeddings, dim=1)
+    rgb = F.normalize(rgb_embeddings, dim=1)
+    logits = rgb @ ms.t() / temperature
+    if soft_targets:
+        with torch.no_grad():  # learning the targets themselves lets both sides collapse together
+            targets = F.softmax((ms @ ms.t() + rgb @ rgb.t()) / 2 / temperature, dim=-1)
+    else:
+        targets = torch.eye(len(ms), device=ms.device, dtype=logits.dtype)
+    rgb_loss = -(targets * F.log_softmax(logits, dim=-1)).sum(dim=1)
+    ms_loss = -(targets.t() * F.log_softmax(logits.t(), dim=-1)).sum(dim=1)
+    return ((rgb_loss + ms_loss) / 2).mean()
+
+
+def rgb_band_indices(ms_bands: Sequence[str], rgb_bands: Sequence[str] | None) -> list[int]:
+    if not rgb_bands:
+        raise AckdError("the dataset's MS side does not name its R, G, B bands (recipe modalities.ms.rgb_bands)")
+    missing = [b for b in rgb_bands if b not in ms_bands]
+    if missing:
+        raise AckdError(f"MS bands {list(ms_bands)} lack the RGB bands {missing} named by the recipe")
+    return [list(ms_bands).index(b) for b in rgb_bands]
+
+
+class Matcher(nn.Module):
+    def __init__(self, ms_channels: int, rgb_indices: Sequence[int], arch: str = "resnet34", dim: int = 256,
+                 dropout: float = 0.1, temperature: float = 0.1, soft_targets: bool = True):
+        super().__init__()
+        # the encoders' classifiers are unused: num_classes=1 keeps them tiny
+        self.ms_encoder = build_backbone(arch, ms_channels, 1)
+        self.rgb_encoder = build_backbone(arch, 3, 1)
+        self.ms_head = ProjectionHead(FEATURE_DIM, dim, dropout)
+        self.rgb_head = ProjectionHead(FEATURE_DIM, dim, dropout)
+        self.register_buffer("rgb_indices", torch.tensor(list(rgb_indices)), persistent=False)
+        self.temperature, self.soft_targets = temperature, soft_targets
+
+    def embed_ms(self, ms: torch.Tensor) -> torch.Tensor:
+        return self.ms_head(self.ms_encoder(ms)["pooled"])
+
+    def embed_rgb(self, rgb: torch.Tensor) -> torch.Tensor:
+        return self.rgb_head(self.rgb_encoder(rgb)["pooled"])
+
+    def pseudo_rgb(self, ms: torch.Tensor) -> torch.Tensor:
+        return ms.index_select(1, self.rgb_indices.to(ms.device))
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        loss = clip_loss(self.embed_ms(images), self.embed_rgb(self.pseudo_rgb(images)), self.temperature,
+                         self.soft_targets)
+        return {"loss": loss, "clip": loss.detach()}
+
+
+@torch.no_grad()
+def embed(encode, dataset: ShardDataset, rt: Runtime, batch_size: int = 256, transform=None) -> torch.Tensor:
+    parts = []
+    for start in range(0, len(dataset), batch_size):
+        batch = dataset.__getitems__(list(range(start, min(start + batch_size, len(dataset)))))
+        images = rt.to_device(torch.stack([b["image"] for b in batch]))
+        with rt.autocast():
+            parts.append(encode(transform(images) if transform else images).float().cpu())
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
+class MatcherTask(Task):
+    """Engine task: contrastive training on MS train, selection on MS val pair retrieval (top-1)."""
+
+    def __init__(self, matcher: Matcher, train: ShardDataset, val: ShardDataset, cfg: OptimConfig,
+                 augment: Sequence[str], seed: int, rt: Runtime):
+        self.module, self.train, self.val, self.cfg, self.augment, self.seed, self.rt = (
+            matcher, train, val, cfg, augment, seed, rt)
+
+    def train_batches(self, epoch: int):
+        return train_loader(self.train, self.cfg.batch_size, self.seed, epoch, self.rt)
+
+    def prepare(self, batch: dict[str, Any], epoch: int, step: int) -> dict[str, Any]:
+        images = flip(batch["image"], self.augment, seeded_generator(self.seed, epoch, step, self.rt.ctx.rank, 3))
+        return {"images": self.rt.to_device(images)}
+
+    def validate(self) -> dict[str, float | None]:
+        was_training = self.module.training
+        self.module.eval()
+        ms = embed(self.module.embed_ms, self.val, self.rt, self.cfg.batch_size)
+        rgb = embed(self.module.embed_rgb, self.val, self.rt, self.cfg.batch_size, transform=self.module.pseudo_rgb)
+        self.module.train(was_training)
+        loss = float(clip_loss(ms, rgb, self.module.temperature, self.module.soft_targets))
+        top1 = float((F.normalize(rgb, dim=1) @ F.normalize(ms, dim=1).t()).argmax(dim=1).eq(torch.arange(len(ms))).float().mean())
+        return {"clip_loss": loss, "top1": top1, "score": top1 - 1e-3 * loss}
+
+
+def class_conditional_top1(ms: torch.Tensor, rgb: torch.Tensor, labels: np.ndarray) -> float:
+    """Within each class, how often a pseudo-RGB embedding's nearest MS embedding is its own."""
+    hits = 0
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        similarity = F.normalize(rgb[members], dim=1) @ F.normalize(ms[members], dim=1).t()
+        hits += int(similarity.argmax(dim=1).eq(torch.arange(len(members))).sum())
+    return hits / len(labels)

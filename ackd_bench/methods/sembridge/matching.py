@@ -1,0 +1,61 @@
+"""Student-Friendly Matching: SSM (Eq. 7-9) and DynM (Eq. 10-12), batched per class.
+
+Both are one matrix computation per class (chunked over students to bound memory), never a loop
+over samples. For multi-label MS data a teacher sample sits in the gallery of every class among
+its labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def dynm_schedule(e0: int, step: int, growth: int, epochs: int) -> list[int]:
+    """Eq. 12: e_t = e0 + sum_{i=1..t} (step + growth * (i - 1)), for every e_t < epochs."""
+    schedule, epoch, t = [], e0, 0
+    while epoch < epochs:
+        schedule.append(epoch)
+        t += 1
+        epoch += step + growth * (t - 1)
+    return schedule
+
+
+def _per_class(student_labels: np.ndarray, galleries: list[np.ndarray], score_fn, chunk: int) -> np.ndarray:
+    """For each student, the gallery index (of its class) that maximises score_fn(students, gallery)."""
+    matches = np.full(len(student_labels), -1, dtype=np.int64)
+    for c in np.unique(student_labels):
+        members = np.flatnonzero(student_labels == c)
+        gallery = galleries[c]
+        if len(gallery) == 0:
+            raise ValueError(f"class {c} has no teacher sample to match")
+        for start in range(0, len(members), chunk):
+            rows = members[start:start + chunk]
+            best = score_fn(torch.from_numpy(rows), torch.from_numpy(gallery)).argmax(dim=1)
+            matches[rows] = gallery[best.numpy()]
+    return matches
+
+
+def ssm_match(student_embeddings: torch.Tensor, teacher_embeddings: torch.Tensor, student_labels: np.ndarray,
+              galleries: list[np.ndarray], chunk: int = 4096) -> np.ndarray:
+    """Each RGB sample gets the MS sample of its class with the highest cosine similarity (Eq. 7-9)."""
+    s = F.normalize(student_embeddings.float(), dim=1)
+    t = F.normalize(teacher_embeddings.float(), dim=1)
+    return _per_class(student_labels, galleries, lambda rows, cols: s[rows] @ t[cols].t(), chunk)
+
+
+def kl_matrix(student_logits: torch.Tensor, teacher_logits: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Omega (Eq. 10): KL(p_S || p_T) at temperature gamma for every (student, teacher) pair."""
+    log_s = F.log_softmax(student_logits.float() / gamma, dim=1)
+    log_t = F.log_softmax(teacher_logits.float() / gamma, dim=1)
+    neg_entropy = (log_s.exp() * log_s).sum(dim=1, keepdim=True)
+    return neg_entropy - log_s.exp() @ log_t.t()
+
+
+def dynm_match(student_logits: torch.Tensor, teacher_logits: torch.Tensor, student_labels: np.ndarray,
+               galleries: list[np.ndarray], gamma: float = 3.0, chunk: int = 4096) -> np.ndarray:
+    """Each student sample gets the teacher of its class with the smallest Omega (Eq. 11)."""
+    return _per_class(
+        student_labels, galleries, lambda rows, cols: -kl_matrix(student_logits[rows], teacher_logits[cols], gamma), chunk
+    )

@@ -1,0 +1,66 @@
+"""SemBridge's match table: SSM's initial teacher per student, re-matched by DynM on schedule.
+
+The table is task state: it is saved with every checkpoint, so a resumed run continues with
+exactly the pairs it had.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...data.dataset import ShardDataset
+from ...train.checkpoint import check_compatible, load_checkpoint
+from ...train.engine import Runtime
+from ...train.runs import predict
+from .matcher import Matcher, embed, rgb_band_indices
+from .matching import dynm_match, ssm_match
+
+
+def load_matcher(path: str | Path, manifest: dict[str, Any]) -> Matcher:
+    state = load_checkpoint(path)
+    check_compatible(state, {"kind": "matcher"}, path)
+    check_compatible(state, {"dataset_version": manifest["dataset_version"]}, path)
+    ms = manifest["modalities"]["ms"]
+    matcher = Matcher(len(ms["bands"]), rgb_band_indices(ms["bands"], ms.get("rgb_bands")), state["arch"],
+                      **state["matcher_params"])
+    matcher.load_state_dict(state["module"])
+    return matcher.eval().requires_grad_(False)
+
+
+def ssm_pairs(matcher: Matcher, rgb_train: ShardDataset, ms_train: ShardDataset, galleries: list[np.ndarray],
+              rt: Runtime, batch_size: int = 256) -> np.ndarray:
+    matcher = matcher.to(rt.device)
+    teacher_embeddings = embed(matcher.embed_ms, ms_train, rt, batch_size)
+    student_embeddings = embed(matcher.embed_rgb, rgb_train, rt, batch_size)
+    return ssm_match(student_embeddings, teacher_embeddings, rgb_train.labels, galleries)
+
+
+class SemBridgePairing:
+    def __init__(self, initial: np.ndarray, schedule: list[int], gallery_logits: torch.Tensor | None,
+                 galleries: list[np.ndarray], gamma: float, batch_size: int):
+        self.pairs = np.asarray(initial, dtype=np.int64)
+        self.schedule, self.gallery_logits, self.galleries = list(schedule), gallery_logits, galleries
+        self.gamma, self.batch_size = gamma, batch_size
+        self.rematched: list[int] = []
+
+    @property
+    def dynamic(self) -> bool:
+        return self.gallery_logits is not None
+
+    def for_epoch(self, epoch: int, task) -> np.ndarray:
+        if self.dynamic and epoch in self.schedule and epoch not in self.rematched:
+            logits = predict(task.module.backbone, task.rgb_train, task.rt, self.batch_size)["logits"]
+            self.pairs = dynm_match(logits, self.gallery_logits, task.rgb_train.labels, self.galleries, self.gamma)
+            self.rematched.append(epoch)
+        return self.pairs
+
+    def state(self) -> dict[str, Any]:
+        return {"pairs": self.pairs.copy(), "rematched": list(self.rematched)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if state:
+            self.pairs, self.rematched = np.asarray(state["pairs"]), list(state["rematched"])

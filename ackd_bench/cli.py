@@ -118,6 +118,69 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .harness.grid import expand_grid
+    from .harness.sweep import SweepConfig, run_sweep
+
+    requests = expand_grid(args.datasets, methods=args.methods, pairs=args.pairs, seeds=args.seeds,
+                           tables=args.tables)
+    config = SweepConfig(profile=args.profile, runs_root=args.runs_root, student_overrides=_overrides(args),
+                         teacher_overrides={"epochs": args.teacher_epochs} if args.teacher_epochs else {},
+                         matcher_overrides={"epochs": args.matcher_epochs} if args.matcher_epochs else {},
+                         matcher_arch=args.matcher_arch, device=args.device, workers=args.workers)
+    slurm = {"timeout_min": args.timeout_min, "gpus_per_node": args.gpus, "cpus_per_task": args.cpus}
+    if args.launcher == "slurm":
+        slurm.update({k: v for k, v in {"slurm_partition": args.partition, "slurm_array_parallelism": args.parallel}.items() if v})
+    elif args.launcher == "submitit-local":
+        slurm = {"timeout_min": args.timeout_min}
+    if args.dry_run:
+        for request in requests:
+            print(f"stage {request.stage}  {request.dataset}  {request.label}")
+        print(f"{len(requests)} runs")
+        return 0
+    ledger = run_sweep(requests, config, launcher=args.launcher, name=args.name, slurm=slurm, progress=not args.quiet)
+    entries = [ledger.entries.get(r.key, {}) for r in requests]
+    done = sum(e.get("status") == "done" for e in entries)
+    failed = [e for e in entries if e.get("status") == "failed"]
+    print(f"sweep '{args.name}': {done}/{len(requests)} runs done, {len(failed)} failed (ledger {ledger.path})")
+    for entry in failed:
+        print(f"  failed: {entry['kind']}:{entry['method']} {entry['teacher']}/{entry['student']} seed {entry['seed']}: "
+              f"{entry['error']}")
+    return 1 if failed else 0
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from .leaderboard.board import read_board, submit
+    from .leaderboard.render import build_table, readme, render
+
+    board_path = Path(args.board)
+    if args.action == "submit":
+        added = submit(args.results, board_path)
+        (board_path.parent / "README.md").write_text(readme(read_board(board_path)) + "\n")
+        print(f"{board_path}: {added} row(s) added; {board_path.parent / 'README.md'} regenerated")
+        return 0
+    board = read_board(board_path)
+    if args.dataset:
+        board = [r for r in board if r["dataset"] in args.dataset]
+    if args.action == "plot":
+        from .leaderboard.plot import plot_oa
+
+        print(plot_oa(board, args.out))
+        return 0
+    datasets = args.dataset or None
+    for number in args.table or [3, 4, 5, 6]:
+        print(render(build_table(number, board, datasets=datasets, with_paper=not args.no_paper), args.format))
+        print()
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .harness.demo import run_demo
+
+    run_demo(args.root, args.runs_root, pair=args.pair, device=args.device, progress=not args.quiet)
+    return 0
+
+
 def _add_sembridge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matcher", help="matcher checkpoint (best.pt of a train-matcher run), for SemBridge's SSM")
     parser.add_argument("--ablate", help="switch SemBridge components off: comma-separated ssm,dynm,ot1,ot2 (Table 6)")
@@ -142,6 +205,12 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--workers", type=int, help="DataLoader workers (default 0 on CPU, 4 on CUDA)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _default_board() -> Path:
+    from .leaderboard.board import DEFAULT_BOARD
+
+    return DEFAULT_BOARD
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,6 +265,52 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--matcher-arch", help="matcher encoders (default resnet34, as the reference)")
     _add_sembridge_arguments(evaluate)
     evaluate.set_defaults(func=_cmd_eval)
+
+    sweep = commands.add_parser("sweep", help="run the grid of the paper's Tables 3-6 (skips finished runs)")
+    sweep.add_argument("--datasets", nargs="+", required=True, help="dataset directories")
+    sweep.add_argument("--methods", nargs="+", help="restrict to these methods (default: every method of the tables)")
+    sweep.add_argument("--pairs", nargs="+", default=["all"], help="pairs (default all)")
+    sweep.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    sweep.add_argument("--tables", nargs="+", type=int, default=[3, 4, 5, 6])
+    sweep.add_argument("--profile", default="paper")
+    sweep.add_argument("--epochs", type=int, help="override the students' epochs")
+    sweep.add_argument("--batch-size", type=int)
+    sweep.add_argument("--lr", type=float)
+    sweep.add_argument("--teacher-epochs", type=int)
+    sweep.add_argument("--matcher-epochs", type=int)
+    sweep.add_argument("--matcher-arch")
+    sweep.add_argument("--launcher", default="local", help="local, submitit-local or slurm")
+    sweep.add_argument("--name", default="sweep", help="ledger name under RUNS_ROOT/sweeps/")
+    sweep.add_argument("--runs-root", default="runs")
+    sweep.add_argument("--device", default="auto")
+    sweep.add_argument("--workers", type=int)
+    sweep.add_argument("--partition", help="Slurm partition")
+    sweep.add_argument("--parallel", type=int, help="Slurm array parallelism")
+    sweep.add_argument("--gpus", type=int, default=1, help="GPUs per Slurm job")
+    sweep.add_argument("--cpus", type=int, default=8, help="CPUs per Slurm job")
+    sweep.add_argument("--timeout-min", type=int, default=24 * 60)
+    sweep.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    sweep.add_argument("--quiet", action="store_true")
+    sweep.set_defaults(func=_cmd_sweep)
+
+    board = commands.add_parser("leaderboard", help="submit results to the leaderboard, show or plot it")
+    board.add_argument("action", choices=["submit", "show", "plot"])
+    board.add_argument("results", nargs="*", help="submit: result.json / result.csv files or run directories")
+    board.add_argument("--board", default=str(_default_board()), help="leaderboard CSV")
+    board.add_argument("--table", type=int, action="append", choices=[3, 4, 5, 6], help="show: which table(s)")
+    board.add_argument("--dataset", action="append", help="show/plot: only these datasets")
+    board.add_argument("--format", default="md", choices=["md", "csv", "latex", "html"])
+    board.add_argument("--no-paper", action="store_true", help="show: leave out the paper's reference rows")
+    board.add_argument("--out", default="leaderboard_oa.png", help="plot: output PNG")
+    board.set_defaults(func=_cmd_leaderboard)
+
+    demo = commands.add_parser("demo", help="build toy, train teacher + matcher, run none/kd/sembridge, print Table 3")
+    demo.add_argument("--root", default="data")
+    demo.add_argument("--runs-root", default="runs")
+    demo.add_argument("--pair", default="S/S")
+    demo.add_argument("--device", default="auto")
+    demo.add_argument("--quiet", action="store_true")
+    demo.set_defaults(func=_cmd_demo)
     return parser
 
 

@@ -1,6 +1,8 @@
-"""The result record every run writes (DESIGN section 7): the schema lives here, once.
+"""The result record every run writes (DESIGN section 7): schema, allowed values and validation
+live here, once.
 
-Metrics are fractions in [0, 1]. `oa` is None for multi-label teachers (the paper prints '/').
+Metrics are stored as fractions in [0, 1]. On read, a metric in (1, 100] is taken as a percentage
+and converted. `oa` is None for multi-label teachers (the paper prints '/').
 """
 
 from __future__ import annotations
@@ -8,19 +10,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
-from .provenance import write_json_atomic
+from .provenance import atomic_path, write_json_atomic
 
 # name -> (type, nullable)
 RESULT_FIELDS: dict[str, tuple[type, bool]] = {
     "dataset": (str, False),
     "dataset_version": (str, False),
-    "method": (str, False),        # teacher | none | kd | rkd | ... | sembridge+kd | ...
+    "method": (str, False),        # teacher | none | kd | rkd | ... | sembridge | sembridge+dkd | ...
     "kd_loss": (str, True),        # the baseline loss, None for teacher / none
     "sembridge": (bool, False),
-    "ablation": (str, False),      # comma-separated switched-off components, "" for none
+    "ablation": (str, False),      # switched-off SemBridge components, comma-separated, "" for none
     "teacher": (str, True),        # R | M | S
     "student": (str, True),        # R | M | S, None for teacher runs
     "seed": (int, False),
@@ -35,6 +39,12 @@ RESULT_FIELDS: dict[str, tuple[type, bool]] = {
     "wall_seconds": (float, False),
     "device": (str, False),
 }
+BASELINE_LOSSES = ("kd", "rkd", "dkd", "logits", "ctkd", "lskd", "vpr")
+METHODS = ("teacher", "none", *BASELINE_LOSSES, "sembridge", *(f"sembridge+{m}" for m in BASELINE_LOSSES))
+ARCHS = ("R", "M", "S")
+ABLATIONS = ("ssm", "dynm", "ot1", "ot2")
+METRICS = ("oa", "f1", "val_oa", "val_f1")
+RUN_KEY = ("dataset_version", "method", "ablation", "teacher", "student", "seed")
 
 
 def make_record(**values: Any) -> dict[str, Any]:
@@ -49,17 +59,112 @@ def write_result(run_dir: str | Path, record: dict[str, Any]) -> Path:
     """`result.json` plus the same record as a one-row `result.csv`, both atomic."""
     run_dir = Path(run_dir)
     write_json_atomic(run_dir / "result.json", record)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(RESULT_FIELDS))
-    writer.writeheader()
-    writer.writerow({k: "" if v is None else v for k, v in record.items()})
-    from .provenance import atomic_path
-
     with atomic_path(run_dir / "result.csv") as tmp:
-        tmp.write_text(buffer.getvalue())
+        tmp.write_text(records_to_csv([record]))
     return run_dir / "result.json"
+
+
+def records_to_csv(records: list[dict[str, Any]], header: bool = True) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(RESULT_FIELDS), lineterminator="\n")
+    if header:
+        writer.writeheader()
+    for record in records:
+        writer.writerow({k: "" if record[k] is None else record[k] for k in RESULT_FIELDS})
+    return buffer.getvalue()
 
 
 def read_result(run_dir: str | Path) -> dict[str, Any] | None:
     path = Path(run_dir) / "result.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind, nullable = RESULT_FIELDS[name]
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        if nullable or kind is str:
+            return None if nullable else ""
+        raise ValueError(f"{name}: missing")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes"):
+            return True
+        if text in ("false", "0", "no"):
+            return False
+        raise ValueError(f"{name}: expected true/false, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"{name}: expected an integer, got {value!r}")
+        try:
+            return int(str(value).strip()) if not isinstance(value, (int, float)) else int(value)
+        except ValueError:
+            raise ValueError(f"{name}: expected an integer, got {value!r}") from None
+    if kind is float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{name}: expected a finite number, got {value!r}")
+        return number
+    return str(value)
+
+
+def validate_record(raw: dict[str, Any], known_versions: dict[str, set[str]] | None = None) -> dict[str, Any]:
+    """A raw row (from JSON or CSV) -> a typed record; ValueError names the first bad field."""
+    missing = [k for k in RESULT_FIELDS if k not in raw]
+    if missing:
+        raise ValueError(f"missing column(s) {', '.join(missing)}")
+    record = {name: _coerce(name, raw[name]) for name in RESULT_FIELDS}
+    for name in METRICS:
+        value = record[name]
+        if value is None:
+            continue
+        if 1.0 < value <= 100.0:
+            value /= 100.0  # percentages are accepted and stored as fractions
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name}: {raw[name]} is outside [0, 1] (or [0, 100] as a percentage)")
+        record[name] = value
+    method = record["method"]
+    if method not in METHODS:
+        raise ValueError(f"method: unknown '{method}'")
+    sembridge = method.startswith("sembridge")
+    expected_loss = None if method in ("teacher", "none") else ("kd" if method == "sembridge" else method.split("+")[-1])
+    if record["kd_loss"] != expected_loss:
+        raise ValueError(f"kd_loss: '{record['kd_loss']}' does not fit method '{method}' (expected {expected_loss!r})")
+    if record["sembridge"] != sembridge:
+        raise ValueError(f"sembridge: {record['sembridge']} does not fit method '{method}'")
+    parts = [p for p in record["ablation"].split(",") if p]
+    if any(p not in ABLATIONS for p in parts) or parts != [a for a in ABLATIONS if a in parts]:
+        raise ValueError(f"ablation: '{record['ablation']}' is not a comma-separated subset of {','.join(ABLATIONS)}")
+    if parts and not sembridge:
+        raise ValueError("ablation: only SemBridge runs have ablations")
+    for role in ("teacher", "student"):
+        if record[role] is not None and record[role] not in ARCHS:
+            raise ValueError(f"{role}: '{record[role]}' is not one of {', '.join(ARCHS)}")
+    if method == "teacher" and (record["teacher"] is None or record["student"] is not None):
+        raise ValueError("teacher runs name a teacher and no student")
+    if method != "teacher" and record["student"] is None:
+        raise ValueError("student: missing")
+    if method not in ("teacher", "none") and record["teacher"] is None:
+        raise ValueError("teacher: missing for a distilled student")
+    if record["oa"] is None and method != "teacher":
+        raise ValueError("oa: missing (only multi-label teachers have no OA)")
+    if record["seed"] < 0 or record["epochs"] < 1 or record["n_test"] < 1 or record["wall_seconds"] < 0:
+        raise ValueError("seed, epochs, n_test and wall_seconds must be non-negative (epochs, n_test >= 1)")
+    if not re.fullmatch(r"[0-9a-f]{64}", record["config_hash"]):
+        raise ValueError("config_hash: expected 64 hex digits")
+    if known_versions is not None:
+        versions = known_versions.get(record["dataset"])
+        if versions is None:
+            raise ValueError(f"dataset: unknown '{record['dataset']}'")
+        if record["dataset_version"] not in versions:
+            raise ValueError(f"dataset_version: {record['dataset_version'][:16]}... is not a known version of "
+                             f"{record['dataset']}")
+    return record
+
+
+def run_key(record: dict[str, Any]) -> tuple:
+    return tuple(record[k] for k in RUN_KEY)

@@ -69,5 +69,6 @@ def run_eval(dataset_dir: str | Path, method: str, *, pair: str = "R/R", teacher
         result = train_student(dataset_dir, student_arch, method=method, teacher=teacher_ckpt, matcher=matcher,
                                profile=profile, seed=seed, overrides=student_overrides, ablate=ablate,
                                sembridge_params=sembridge_params, dynm_schedule=dynm_schedule, options=student_options)
-        results.append({**result, "pair": p})
+        teacher_run = Path(teacher_ckpt).parent.parent if teacher_ckpt is not None else None
+        results.append({**result, "pair": p, "teacher_run_dir": str(teacher_run) if teacher_run else None})
     return results

@@ -17,7 +17,7 @@ from ..methods.registry import baseline_dirs
 from ..models import build_backbone, canonical_arch
 from ..models.backbones import short_arch
 from ..provenance import code_version, config_hash, sha256_file, write_json_atomic
-from ..results import make_record, read_result, write_result
+from ..results import ABLATIONS, make_record, read_result, write_result
 from .classifier import ClassifierTask
 from .distributed import init_from_env, shutdown
 from .engine import Engine, FitResult, OptimConfig, Runtime, resolve_device, seed_everything
@@ -26,7 +26,7 @@ from .runs import device_name, evaluate, prepare_run_dir
 from .student import DistillationTask, StudentModule, TeacherSource
 from .teacher_cache import build_or_load_cache, load_teacher, require_teacher
 
-ABLATIONS = ("ssm", "dynm", "ot1", "ot2")
+
 
 
 @dataclass
@@ -35,7 +35,7 @@ class RunOptions:
 
     run_dir: Path | None = None
     runs_root: Path = Path("runs")
-    resume: bool = False
+    resume: bool | str = False  # True, False or "auto" (resume when the run has a checkpoint)
     force: bool = False
     device: str = "auto"
     workers: int | None = None
@@ -97,19 +97,20 @@ def execute(spec: RunSpec, options: RunOptions, build_task: Callable, finish: Ca
     manifest, seed, digest = spec.manifest, spec.config["seed"], spec.digest
     run_dir = run_dir_for(options, manifest["dataset"], spec.label, spec.config)
     finished = read_result(run_dir)
-    if options.reuse_finished and finished is not None and not (options.force or options.resume):
+    if options.reuse_finished and finished is not None and not (options.force or options.resume is True):
         return {**finished, "run_dir": str(run_dir), "best_epoch": None, "reused": True}
+    resume = (run_dir / "checkpoints" / "last.pt").exists() if options.resume == "auto" else bool(options.resume)
     rt = make_runtime(options)
     try:
         if rt.ctx.is_main:
-            prepare_run_dir(run_dir, resume=options.resume, force=options.force)
+            prepare_run_dir(run_dir, resume=resume, force=options.force)
             write_json_atomic(run_dir / "config.json", {**spec.config, "config_hash": digest})
         seed_everything(seed)
         cfg = OptimConfig.from_dict(spec.section)
         task, backbone = build_task(rt, cfg)
         meta = {**spec.checkpoint_meta, "config": spec.config, "config_hash": digest, "code_version": code_version()}
         engine = Engine(task, cfg, rt, run_dir, meta)
-        fit = engine.fit(resume=options.resume)
+        fit = engine.fit(resume=resume)
         engine.load_best()
         if finish is not None:
             result = finish(rt, fit, run_dir)

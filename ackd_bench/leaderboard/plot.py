@@ -1,0 +1,42 @@
+"""OA per teacher/student pair per method, one panel per dataset (PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .render import PAIRS
+
+
+def plot_oa(board: list[dict[str, Any]], out: str | Path, methods: list[str] | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    students = [r for r in board if r["method"] != "teacher"]
+    datasets = sorted({r["dataset"] for r in students})
+    methods = methods or sorted({r["method"] for r in students if not r["ablation"]})
+    fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(6 * max(1, len(datasets)), 4), squeeze=False)
+    width = 0.8 / max(1, len(methods))
+    for ax, dataset in zip(axes[0], datasets):
+        for k, method in enumerate(methods):
+            means, errors = [], []
+            for pair in PAIRS:
+                t, s = pair.split("/")
+                values = [100 * r["oa"] for r in students if r["dataset"] == dataset and r["method"] == method
+                          and not r["ablation"] and r["student"] == s and (r["teacher"] or t) == t]
+                means.append(np.mean(values) if values else np.nan)
+                errors.append(np.std(values, ddof=1) if len(values) > 1 else 0.0)
+            ax.bar(np.arange(len(PAIRS)) + k * width, means, width, yerr=errors, label=method, capsize=2)
+        ax.set_xticks(np.arange(len(PAIRS)) + width * (len(methods) - 1) / 2, PAIRS)
+        ax.set_title(dataset + (" (synthetic)" if dataset == "toy" else ""))
+        ax.set_ylabel("test OA (%)")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -1,0 +1,75 @@
+import json
+import shutil
+from collections import Counter
+
+import pytest
+
+from ackd_bench.harness.demo import run_demo
+from ackd_bench.harness.grid import count_by_table, expand_grid
+from ackd_bench.harness.sweep import Ledger, SweepConfig, run_sweep
+from ackd_bench.leaderboard.board import read_board, submit
+from ackd_bench.leaderboard.render import build_table, render
+
+
+def test_grid_counts_per_table():
+    assert count_by_table() == {3: 12, 4: 48, 5: 12, 6: 4}
+    grid = expand_grid(["d"], seeds=[0])
+    kinds = Counter(r.kind for r in grid)
+    # students: 3 alone + 7 baselines x 6 pairs + SemBridge(KD) x 6 + 5 SemBridge(+other) at R/R + 4 ablations
+    assert kinds == {"student": 3 + 42 + 6 + 5 + 4, "teacher": 3, "matcher": 1}
+    assert len(expand_grid(["a", "b"], seeds=[0, 1, 2])) == 6 * len(grid)
+    ablations = expand_grid(["d"], tables=[6])
+    assert sorted(r.ablation for r in ablations if r.kind == "student") == ["dynm", "ot1", "ot2", "ssm"]
+    assert {(r.kind, r.teacher) for r in ablations if r.kind != "student"} == {("teacher", "R"), ("matcher", "")}
+    only = expand_grid(["d"], methods=["kd"], pairs=["S/S", "M/S"], tables=[4])
+    assert sorted((r.kind, r.teacher, r.student) for r in only) == [
+        ("student", "M", "S"), ("student", "S", "S"), ("teacher", "M", ""), ("teacher", "S", "")]
+    assert all(r.stage == 0 for r in only if r.kind == "teacher")
+
+
+def test_local_sweep_skips_finished_and_retries_only_failed(toy_dir, tmp_path):
+    missing = tmp_path / "toy-later"  # not built yet: its runs fail, the others go on
+    requests = expand_grid([str(toy_dir), str(missing)], methods=["none"], pairs=["S/S"], tables=[3])
+    config = SweepConfig(profile="smoke", runs_root=str(tmp_path / "runs"), student_overrides={"epochs": 1})
+    ledger = run_sweep(requests, config, name="t", progress=False)
+    status = {r.dataset: ledger.entries[r.key]["status"] for r in requests}
+    assert status == {str(toy_dir): "done", str(missing): "failed"}
+    failed = next(e for e in ledger.entries.values() if e["status"] == "failed")
+    assert "manifest.json" in failed["error"] or "not a directory" in failed["error"]
+    done_dir = next(e["run_dir"] for e in ledger.entries.values() if e["status"] == "done")
+    mtime = (tmp_path / done_dir / "result.json").stat().st_mtime_ns if not done_dir.startswith("/") else \
+        __import__("pathlib").Path(done_dir, "result.json").stat().st_mtime_ns
+
+    shutil.copytree(toy_dir, missing)
+    again = run_sweep(requests, config, name="t", progress=False)
+    assert all(e["status"] == "done" for e in again.entries.values())
+    assert __import__("pathlib").Path(done_dir, "result.json").stat().st_mtime_ns == mtime  # not rerun
+    assert Ledger(again.path).pending(requests) == []
+
+
+def test_submitit_local_sweep_end_to_end_then_board(toy_dir, tmp_path):
+    pytest.importorskip("submitit")
+    requests = expand_grid([str(toy_dir)], methods=["none", "kd"], pairs=["S/S", "M/S"], tables=[3, 4], seeds=[0])
+    assert Counter(r.kind for r in requests) == {"student": 3, "teacher": 2}
+    config = SweepConfig(profile="smoke", runs_root=str(tmp_path / "runs"), student_overrides={"epochs": 1},
+                         teacher_overrides={"epochs": 1}, device="cpu")
+    ledger = run_sweep(requests, config, launcher="submitit-local", name="s", slurm={"timeout_min": 20},
+                       progress=False)
+    assert [ledger.entries[r.key]["status"] for r in requests] == ["done"] * 5, ledger.entries
+    results = [json.loads((tmp_path / "runs" / "x").parent.joinpath(e["run_dir"], "result.json").read_text())
+               if not e["run_dir"].startswith("/") else json.loads(open(e["run_dir"] + "/result.json").read())
+               for e in ledger.entries.values()]
+    assert sorted(r["method"] for r in results) == ["kd", "kd", "none", "teacher", "teacher"]
+    board = tmp_path / "board.csv"
+    assert submit([e["run_dir"] for e in ledger.entries.values()], board) == 5
+    text = render(build_table(4, read_board(board)), "md")
+    assert "toy S/S" in text and "toy M/S" in text and "s2s-eu R/R" in text and "Vanilla KD [paper]" in text
+
+
+def test_demo_runs_the_main_job_on_toy(tmp_path, capsys):
+    text = run_demo(tmp_path / "data", tmp_path / "runs", pair="S/S", profile="smoke", progress=False)
+    out = capsys.readouterr().out
+    assert "[1/3] toy benchmark" in out and "[3/3] results" in out
+    for row in ("S/S  T:ShuffleNetV2", "S/S  S:ShuffleNetV2", "S/S  +SemBridge", "Vanilla KD (naive pairing)"):
+        assert row in text
+    assert "(n=1)" in text

@@ -1,0 +1,184 @@
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ackd_bench.cli import main
+from ackd_bench.leaderboard.board import SubmissionError, known_versions, read_board, submit
+from ackd_bench.leaderboard.render import build_table, load_paper, render
+from ackd_bench.results import RESULT_FIELDS, records_to_csv, validate_record
+
+PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "000_7528380811c5ae11.txt"
+
+
+def _record(**changes):
+    record = {
+        "dataset": "toy", "dataset_version": next(iter(known_versions()["toy"])), "method": "kd", "kd_loss": "kd",
+        "sembridge": False, "ablation": "", "teacher": "R", "student": "R", "seed": 0, "epochs": 2, "oa": 0.9,
+        "f1": 0.88, "val_oa": 0.91, "val_f1": 0.9, "n_test": 111, "config_hash": "a" * 64,
+        "code_version": "0.1.0", "wall_seconds": 12.5, "device": "cpu",
+    }
+    record.update(changes)
+    return record
+
+
+def _write_csv(path, records):
+    path.write_text(records_to_csv(records))
+    return path
+
+
+def test_registered_toy_version_matches_a_fresh_build(toy_dir):
+    manifest = json.loads((toy_dir / "manifest.json").read_text())
+    assert manifest["dataset_version"] in known_versions()["toy"]
+
+
+def test_percentages_are_converted_and_fractions_kept():
+    assert validate_record(_record(oa=93.7))["oa"] == pytest.approx(0.937)
+    assert validate_record(_record(oa="0.5"))["oa"] == 0.5
+    assert validate_record(_record(method="teacher", kd_loss=None, student=None, oa=None))["oa"] is None
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"oa": 130}, "oa: 130 is outside [0, 1]"),
+    ({"oa": -0.1}, "oa: -0.1 is outside"),
+    ({"seed": "one"}, "seed: expected an integer"),
+    ({"f1": "high"}, "f1: expected a number"),
+    ({"method": "fitnet"}, "method: unknown 'fitnet'"),
+    ({"dataset_version": "f" * 64}, "dataset_version: ffffffffffffffff... is not a known version of toy"),
+    ({"dataset": "s2s-mars"}, "dataset: unknown 's2s-mars'"),
+    ({"ablation": "ot2,ssm"}, "ablation: 'ot2,ssm' is not a comma-separated subset"),
+    ({"kd_loss": "dkd"}, "kd_loss: 'dkd' does not fit method 'kd'"),
+    ({"student": "X"}, "student: 'X' is not one of R, M, S"),
+])
+def test_bad_rows_are_rejected_and_the_board_is_untouched(tmp_path, changes, message):
+    board = tmp_path / "board.csv"
+    submit([_write_csv(tmp_path / "good.csv", [_record(seed=7)])], board)
+    before = board.read_bytes()
+    bad = _write_csv(tmp_path / "bad.csv", [_record(seed=1), _record(**{"seed": 2, **changes})])
+    with pytest.raises(SubmissionError) as error:
+        submit([bad], board)
+    assert f"{bad}:3: {message}" in str(error.value)
+    assert "nothing written" in str(error.value)
+    assert board.read_bytes() == before
+
+
+def test_malformed_csv_and_duplicates(tmp_path):
+    board = tmp_path / "board.csv"
+    good = _write_csv(tmp_path / "good.csv", [_record()])
+    assert submit([good], board) == 1
+    before = board.read_bytes()
+    with pytest.raises(SubmissionError, match="duplicate run"):
+        submit([good], board)
+    twice = _write_csv(tmp_path / "twice.csv", [_record(seed=3), _record(seed=3, oa=0.5)])
+    with pytest.raises(SubmissionError, match=r"twice.csv:3: duplicate run .* already in .*twice.csv:2"):
+        submit([twice], board)
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text(",".join(RESULT_FIELDS) + "\ntoy,1,2\n")
+    with pytest.raises(SubmissionError, match="ragged.csv:2: malformed CSV row"):
+        submit([ragged], board)
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(SubmissionError, match="not a results CSV"):
+        submit([tmp_path / "other.csv"], board)
+    assert board.read_bytes() == before
+
+
+def test_concurrent_submits_lose_no_row(tmp_path):
+    board = tmp_path / "board.csv"
+    files = [_write_csv(tmp_path / f"r{i}.csv", [_record(seed=10 * i + k) for k in range(5)]) for i in range(2)]
+    code = ("import sys; from ackd_bench.leaderboard.board import submit; "
+            "[submit([sys.argv[1]], sys.argv[2]) for _ in range(1)]")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(f), str(board)]) for f in files]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    seeds = sorted(r["seed"] for r in read_board(board))
+    assert seeds == [0, 1, 2, 3, 4, 10, 11, 12, 13, 14]
+
+
+def test_table_rendering_against_a_hand_written_table():
+    board = [validate_record(_record(seed=0, oa=0.90, f1=0.80)), validate_record(_record(seed=1, oa=0.92, f1=0.84)),
+             validate_record(_record(method="sembridge", sembridge=True, seed=0, oa=0.95, f1=0.9))]
+    table = build_table(5, board, datasets=["toy"], with_paper=False)
+    expected = "\n".join([
+        "**Table 5** (OA / F1 in %, mean ± std [bootstrap 95% CI] over seeds; best in bold)",
+        "",
+        "| method | toy OA | toy F1 |",
+        "|---|---|---|",
+        "| Vanilla KD | 91.0 ± 1.4 [90.0, 92.0] | 82.0 ± 2.8 [80.0, 84.0] |",
+        "|   + SemBridge (Vanilla KD) | **95.0 (n=1)** | **90.0 (n=1)** |",
+        "| RKD | – | – |",
+        "|   + SemBridge (RKD) | – | – |",
+        "| DKD | – | – |",
+        "|   + SemBridge (DKD) | – | – |",
+        "| Logits | – | – |",
+        "|   + SemBridge (Logits) | – | – |",
+        "| CTKD | – | – |",
+        "|   + SemBridge (CTKD) | – | – |",
+        "| LSKD | – | – |",
+        "|   + SemBridge (LSKD) | – | – |",
+    ])
+    assert render(table, "md") == expected
+    latex = render(table, "latex")
+    assert r"\textbf{95.0 (n=1)}" in latex and r"91.0 $\pm$ 1.4" in latex
+    assert "<b>95.0 (n=1)</b>" in render(table, "html")
+    assert render(table, "csv").splitlines()[2] == "  + SemBridge (Vanilla KD),95.0 (n=1)*,90.0 (n=1)*"
+
+
+def test_paper_reference_rows_and_best_marks():
+    table = build_table(4, [], datasets=["s2s-eu"])
+    rows = {label: cells for label, cells in table.rows}
+    assert [c.text for c in rows["+SemBridge [paper]"]] == ["93.7", "91.7", "88.4", "92.1", "87.9", "87.8", "90.3"]
+    assert rows["DKD [paper]"][1].text == "91.7"
+    md = render(table, "md")
+    assert "**93.7**" in md and "| Vanilla KD | – |" in md
+
+
+@pytest.mark.skipif(not PAPER.exists(), reason="../shared/paper is not beside this checkout")
+def test_paper_results_transcription_matches_the_paper():
+    text = PAPER.read_text()
+    rows = load_paper()
+    assert len(rows) == 249
+    lines = text.splitlines()
+
+    def cell(table, dataset, method, pair="R/R", ablation="", metric="oa"):
+        return next(r[metric] for r in rows if r["table"] == str(table) and r["dataset"] == dataset
+                    and r["method"] == method and r["pair"] == pair and r["ablation"] == ablation
+                    and not (table == 3 and False))
+
+    # Table 4: the paper's +Ours row and the DKD row, cell by cell
+    ours = next(line for line in lines if line.startswith("+Ours\t")).split("\t")[1:]
+    assert [cell(4, "s2s-eu", "sembridge", p) for p in ("R/R", "M/M", "S/S", "R/M", "R/S", "M/S")] == ours[0:6]
+    assert [cell(4, "m2s-gl", "sembridge", p) for p in ("R/R", "M/M", "S/S", "R/M", "R/S", "M/S")] == ours[14:20]
+    dkd = next(line for line in lines if line.startswith("DKD\t91.7")).split("\t")[1:]
+    assert cell(4, "m2s-gl", "dkd", "S/S") == dkd[16] == "64.9"
+    # Table 5: 'DKD' and its '+ SemBridge' line
+    assert "DKD\t91.7\t91.5\t94.9\t94.3\t68.1\t73.5" in text
+    assert (cell(5, "m2s-gl", "dkd"), cell(5, "m2s-gl", "dkd", metric="f1")) == ("68.1", "73.5")
+    assert (cell(5, "m2s-gl", "sembridge+dkd"), cell(5, "m2s-gl", "sembridge+dkd", metric="f1")) == ("83.0", "82.9")
+    # Table 6 and Table 3
+    assert "✓\t✓\t✗\t✓\t92.5\t96.1\t95.1" in text and cell(6, "s2s-cn", "sembridge", ablation="ot1") == "96.1"
+    assert "\tS:ShuffleNetV2\t85.9\t85.6\t90.0\t88.8\t88.8\t85.5" in text
+    assert cell(3, "m2s-gl", "none", "S/S", metric="f1") == "85.5"
+    assert cell(3, "m2s-gl", "teacher", "R/S", metric="f1") == "85.3"  # the paper prints 80.8 in the R/R block
+
+
+def test_leaderboard_cli_submit_show_plot(tmp_path, capsys):
+    board = tmp_path / "lb" / "leaderboard.csv"
+    results = _write_csv(tmp_path / "runs.csv", [_record(seed=0), _record(seed=1, oa=0.8)])
+    assert main(["leaderboard", "submit", str(results), "--board", str(board)]) == 0
+    assert "2 row(s) added" in capsys.readouterr().out
+    readme = (board.parent / "README.md").read_text()
+    assert "**Table 4**" in readme and "85.0 ± 7.1" in readme
+    assert main(["leaderboard", "show", "--table", "4", "--board", str(board)]) == 0
+    out = capsys.readouterr().out
+    assert "toy R/R" in out and "s2s-eu R/R" in out and "Vanilla KD [paper]" in out
+    assert main(["leaderboard", "show", "--board", str(board), "--dataset", "toy", "--no-paper", "--format", "csv",
+                 "--table", "4"]) == 0
+    assert "[paper]" not in capsys.readouterr().out
+    png = tmp_path / "oa.png"
+    assert main(["leaderboard", "plot", "--board", str(board), "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = _write_csv(tmp_path / "bad.csv", [_record(seed=5, oa=250)])
+    assert main(["leaderboard", "submit", str(bad), "--board", str(board)]) == 2
+    assert "bad.csv:2: oa: 250" in capsys.readouterr().err

@@ -21,6 +21,25 @@ def _cmd_build(args: argparse.Namespace) -> int:
         print(f"{out}: already built and verified (version {version}); nothing to do (use --force to rebuild)")
     else:
         print(f"{out}: built {result.manifest['dataset']} (version {version})")
+    if not args.no_mi and "mi" not in result.manifest.get("analyses", {}):
+        from .data.analyses import run_mi
+
+        mi = run_mi(out)
+        _print_mi(mi)
+    return 0
+
+
+def _print_mi(mi: dict) -> None:
+    s = mi["summary"]
+    paired = "n/a" if s["mean_paired"] is None else f"{s['mean_paired']:.3f}"
+    print(f"within-class MI (nats, mean over classes): unpaired {s['mean_unpaired']:.3f}, "
+          f"permutation baseline {s['mean_permutation']:.3f}, paired control {paired}; {mi['csv']}, {mi['png']}")
+
+
+def _cmd_mi(args: argparse.Namespace) -> int:
+    from .data.analyses import run_mi
+
+    _print_mi(run_mi(args.dataset_dir, pairs=args.pairs, bins=args.bins, seed=args.seed, out_dir=args.out))
     return 0
 
 
@@ -81,8 +100,25 @@ def _cmd_train_student(args: argparse.Namespace) -> int:
     result = train_student(args.dataset_dir, args.arch, method=args.method, teacher=args.teacher,
                            matcher=args.matcher, profile=args.profile, seed=args.seed, overrides=_overrides(args),
                            ablate=args.ablate, sembridge_params=_sembridge_params(args), dynm_schedule=_dynm(args.dynm),
-                           teacher_mode="live" if args.live_teacher else "cache", options=_run_options(args))
+                           teacher_mode="live" if args.live_teacher else "cache",
+                           log_transport_cost=args.log_transport_cost, options=_run_options(args))
     _print_result(result)
+    return 0
+
+
+def _cmd_transport_cost(args: argparse.Namespace) -> int:
+    from .train.transport import plot_transport, transport_cost_from_checkpoints
+
+    if args.plot:
+        print(plot_transport(args.plot, args.out))
+        return 0
+    if not (args.dataset_dir and args.teacher and args.student):
+        raise AckdError("transport-cost needs DATASET_DIR, --teacher and --student (or --plot RUN_DIR ...)")
+    cost = transport_cost_from_checkpoints(args.dataset_dir, args.teacher, args.student, split=args.split,
+                                           samples=args.samples, seed=args.seed, device=args.device)
+    symmetric = "n/a (no paired control)" if cost["symmetric"] is None else f"{cost['symmetric']:.4f}"
+    print(f"empirical W1 between teacher and student logits on {args.split} ({cost['n']} samples per side): "
+          f"asymmetric (ACKD) {cost['asymmetric']:.4f}, symmetric control (SCKD) {symmetric}")
     return 0
 
 
@@ -228,7 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--source-dir", help="directory holding already downloaded source archives or trees")
     build.add_argument("--force", action="store_true", help="rebuild even if a complete build exists")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
+    build.add_argument("--no-mi", action="store_true", help="skip the within-class MI analysis")
     build.set_defaults(func=_cmd_build)
+
+    mi = commands.add_parser("mi", help="within-class mutual information between the MS and RGB sides (Fig. 6)")
+    mi.add_argument("dataset_dir")
+    mi.add_argument("--pairs", type=int, help="pairs per class (default: min(100, smallest class))")
+    mi.add_argument("--bins", type=int, default=16, help="intensity bins K (default 16)")
+    mi.add_argument("--seed", type=int, default=0)
+    mi.add_argument("--out", help="output directory for mi.csv and mi.png (default DATASET_DIR/analysis)")
+    mi.set_defaults(func=_cmd_mi)
 
     info = commands.add_parser("info", help="verify a built dataset and print its manifest as a table")
     info.add_argument("dataset_dir")
@@ -246,8 +291,22 @@ def build_parser() -> argparse.ArgumentParser:
     student.add_argument("--teacher", help="teacher checkpoint (best.pt of a train-teacher run)")
     student.add_argument("--live-teacher", action="store_true",
                          help="run the teacher on every batch instead of reading its cached outputs")
+    student.add_argument("--log-transport-cost", action="store_true",
+                         help="log the teacher-student Wasserstein distance every epoch (Fig. 2)")
     _add_sembridge_arguments(student)
     student.set_defaults(func=_cmd_train_student)
+
+    transport = commands.add_parser("transport-cost", help="Wasserstein distance between teacher and student outputs")
+    transport.add_argument("dataset_dir", nargs="?")
+    transport.add_argument("--teacher", help="teacher checkpoint")
+    transport.add_argument("--student", help="student checkpoint")
+    transport.add_argument("--split", default="test", choices=["train", "val", "test"])
+    transport.add_argument("--samples", type=int, help="samples per side (default: the smaller side)")
+    transport.add_argument("--seed", type=int, default=0)
+    transport.add_argument("--device", default="auto")
+    transport.add_argument("--plot", nargs="+", metavar="RUN_DIR", help="plot the logged per-epoch curves instead")
+    transport.add_argument("--out", default="transport_cost.png", help="--plot: output PNG")
+    transport.set_defaults(func=_cmd_transport_cost)
 
     matcher = commands.add_parser("train-matcher", help="train SemBridge's SSM matcher on MS train images")
     _add_run_arguments(matcher)

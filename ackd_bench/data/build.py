@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DatasetError
 from ..provenance import code_version, sha256_file, write_json_atomic
+from .card import write_card
 from .manifest import FORMAT, MANIFEST, dataset_version, read_manifest, verify_manifest
 from .recipe import load_recipe, recipe_hash
 from .shards import (
@@ -219,5 +220,6 @@ def build_dataset(
         "sources": {modality: sources[modality].provenance() for modality in MODALITIES},
     }
     write_json_atomic(root / MANIFEST, manifest)
+    write_card(root, manifest)
     return BuildResult(root, "built", read_manifest(root))
 

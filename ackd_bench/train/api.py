@@ -248,7 +248,7 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
                   overrides: dict[str, Any] | None = None, method_params: dict[str, Any] | None = None,
                   sembridge_params: dict[str, Any] | None = None, ablate: str | list[str] | None = None,
                   dynm_schedule: tuple[int, int, int] | None = None, teacher_mode: str = "cache",
-                  options: RunOptions | None = None) -> dict[str, Any]:
+                  log_transport_cost: bool = False, options: RunOptions | None = None) -> dict[str, Any]:
     """An RGB student: alone (`none`), distilled by a baseline loss with naive same-class pairing
     (`kd`, `dkd`, ...), or with SemBridge on top of a baseline (`sembridge`, `sembridge+dkd`, ...)."""
     if method == "none":
@@ -311,7 +311,8 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
 
             alignment = KnowledgeAlignment("ot1" not in ablation, "ot2" not in ablation, int(sb["dim"]), int(sb["heads"]))
         module = StudentModule(backbone, distiller, weights, alignment)
-        task = DistillationTask(module, rgb_train, rgb_val, ms_train, source, cfg, section.get("augment", []), seed, rt)
+        task = DistillationTask(module, rgb_train, rgb_val, ms_train, source, cfg, section.get("augment", []), seed, rt,
+                                log_transport_cost=log_transport_cost)
         if sembridge:
             task.pairing = _sembridge_pairing(task, sb, ablation, matcher, manifest, cache, rt, cfg, seed)
         return task, backbone

@@ -84,13 +84,14 @@ class NaivePairing:
 class DistillationTask(Task):
     def __init__(self, module: StudentModule, rgb_train: ShardDataset, rgb_val: ShardDataset, ms_train: ShardDataset,
                  source: TeacherSource, cfg: OptimConfig, augment: Sequence[str], seed: int, rt: Runtime,
-                 pairing=None):
+                 pairing=None, log_transport_cost: bool = False):
         self.module, self.source, self.cfg, self.augment, self.seed, self.rt = module, source, cfg, augment, seed, rt
         self.rgb_train, self.rgb_val, self.ms_train = rgb_train, rgb_val, ms_train
         self.data = PairedStudentData(rgb_train, ms_train if source.live else None)
         self.galleries = class_galleries(ms_train)
         check_galleries(self.galleries, rgb_train.labels, rgb_train.classes)
         self.pairing = pairing or NaivePairing(rgb_train.labels, self.galleries, seed)
+        self.log_transport_cost = log_transport_cost
 
     def on_epoch_start(self, epoch: int) -> None:
         self.data.pairs = self.pairing.for_epoch(epoch, self)
@@ -112,4 +113,14 @@ class DistillationTask(Task):
 
     def validate(self) -> dict[str, float | None]:
         metrics = evaluate(self.module.backbone, self.rgb_val, self.rt, self.cfg.batch_size)
-        return {"oa": metrics["oa"], "f1": metrics["f1"], "score": metrics["oa"]}
+        result = {"oa": metrics["oa"], "f1": metrics["f1"], "score": metrics["oa"]}
+        if self.log_transport_cost:  # Fig. 2: teacher (MS train) vs current student (RGB train) logits
+            from .transport import transport_costs
+
+            cache = self.source.cache
+            costs = transport_costs(self.source.teacher, self.module.backbone, self.ms_train, self.rgb_train, self.rt,
+                                    samples=512, teacher_logits=cache.tensors["logits"] if cache else None,
+                                    batch_size=self.cfg.batch_size)
+            result["transport_asymmetric"] = costs["asymmetric"]
+            result["transport_symmetric"] = costs["symmetric"]
+        return result

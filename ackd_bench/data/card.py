@@ -1,0 +1,61 @@
+"""`DATASET.md`: the dataset card written next to the manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..provenance import atomic_path
+from .splits import SPLITS
+
+PAPER_CITATION = ("R. Wei, K. Yao, C. Yang, J. Wang, Z. Gao, C. Li. Asymmetric Cross-Modal Knowledge Distillation: "
+                  "Bridging Modalities with Weak Semantic Consistency. AAAI 2026.")
+
+
+def render_card(manifest: dict[str, Any]) -> str:
+    name = manifest["dataset"]
+    lines = [f"# {name}" + (" (SYNTHETIC)" if manifest.get("synthetic") else ""), ""]
+    if manifest.get("recipe", {}).get("description"):
+        lines += [manifest["recipe"]["description"], ""]
+    lines += [
+        f"- dataset version: `{manifest['dataset_version']}`",
+        f"- recipe hash: `{manifest['recipe_hash']}` (recipe v{manifest.get('recipe', {}).get('version', '?')})",
+        f"- built by ackd-bench {manifest.get('code_version', '?')} on {manifest.get('created_utc', '?')}",
+        f"- splits: {manifest['splits']['fractions']} by sha256(salt '{manifest['splits']['salt']}', source id)",
+        "", "## Modalities", "",
+        "| side | bands | size | dtype | labels |", "|---|---|---|---|---|",
+    ]
+    for modality, spec in manifest["modalities"].items():
+        h, w = spec["image_size"]
+        kind = "multi-label" if spec.get("multilabel") else "single-label"
+        lines.append(f"| {modality.upper()} | {' '.join(spec['bands'])} | {h}x{w} | {spec['dtype']} | {kind} |")
+    lines += ["", "## Counts", "", "| class | " + " | ".join(f"{m}/{s}" for m in manifest["modalities"] for s in SPLITS)
+              + " |", "|---|" + "---|" * (len(manifest["modalities"]) * len(SPLITS))]
+    for c in manifest["classes"]:
+        cells = [str(manifest["counts"][m][s][c]) for m in manifest["modalities"] for s in SPLITS]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    lines += ["", "## Sources", ""]
+    for modality, source in manifest.get("sources", {}).items():
+        details = ", ".join(f"{k}: {v}" for k, v in source.items() if v not in (None, "", []))
+        lines.append(f"- {modality.upper()}: {details}")
+    mi = manifest.get("analyses", {}).get("mi")
+    if mi:
+        lines += ["", "## Within-class mutual information (MS pseudo-RGB vs RGB)", "",
+                  f"{mi['estimator']}; {mi['bins']} bins, {mi['pairs_per_class']} pairs per class, seed {mi['seed']}. "
+                  "The permutation baseline (pairs across classes) is the estimator's floor.", "",
+                  "| class | unpaired | permutation | paired control |", "|---|---|---|---|"]
+        for c, values in mi["per_class"].items():
+            paired = "–" if values["mi_paired"] is None else f"{values['mi_paired']:.3f}"
+            lines.append(f"| {c} | {values['mi_unpaired']:.3f} | {values['mi_permutation']:.3f} | {paired} |")
+    lines += ["", "## How to cite", "", f"- {PAPER_CITATION}"]
+    for source in manifest.get("sources", {}).values():
+        if source.get("citation"):
+            lines.append(f"- {source['citation']}")
+    return "\n".join(lines) + "\n"
+
+
+def write_card(root: str | Path, manifest: dict[str, Any]) -> Path:
+    path = Path(root) / "DATASET.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text(render_card(manifest))
+    return path

@@ -15,7 +15,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from .data.build import build_dataset
 
     out = Path(args.out) if args.out else Path(args.root) / args.dataset
-    result = build_dataset(args.dataset, out, force=args.force, progress=not args.quiet, source_dir=args.source_dir)
+    result = build_dataset(args.dataset, out, force=args.force, progress=not args.quiet, source_dir=args.source_dir,
+                           download=args.download)
     version = result.manifest["dataset_version"][:16]
     if result.status == "up-to-date":
         print(f"{out}: already built and verified (version {version}); nothing to do (use --force to rebuild)")
@@ -262,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", help="output directory (default: ROOT/DATASET)")
     build.add_argument("--root", default="data", help="parent directory for datasets (default: ./data)")
     build.add_argument("--source-dir", help="directory holding already downloaded source archives or trees")
+    build.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                       help="download missing source archives (default) or fail with where to get them")
     build.add_argument("--force", action="store_true", help="rebuild even if a complete build exists")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.add_argument("--no-mi", action="store_true", help="skip the within-class MI analysis")

@@ -36,3 +36,28 @@ def teacher_ckpt(toy_dir, tmp_path_factory) -> Path:
     train_classifier(toy_dir, "S", role="teacher", profile="smoke", overrides={"epochs": 6},
                      options=RunOptions(run_dir=run_dir, progress=False))
     return run_dir / "checkpoints" / "best.pt"
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """Serves a directory over HTTP on 127.0.0.1 (a stand-in for the hub); yields (directory, base URL)."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+
+    class Quiet(handler.func):  # no request log on stderr
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(served)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

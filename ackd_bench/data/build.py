@@ -43,7 +43,24 @@ def _toy(recipe: dict[str, Any], **_: Any) -> dict[str, ModalitySource]:
     return toy_sources(recipe)
 
 
-SOURCE_BUILDERS: dict[str, Callable[..., dict[str, ModalitySource]]] = {"toy": _toy}
+def _archives(recipe: dict[str, Any], *, root: Path, source_dir: str | Path | None = None, download: bool = True,
+              **_: Any) -> dict[str, ModalitySource]:
+    """Each side from its public source (`modalities.<side>.source`), found or downloaded."""
+    from .sources import SOURCES
+
+    sides = {}
+    for modality in MODALITIES:
+        spec = recipe["modalities"][modality]
+        if spec.get("source") not in SOURCES:
+            raise DatasetError(f"recipe '{recipe['name']}': modalities.{modality}.source must be one of "
+                               f"{', '.join(SOURCES)}, got {spec.get('source')!r}")
+        sides[modality] = SOURCES[spec["source"]](spec, list(recipe["classes"]), int(recipe["image_size"]), root=root,
+                                                  source_dir=Path(source_dir) if source_dir else None,
+                                                  download=download)
+    return sides
+
+
+SOURCE_BUILDERS: dict[str, Callable[..., dict[str, ModalitySource]]] = {"toy": _toy, "archives": _archives}
 
 
 @dataclass(frozen=True)
@@ -78,7 +95,7 @@ def plan_shards(refs: Sequence[SampleRef], modality: str, salt: str, fractions: 
 
 
 def _shard_files(root: Path) -> list[Path]:
-    patterns = [f"{m}-*.h5*" for m in MODALITIES] + [f".{m}-*" for m in MODALITIES]
+    patterns = [f"{m}-*.h5*" for m in MODALITIES] + [f".{m}-*" for m in MODALITIES] + ["DATASET.md"]
     return sorted({p for pattern in patterns for p in root.glob(pattern)})
 
 
@@ -144,6 +161,7 @@ def build_dataset(
     force: bool = False,
     progress: bool = True,
     source_dir: str | Path | None = None,
+    download: bool = True,
     recipe: dict[str, Any] | None = None,
 ) -> BuildResult:
     recipe = recipe if recipe is not None else load_recipe(name)
@@ -165,7 +183,7 @@ def build_dataset(
     builder = SOURCE_BUILDERS.get(recipe["source"])
     if builder is None:
         raise DatasetError(f"recipe '{name}': unknown source '{recipe['source']}'")
-    sources = builder(recipe, source_dir=source_dir)
+    sources = builder(recipe, root=root, source_dir=source_dir, download=download)
     fractions, salt = recipe["splits"]["fractions"], recipe["splits"]["salt"]
     max_samples = int(recipe["shards"]["max_samples"])
     plans = {m: plan_shards(sources[m].refs(), m, salt, fractions, max_samples) for m in MODALITIES}

@@ -1,0 +1,49 @@
+"""EuroSAT, all 13 Sentinel-2 bands (Helber et al. 2018): 27,000 64x64 uint16 GeoTIFF patches."""
+
+from __future__ import annotations
+
+import numpy as np
+import rasterio
+
+from ...errors import DatasetError
+from ..shards import SampleRef
+from .fetch import Archive
+from .folders import ClassFolderSource
+
+
+class EuroSATAllBands(ClassFolderSource):
+    name = "eurosat"
+    # torchgeo's pinned copy on the Hugging Face hub (torchgeo 0.8, datasets/eurosat.py)
+    archive = Archive(
+        name="eurosat",
+        url="https://hf.co/datasets/torchgeo/eurosat/resolve/1ce6f1bfb56db63fd91b6ecc466ea67f2509774c/EuroSATallBands.zip",
+        filename="EuroSATallBands.zip",
+        md5="5ac12b3b2557aa56e1826e981e8e200e",
+        tree="ds/images/remote_sensing/otherDatasets/sentinel_2/tif",
+        size="2.0 GB",
+        other_trees=("EuroSAT_MS", "EuroSAT_MS/EuroSAT_MS"),  # the Zenodo release's layout
+    )
+    classes = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
+               "Residential", "River", "SeaLake")
+    file_bands = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A")
+    patch_size = 64
+    suffix = ".tif"
+    licence = "MIT"
+    citation = ("P. Helber, B. Bischke, A. Dengel, D. Borth. EuroSAT: A Novel Dataset and Deep Learning Benchmark for "
+                "Land Use and Land Cover Classification. IEEE JSTARS 12(7), 2019.")
+
+    def load(self, ref: SampleRef) -> np.ndarray:
+        path = self.path(ref)
+        try:
+            with rasterio.open(path) as src:
+                if src.count != len(self.file_bands) or (src.height, src.width) != (self.patch_size,) * 2:
+                    raise DatasetError(f"{path}: {src.count} bands of {src.height}x{src.width}, expected "
+                                       f"{len(self.file_bands)} bands of {self.patch_size}x{self.patch_size}")
+                image = src.read([self.file_bands.index(b) + 1 for b in self.bands])
+        except rasterio.errors.RasterioIOError as exc:
+            raise DatasetError(f"{path}: unreadable GeoTIFF ({exc})") from None
+        if image.dtype != np.uint16:
+            raise DatasetError(f"{path}: dtype {image.dtype}, expected uint16 reflectance")
+        if self.size != self.patch_size:
+            raise DatasetError(f"recipe image_size {self.size} differs from EuroSAT's {self.patch_size} px")
+        return image

@@ -1,0 +1,59 @@
+"""Sources laid out as one folder per source class (EuroSAT, RESISC45, AID, NaSC-TG2)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ...errors import DatasetError
+from ..shards import SampleRef
+from .fetch import Archive, locate
+
+
+class ClassFolderSource(ABC):
+    """A recipe side drawn from a class-folder source: target class <- source class folders."""
+
+    name: ClassVar[str]
+    archive: ClassVar[Archive]
+    classes: ClassVar[tuple[str, ...]]
+    suffix: ClassVar[str]
+    licence: ClassVar[str]
+    citation: ClassVar[str]
+
+    def __init__(self, spec: dict[str, Any], targets: list[str], size: int, *, root: Path,
+                 source_dir: Path | None = None, download: bool = True):
+        self.spec, self.targets, self.size = spec, targets, size
+        self.bands = list(spec["bands"])
+        self.class_map: dict[str, list[str]] = spec["class_map"]
+        unknown = sorted({c for sources in self.class_map.values() for c in sources} - set(self.classes))
+        if unknown:
+            raise DatasetError(f"recipe maps unknown {self.name} class(es) {unknown}")
+        self.tree, self.record = locate(self.archive, root=root, source_dir=source_dir, download=download)
+
+    def refs(self) -> list[SampleRef]:
+        refs = []
+        for label, target in enumerate(self.targets):
+            for source_class in self.class_map.get(target, []):
+                folder = self.tree / source_class
+                if not folder.is_dir():
+                    raise DatasetError(f"{folder}: class folder missing ({self.name} class '{source_class}', "
+                                       f"mapped to '{target}')")
+                files = sorted(folder.glob(f"*{self.suffix}"))
+                if not files:
+                    raise DatasetError(f"{folder}: no *{self.suffix} files")
+                refs += [SampleRef(f"{self.name}/{source_class}/{f.name}", label) for f in files]
+        return refs
+
+    def path(self, ref: SampleRef) -> Path:
+        _, source_class, filename = ref.source_id.split("/")
+        return self.tree / source_class / filename
+
+    @abstractmethod
+    def load(self, ref: SampleRef) -> np.ndarray:
+        """The sample's pixels as (bands, size, size), in the shard dtype."""
+
+    def provenance(self) -> dict[str, Any]:
+        return {**self.record, "licence": self.licence, "citation": self.citation}

@@ -1,0 +1,42 @@
+"""Writes a tiny EuroSATallBands.zip in the published layout:
+ds/images/remote_sensing/otherDatasets/sentinel_2/tif/<Class>/<Class>_<n>.tif, 13-band uint16
+64x64 GeoTIFFs (band order B01..B12, B8A) in a UTM CRS, like the real archive."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+
+TREE = "ds/images/remote_sensing/otherDatasets/sentinel_2/tif"
+CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
+           "Residential", "River", "SeaLake")
+
+
+def write_tif(path: Path, rng: np.random.Generator, bands: int = 13, size: int = 64) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = rng.integers(0, 4000, size=(bands, size, size), dtype=np.uint16)
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=bands, dtype="uint16",
+                       crs="EPSG:32632", transform=Affine(10, 0, 500000, 0, -10, 5000000)) as dst:
+        dst.write(data)
+
+
+def make_tree(root: Path, per_class: int = 6, seed: int = 0, classes=CLASSES) -> Path:
+    rng = np.random.default_rng(seed)
+    for name in classes:
+        for n in range(1, per_class + 1):
+            write_tif(root / TREE / name / f"{name}_{n}.tif", rng)
+    return root / TREE
+
+
+def make_archive(out_dir: Path, per_class: int = 6, seed: int = 0) -> Path:
+    staging = out_dir / "eurosat-staging"
+    make_tree(staging, per_class, seed)
+    archive = out_dir / "EuroSATallBands.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(staging.rglob("*.tif")):
+            zf.write(path, path.relative_to(staging).as_posix())
+    return archive

@@ -16,7 +16,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(args.root) / args.dataset
     result = build_dataset(args.dataset, out, force=args.force, progress=not args.quiet, source_dir=args.source_dir,
-                           download=args.download)
+                           download=args.download, workers=args.workers)
     version = result.manifest["dataset_version"][:16]
     if result.status == "up-to-date":
         print(f"{out}: already built and verified (version {version}); nothing to do (use --force to rebuild)")
@@ -268,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true", help="rebuild even if a complete build exists")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.add_argument("--no-mi", action="store_true", help="skip the within-class MI analysis")
+    build.add_argument("--workers", type=int, default=0, help="decode source files in N processes (default 0: inline)")
     build.set_defaults(func=_cmd_build)
 
     mi = commands.add_parser("mi", help="within-class mutual information between the MS and RGB sides (Fig. 6)")

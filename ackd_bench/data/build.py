@@ -8,6 +8,7 @@ marks a directory as a finished dataset.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
@@ -130,15 +131,18 @@ def _existing(root: Path, plan: PlannedShard) -> Path | None:
     return next((p for p in (final, partial) if p.exists() and partial_matches(p, plan.refs)), None)
 
 
-def _write_shard(root: Path, plan: PlannedShard, source: ModalitySource, recipe: dict, digest: str, bar) -> None:
+def _write_shard(root: Path, plan: PlannedShard, source: ModalitySource, recipe: dict, digest: str, bar,
+                 pool: ProcessPoolExecutor | None = None) -> None:
     if _existing(root, plan) is not None:  # kept from an interrupted run
         bar.update(len(plan.refs))
         return
     (root / plan.name).unlink(missing_ok=True)
 
     def images():
-        for ref in plan.refs:
-            yield source.load(ref)
+        # worker processes decode while this one compresses and writes; order is preserved
+        decoded = pool.map(source.load, plan.refs, chunksize=16) if pool else map(source.load, plan.refs)
+        for image in decoded:
+            yield image
             bar.update(1)
 
     size = int(recipe["image_size"])
@@ -162,6 +166,7 @@ def build_dataset(
     progress: bool = True,
     source_dir: str | Path | None = None,
     download: bool = True,
+    workers: int = 0,
     recipe: dict[str, Any] | None = None,
 ) -> BuildResult:
     recipe = recipe if recipe is not None else load_recipe(name)
@@ -189,10 +194,15 @@ def build_dataset(
     plans = {m: plan_shards(sources[m].refs(), m, salt, fractions, max_samples) for m in MODALITIES}
 
     total = sum(len(p.refs) for shards in plans.values() for p in shards)
-    with tqdm(total=total, desc=f"build {name}", unit="img", disable=not progress) as bar:
-        for modality in MODALITIES:
-            for plan in plans[modality]:
-                _write_shard(root, plan, sources[modality], recipe, digest, bar)
+    pool = ProcessPoolExecutor(workers) if workers > 0 else None
+    try:
+        with tqdm(total=total, desc=f"build {name}", unit="img", disable=not progress) as bar:
+            for modality in MODALITIES:
+                for plan in plans[modality]:
+                    _write_shard(root, plan, sources[modality], recipe, digest, bar, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
     entries, modalities = [], {}
     for modality in MODALITIES:

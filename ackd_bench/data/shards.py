@@ -29,6 +29,7 @@ FORMAT = "ackd-bench-shard/1"
 MODALITIES = ("ms", "rgb")
 IMAGE_DTYPES = {"ms": np.uint16, "rgb": np.uint8}
 PARTIAL_SUFFIX = ".partial"
+WRITE_BLOCK = 64
 
 
 def shard_name(modality: str, split: str, index: int) -> str:
@@ -71,19 +72,30 @@ def write_partial(
     dtype = IMAGE_DTYPES[modality]
     count = len(refs)
     try:
-        with h5py.File(writing, "w", track_order=False) as handle:
+        # no chunk cache: chunks go to disk in selection order, so the bytes do not depend on cache eviction
+        with h5py.File(writing, "w", track_order=False, rdcc_nbytes=0) as handle:
             dset = handle.create_dataset(
                 "images", shape=(count, *shape), dtype=dtype, chunks=(1, *shape),
                 track_times=False, **_compression_args(compression),
             )
             written = 0
+            band_sum = np.zeros(shape[0])
+            band_sumsq = np.zeros(shape[0])
+            buffer = np.empty((min(WRITE_BLOCK, max(count, 1)), *shape), dtype=dtype)
             for i, image in enumerate(images):
                 if image.shape != shape:
                     raise DatasetError(
                         f"{refs[i].source_id}: image has shape {image.shape}, expected {shape} (bands, height, width)"
                     )
-                dset[i] = image.astype(dtype, copy=False)
+                buffer[i % len(buffer)] = image
+                pixels = image.reshape(shape[0], -1).astype(np.float64)
+                band_sum += pixels.sum(axis=1)
+                band_sumsq += np.einsum("ij,ij->i", pixels, pixels)
                 written += 1
+                if written % len(buffer) == 0:  # one HDF5 call per block: per-sample writes cost more than decoding
+                    dset[written - len(buffer):written] = buffer
+            if written % len(buffer):
+                dset[written - written % len(buffer):written] = buffer[: written % len(buffer)]
             if written != count:
                 raise DatasetError(f"{path.name}: source produced {written} images for {count} samples")
             handle.create_dataset("labels", data=np.array([r.label for r in refs], dtype=np.int16), track_times=False)
@@ -96,6 +108,10 @@ def write_partial(
                 for i, ref in enumerate(refs):
                     multi[i, list(ref.multilabel or ())] = 1
                 handle.create_dataset("multilabels", data=multi, track_times=False)
+            # per-band sums let the build compute train statistics without reading the shard back
+            handle.attrs["band_sum"] = band_sum
+            handle.attrs["band_sumsq"] = band_sumsq
+            handle.attrs["pixel_count"] = count * shape[1] * shape[2]
             handle.attrs["format"] = FORMAT
             handle.attrs["modality"] = modality
             handle.attrs["compression"] = compression
@@ -119,25 +135,19 @@ def partial_matches(partial: Path, refs: Sequence[SampleRef]) -> bool:
     return list(stored) == [r.source_id for r in refs] and list(labels) == [r.label for r in refs]
 
 
-def band_statistics(paths: Sequence[Path], block: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean and std over every image of the given shards, in float64, streamed."""
-    total = sum_x = sum_xx = None
+def band_statistics(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and std over every image of the given shards, from the sums each shard
+    recorded when it was written (float64)."""
+    total, sum_x, sum_xx = 0, 0.0, 0.0
     for path in paths:
         with h5py.File(path, "r") as handle:
-            images = handle["images"]
-            for start in range(0, images.shape[0], block):
-                x = images[start:start + block].astype(np.float64)
-                if sum_x is None:
-                    sum_x = np.zeros(x.shape[1])
-                    sum_xx = np.zeros(x.shape[1])
-                    total = 0
-                sum_x += x.sum(axis=(0, 2, 3))
-                sum_xx += (x * x).sum(axis=(0, 2, 3))
-                total += x.shape[0] * x.shape[2] * x.shape[3]
+            sum_x = sum_x + handle.attrs["band_sum"]
+            sum_xx = sum_xx + handle.attrs["band_sumsq"]
+            total += int(handle.attrs["pixel_count"])
     if not total:
         raise DatasetError("cannot compute normalisation statistics: the train split is empty")
-    mean = sum_x / total
-    std = np.sqrt(np.maximum(sum_xx / total - mean**2, 0.0))
+    mean = np.asarray(sum_x) / total
+    std = np.sqrt(np.maximum(np.asarray(sum_xx) / total - mean**2, 0.0))
     return mean, np.maximum(std, 1e-6)
 
 

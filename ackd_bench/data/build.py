@@ -22,7 +22,7 @@ from .card import write_card
 from .manifest import FORMAT, MANIFEST, dataset_version, read_manifest, verify_manifest
 from .recipe import load_recipe, recipe_hash
 from .shards import (
-    IMAGE_DTYPES, MODALITIES, PARTIAL_SUFFIX, SampleRef, band_statistics, finalize, has_statistics, partial_matches,
+    IMAGE_DTYPES, MODALITIES, PARTIAL_SUFFIX, SampleRef, band_statistics, content_digest, finalize, has_statistics, partial_matches,
     shard_name, write_partial,
 )
 from .splits import SPLITS, assign_split
@@ -216,7 +216,7 @@ def build_dataset(
                 raise DatasetError(f"{final}: left by a build of other data; rerun with --force to rebuild")
             entries.append({
                 "file": final.name, "modality": modality, "split": plan.split, "samples": len(plan.refs),
-                "bytes": final.stat().st_size, "sha256": sha256_file(final),
+                "bytes": final.stat().st_size, "sha256": sha256_file(final), "content_sha256": content_digest(final),
             })
         spec = recipe["modalities"][modality]
         size = int(recipe["image_size"])

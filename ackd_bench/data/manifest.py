@@ -17,8 +17,10 @@ FORMAT = "ackd-bench-dataset/1"
 
 
 def dataset_version(shards: list[dict[str, Any]]) -> str:
-    """Hash over every shard's name and sha256: equal content, equal version."""
-    lines = sorted(f"{entry['file']} {entry['sha256']}" for entry in shards)
+    """Hash over every shard's name and content hash (pixels, labels, ids, attributes): equal
+    content, equal version, whatever bytes the compressor produced. The file sha256s, which
+    `verify_manifest` checks, guard the integrity of this particular copy."""
+    lines = sorted(f"{entry['file']} {entry['content_sha256']}" for entry in shards)
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
@@ -59,7 +61,7 @@ def verify_manifest(root: str | Path, *, checksums: bool = True, progress: bool 
             if actual != entry["sha256"]:
                 raise DatasetError(f"{path}: sha256 mismatch: {MANIFEST} expects {entry['sha256']}, file has {actual}")
         if dataset_version(manifest["shards"]) != manifest["dataset_version"]:
-            raise DatasetError(f"{root / MANIFEST}: dataset_version does not match the shard checksums it lists")
+            raise DatasetError(f"{root / MANIFEST}: dataset_version does not match the shard content hashes it lists")
     return manifest
 
 

@@ -13,6 +13,8 @@ once the train statistics are known, finalisation writes a copy with them and re
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -43,6 +45,21 @@ class SampleRef:
     source_id: str
     label: int
     multilabel: tuple[int, ...] | None = None
+
+
+def fixed_strings(value: str | Sequence[str]) -> np.ndarray:
+    """UTF-8 text as fixed-length bytes. Variable-length strings live in HDF5's global heap, whose
+    unused bytes are not zeroed, so they would make identical shards differ byte for byte."""
+    if isinstance(value, str):
+        return np.bytes_(value.encode())
+    encoded = [v.encode() for v in value]
+    return np.array(encoded, dtype=f"S{max([len(e) for e in encoded] + [1])}")
+
+
+def read_text(value) -> str | list[str]:
+    if isinstance(value, (bytes, np.bytes_)):
+        return value.decode()
+    return [v.decode() if isinstance(v, (bytes, np.bytes_)) else str(v) for v in value]
 
 
 def _compression_args(compression: str) -> dict:
@@ -79,6 +96,7 @@ def write_partial(
                 track_times=False, **_compression_args(compression),
             )
             written = 0
+            content = hashlib.sha256()
             band_sum = np.zeros(shape[0])
             band_sumsq = np.zeros(shape[0])
             buffer = np.empty((min(WRITE_BLOCK, max(count, 1)), *shape), dtype=dtype)
@@ -88,6 +106,7 @@ def write_partial(
                         f"{refs[i].source_id}: image has shape {image.shape}, expected {shape} (bands, height, width)"
                     )
                 buffer[i % len(buffer)] = image
+                content.update(buffer[i % len(buffer)].tobytes())
                 pixels = image.reshape(shape[0], -1).astype(np.float64)
                 band_sum += pixels.sum(axis=1)
                 band_sumsq += np.einsum("ij,ij->i", pixels, pixels)
@@ -98,25 +117,30 @@ def write_partial(
                 dset[written - written % len(buffer):written] = buffer[: written % len(buffer)]
             if written != count:
                 raise DatasetError(f"{path.name}: source produced {written} images for {count} samples")
-            handle.create_dataset("labels", data=np.array([r.label for r in refs], dtype=np.int16), track_times=False)
-            handle.create_dataset(
-                "source_ids", data=np.array([r.source_id for r in refs], dtype=object),
-                dtype=h5py.string_dtype(), track_times=False,
-            )
+            labels = np.array([r.label for r in refs], dtype=np.int16)
+            source_ids = fixed_strings([r.source_id for r in refs])
+            handle.create_dataset("labels", data=labels, track_times=False)
+            handle.create_dataset("source_ids", data=source_ids, track_times=False)
+            content.update(labels.tobytes())
+            content.update(source_ids.tobytes())
             if num_multilabels is not None:
                 multi = np.zeros((count, num_multilabels), dtype=np.uint8)
                 for i, ref in enumerate(refs):
                     multi[i, list(ref.multilabel or ())] = 1
                 handle.create_dataset("multilabels", data=multi, track_times=False)
+                content.update(multi.tobytes())
             # per-band sums let the build compute train statistics without reading the shard back
             handle.attrs["band_sum"] = band_sum
             handle.attrs["band_sumsq"] = band_sumsq
             handle.attrs["pixel_count"] = count * shape[1] * shape[2]
-            handle.attrs["format"] = FORMAT
-            handle.attrs["modality"] = modality
-            handle.attrs["compression"] = compression
-            for key, value in attrs.items():
-                handle.attrs[key] = value
+            described = {"format": FORMAT, "modality": modality, "compression": compression, **attrs}
+            for key, value in described.items():
+                handle.attrs[key] = fixed_strings(value) if isinstance(value, (str, list, tuple)) else value
+            content.update(json.dumps({"shape": [count, *shape], "dtype": np.dtype(dtype).str, **described},
+                                      sort_keys=True, default=str).encode())
+            # the compressed bytes are not reproducible (lzf leaves its hash table uninitialised), so a
+            # shard's identity is the hash of what it holds, not of its file
+            handle.attrs["content_sha256"] = np.bytes_(content.hexdigest().encode())
         fsync_and_rename(writing, partial)
     except BaseException:
         writing.unlink(missing_ok=True)
@@ -128,7 +152,7 @@ def partial_matches(partial: Path, refs: Sequence[SampleRef]) -> bool:
     """True when an existing partial holds exactly these samples (so a resumed build can keep it)."""
     try:
         with h5py.File(partial, "r") as handle:
-            stored = handle["source_ids"].asstr()[()]
+            stored = handle["source_ids"].asstr("utf-8")[()]
             labels = handle["labels"][()]
     except (OSError, KeyError):
         return False
@@ -171,6 +195,11 @@ def finalize(partial: Path, mean: np.ndarray, std: np.ndarray) -> Path:
         raise
     partial.unlink()
     return final
+
+
+def content_digest(path: Path) -> str:
+    with h5py.File(path, "r") as handle:
+        return read_text(handle.attrs["content_sha256"])
 
 
 def has_statistics(final: Path, mean: np.ndarray, std: np.ndarray) -> bool:
@@ -268,7 +297,7 @@ class ShardReader:
         for path in self.paths:
             with h5py.File(path, "r") as handle:
                 if field == "source_ids":
-                    yield handle[field].asstr()[()]
+                    yield handle[field].asstr("utf-8")[()]
                 else:
                     yield handle[field][()]
 

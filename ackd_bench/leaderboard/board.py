@@ -57,6 +57,8 @@ def read_candidates(paths: list[str | Path]) -> list[Candidate]:
             except json.JSONDecodeError as exc:
                 raise SubmissionError(f"{path}: not valid JSON ({exc})") from None
             for i, raw in enumerate(data if isinstance(data, list) else [data]):
+                if isinstance(raw, dict) and raw.get("kind") == "matcher":
+                    continue  # a matcher run has no classification result: not a leaderboard record
                 candidates.append(Candidate(f"{path}:{i + 1}", raw if isinstance(raw, dict) else {}))
             continue
         with open(path, newline="") as handle:

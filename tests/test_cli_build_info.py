@@ -158,3 +158,10 @@ def test_toy_is_learnable_and_ms_beats_rgb(toy_dir):
     assert scores["rgb"] > chance + 0.2  # RGB carries real but partial information
     assert scores["ms"] > 0.9
     assert scores["ms"] > scores["rgb"] + 0.15
+
+
+def test_manifest_of_an_older_format(toy_copy):
+    manifest = json.loads((toy_copy / MANIFEST).read_text())
+    manifest["format"] = "ackd-bench-dataset/1"
+    (toy_copy / MANIFEST).write_text(json.dumps(manifest))
+    _one_line_error(run_cli("info", str(toy_copy)), "format 'ackd-bench-dataset/1'", "build --force")

@@ -13,7 +13,7 @@ from ..errors import DatasetError
 from ..provenance import sha256_file
 
 MANIFEST = "manifest.json"
-FORMAT = "ackd-bench-dataset/1"
+FORMAT = "ackd-bench-dataset/2"  # 2: dataset version over shard content hashes
 
 
 def dataset_version(shards: list[dict[str, Any]]) -> str:
@@ -34,11 +34,19 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    found = manifest.get("format") if isinstance(manifest, dict) else None
+    if isinstance(found, str) and found.startswith("ackd-bench-dataset/") and found != FORMAT:
+        raise DatasetError(f"{path}: format '{found}' is not this version's '{FORMAT}'; rebuild with "
+                           "`ackd-bench build --force`")
+    if found != FORMAT:
         raise DatasetError(f"{path}: not an ackd-bench manifest (expected format '{FORMAT}')")
     for key in ("dataset", "dataset_version", "classes", "modalities", "shards", "counts"):
         if key not in manifest:
             raise DatasetError(f"{path}: missing field '{key}'")
+    for entry in manifest["shards"]:
+        missing = [k for k in ("file", "modality", "split", "samples", "bytes", "sha256", "content_sha256") if k not in entry]
+        if missing:
+            raise DatasetError(f"{path}: shard entry {entry.get('file', '?')} lacks {', '.join(missing)}")
     return manifest
 
 
@@ -101,6 +109,11 @@ def describe(manifest: dict[str, Any]) -> str:
         f"shards           {len(manifest['shards'])} files, {total_bytes / 1e6:.1f} MB, "
         f"{manifest.get('compression', '?')}, <= {manifest.get('shard_max_samples', '?')} samples each"
     )
+    mi = manifest.get("analyses", {}).get("mi")
+    if mi:
+        paired = "n/a" if mi["mean_paired"] is None else f"{mi['mean_paired']:.3f}"
+        lines.append(f"within-class MI  unpaired {mi['mean_unpaired']:.3f}, permutation {mi['mean_permutation']:.3f}, "
+                     f"paired {paired} nats ({mi['bins']} bins, {mi['pairs_per_class']} pairs/class)")
     fractions = manifest.get("splits", {}).get("fractions", {})
     if fractions:
         lines.append(

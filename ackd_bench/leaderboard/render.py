@@ -184,7 +184,8 @@ def render(table: Table, fmt: str = "md") -> str:
 
     body = [[label] + [text(i, j, c) for j, c in enumerate(cells)] for i, (label, cells) in enumerate(table.rows)]
     if fmt == "md":
-        lines = [f"**{table.title}** (OA / F1 in %, mean ± std [bootstrap 95% CI] over seeds; best in bold)", "",
+        metrics = "OA" if all(sub not in ("OA", "F1") or sub == "OA" for _, sub in table.columns) else "OA / F1"
+        lines = [f"**{table.title}** ({metrics} in %, mean ± std [bootstrap 95% CI] over seeds; best in bold)", "",
                  "| method | " + " | ".join(headers) + " |", "|---|" + "---|" * len(headers)]
         lines += ["| " + " | ".join(row) + " |" for row in body]
         return "\n".join(lines)

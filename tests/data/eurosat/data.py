@@ -4,12 +4,13 @@ ds/images/remote_sensing/otherDatasets/sentinel_2/tif/<Class>/<Class>_<n>.tif, 1
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from affine import Affine
+
+from ..archive import zip_tree
 
 TREE = "ds/images/remote_sensing/otherDatasets/sentinel_2/tif"
 CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
@@ -35,8 +36,4 @@ def make_tree(root: Path, per_class: int = 6, seed: int = 0, classes=CLASSES) ->
 def make_archive(out_dir: Path, per_class: int = 6, seed: int = 0) -> Path:
     staging = out_dir / "eurosat-staging"
     make_tree(staging, per_class, seed)
-    archive = out_dir / "EuroSATallBands.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        for path in sorted(staging.rglob("*.tif")):
-            zf.write(path, path.relative_to(staging).as_posix())
-    return archive
+    return zip_tree(staging, out_dir / "EuroSATallBands.zip", "*.tif")

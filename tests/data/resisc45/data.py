@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ..archive import zip_tree
 
 S2S_EU_CLASSES = ("rectangular_farmland", "terrace", "forest", "chaparral", "freeway", "industrial_area", "meadow",
                   "dense_residential", "medium_residential", "river", "lake")
@@ -27,8 +28,4 @@ def make_tree(root: Path, per_class: int = 5, seed: int = 0, classes=S2S_EU_CLAS
 def make_archive(out_dir: Path, per_class: int = 5, seed: int = 0) -> Path:
     staging = out_dir / "resisc45-staging"
     make_tree(staging, per_class, seed)
-    archive = out_dir / "NWPU-RESISC45.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        for path in sorted(staging.rglob("*.jpg")):
-            zf.write(path, path.relative_to(staging).as_posix())
-    return archive
+    return zip_tree(staging, out_dir / "NWPU-RESISC45.zip", "*.jpg")

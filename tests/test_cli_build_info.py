@@ -165,3 +165,10 @@ def test_manifest_of_an_older_format(toy_copy):
     manifest["format"] = "ackd-bench-dataset/1"
     (toy_copy / MANIFEST).write_text(json.dumps(manifest))
     _one_line_error(run_cli("info", str(toy_copy)), "format 'ackd-bench-dataset/1'", "build --force")
+
+
+def test_parallel_decode_builds_the_same_dataset(toy_dir, tmp_path):
+    out = tmp_path / "toy"
+    result = run_cli("build", "toy", "--out", str(out), "--workers", "2", "--quiet", "--no-mi")
+    assert result.returncode == 0, result.stderr
+    assert read_manifest(out)["dataset_version"] == read_manifest(toy_dir)["dataset_version"]

@@ -1,7 +1,8 @@
 """`ackd-bench eval`: the teacher, the matcher and the students a method needs, for one or all pairs.
 
 Teachers and matchers are trained once and found again by their config hash (their default run
-directory); a finished student run is not repeated.
+directory); a finished student run is not repeated, and an interrupted one continues from its
+last checkpoint.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def parse_pairs(pair: str) -> list[str]:
 def _shared(options: RunOptions) -> RunOptions:
     """Teachers and matchers live in their default directory under runs_root and are reused."""
     return RunOptions(runs_root=options.runs_root, device=options.device, workers=options.workers,
-                      progress=options.progress, reuse_finished=True)
+                      progress=options.progress, reuse_finished=True, resume="auto")
 
 
 def ensure_teacher(dataset_dir, arch: str, profile: str, seed: int | None, overrides: dict, options: RunOptions) -> Path:
@@ -65,6 +66,7 @@ def run_eval(dataset_dir: str | Path, method: str, *, pair: str = "R/R", teacher
             teacher_ckpt = ensure_teacher(dataset_dir, teacher_arch, profile, seed, teacher_overrides or {}, options)
         student_options = RunOptions(runs_root=options.runs_root, device=options.device, workers=options.workers,
                                      progress=options.progress, force=options.force, reuse_finished=True,
+                                     resume=True if options.resume is True else "auto",
                                      run_dir=options.run_dir if len(pairs) == 1 else None)
         result = train_student(dataset_dir, student_arch, method=method, teacher=teacher_ckpt, matcher=matcher,
                                profile=profile, seed=seed, overrides=student_overrides, ablate=ablate,

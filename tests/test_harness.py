@@ -48,7 +48,6 @@ def test_local_sweep_skips_finished_and_retries_only_failed(toy_dir, tmp_path):
 
 
 def test_submitit_local_sweep_end_to_end_then_board(toy_dir, tmp_path):
-    pytest.importorskip("submitit")
     requests = expand_grid([str(toy_dir)], methods=["none", "kd"], pairs=["S/S", "M/S"], tables=[3, 4], seeds=[0])
     assert Counter(r.kind for r in requests) == {"student": 3, "teacher": 2}
     config = SweepConfig(profile="smoke", runs_root=str(tmp_path / "runs"), student_overrides={"epochs": 1},

@@ -2,7 +2,6 @@ import json
 import shutil
 from collections import Counter
 
-import pytest
 
 from ackd_bench.harness.demo import run_demo
 from ackd_bench.harness.grid import count_by_table, expand_grid

@@ -17,7 +17,7 @@ from .splits import SPLITS
 
 class ShardDataset(Dataset):
     """Samples as dicts: `image` (C, H, W) float32 normalised with the train mean/std, `label`
-    (int64), `index`, and `multilabel` (L,) float32 where the modality is multi-label."""
+    (int), `index`, and `multilabel` (L,) float32 where the modality is multi-label."""
 
     def __init__(
         self,

@@ -24,7 +24,7 @@ from .engine import Engine, FitResult, OptimConfig, Runtime, resolve_device, see
 from .profiles import load_profile
 from .runs import device_name, evaluate, prepare_run_dir
 from .student import DistillationTask, StudentModule, TeacherSource
-from .teacher_cache import build_or_load_cache, load_teacher, require_teacher
+from .teacher_cache import build_or_load_cache, check_teacher, load_teacher, require_teacher
 
 
 
@@ -263,7 +263,7 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
     if ablation and not sembridge:
         raise AckdError("--ablate switches off SemBridge components: use it with --method sembridge[+LOSS]")
     teacher_path = require_teacher(teacher, method)
-    _, teacher_state = load_teacher(teacher_path, manifest)
+    teacher_state = check_teacher(teacher_path, manifest)
     section, seed = _profile_section(profile, "student", overrides, seed)
     weights = dict(section["loss_weights"])
     meta = dataset_meta(manifest, "rgb")

@@ -25,13 +25,19 @@ from .runs import predict
 OUTPUTS = ("logits", "pooled", "tokens")
 
 
-def load_teacher(path: str | Path, manifest: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
-    """The teacher of a checkpoint, frozen in eval mode, after checking it fits the dataset."""
+def check_teacher(path: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """A teacher checkpoint's contents, after checking that it fits the dataset."""
     state = load_checkpoint(path)
     ms = manifest["modalities"]["ms"]
     check_compatible(state, {"kind": "teacher"}, path)
     check_compatible(state, {"bands": list(ms["bands"]), "classes": list(manifest["classes"])}, path)
     check_compatible(state, {"dataset_version": manifest["dataset_version"]}, path)
+    return state
+
+
+def load_teacher(path: str | Path, manifest: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """The teacher of a checkpoint, frozen in eval mode, after checking it fits the dataset."""
+    state = check_teacher(path, manifest)
     teacher = build_backbone(state["arch"], state["in_channels"], state["num_classes"])
     teacher.load_state_dict({k.removeprefix("backbone."): v for k, v in state["module"].items()})
     teacher.eval().requires_grad_(False)

@@ -1,7 +1,9 @@
 """The SSM matcher: MS and RGB encoders trained CLIP-style on MS images only (Eq. 6-9).
 
 Each MS train image is paired with its own pseudo-RGB (its true R, G, B bands, stretched to the RGB
-side's range): the positive of a symmetric InfoNCE with soft targets (temperature 1). At matching
+side's range): the positive of a symmetric InfoNCE (baselines/sembridge.yaml: L2-normalised
+embeddings, temperature 0.1, identity targets; the reference's temperature-1 soft targets
+collapse with encoders trained from scratch). At matching
 time real RGB images go through the RGB encoder and are compared with the MS gallery.
 
 The stretch is a per-band linear map from the MS band's train mean/std to the RGB channel's; in

@@ -46,19 +46,11 @@ def _toy(recipe: dict[str, Any], **_: Any) -> dict[str, ModalitySource]:
 
 def _archives(recipe: dict[str, Any], *, root: Path, source_dir: str | Path | None = None, download: bool = True,
               **_: Any) -> dict[str, ModalitySource]:
-    """Each side from its public source (`modalities.<side>.source`), found or downloaded."""
-    from .sources import SOURCES
+    """Each side from its public source(s) (`modalities.<side>.source[s]`), found or downloaded."""
+    from .sources.side import open_side
 
-    sides = {}
-    for modality in MODALITIES:
-        spec = recipe["modalities"][modality]
-        if spec.get("source") not in SOURCES:
-            raise DatasetError(f"recipe '{recipe['name']}': modalities.{modality}.source must be one of "
-                               f"{', '.join(SOURCES)}, got {spec.get('source')!r}")
-        sides[modality] = SOURCES[spec["source"]](spec, list(recipe["classes"]), int(recipe["image_size"]), root=root,
-                                                  source_dir=Path(source_dir) if source_dir else None,
-                                                  download=download)
-    return sides
+    return {m: open_side(recipe, m, root=root, source_dir=Path(source_dir) if source_dir else None, download=download)
+            for m in MODALITIES}
 
 
 SOURCE_BUILDERS: dict[str, Callable[..., dict[str, ModalitySource]]] = {"toy": _toy, "archives": _archives}
@@ -86,7 +78,7 @@ class BuildResult:
 def plan_shards(refs: Sequence[SampleRef], modality: str, salt: str, fractions: dict, max_samples: int) -> list[PlannedShard]:
     by_split: dict[str, list[SampleRef]] = {split: [] for split in SPLITS}
     for ref in refs:
-        by_split[assign_split(ref.source_id, salt, fractions)].append(ref)
+        by_split[ref.split or assign_split(ref.source_id, salt, fractions)].append(ref)
     planned = []
     for split in SPLITS:
         members = sorted(by_split[split], key=lambda r: r.source_id)

@@ -12,6 +12,32 @@ PAPER_CITATION = ("R. Wei, K. Yao, C. Yang, J. Wang, Z. Gao, C. Li. Asymmetric C
                   "Bridging Modalities with Weak Semantic Consistency. AAAI 2026.")
 
 
+def source_parts(source: dict[str, Any]) -> list[dict[str, Any]]:
+    """A side's source records: one, or the several a multi-source side lists under `parts`."""
+    return list(source.get("parts", [source]))
+
+
+def class_map_lines(manifest: dict[str, Any]) -> list[str]:
+    """Target class <- source classes, per side (with the source name where a side has several)."""
+    modalities = manifest.get("recipe", {}).get("modalities", {})
+    maps = {}
+    for modality, spec in modalities.items():
+        entries = spec.get("sources") or ({spec["source"]: spec} if "class_map" in spec else {})
+        maps[modality] = {name: (entry or {}).get("class_map", {}) for name, entry in entries.items()}
+    if not any(maps.values()):
+        return []
+    lines = ["", "## Class maps", "", "| class | " + " | ".join(m.upper() for m in maps) + " |",
+             "|---|" + "---|" * len(maps)]
+    for c in manifest["classes"]:
+        cells = []
+        for per_source in maps.values():
+            named = len(per_source) > 1
+            cells.append(", ".join(f"{name}:{s}" if named else str(s) for name, class_map in per_source.items()
+                                   for s in class_map.get(c, [])) or "–")
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_card(manifest: dict[str, Any]) -> str:
     name = manifest["dataset"]
     lines = [f"# {name}" + (" (SYNTHETIC)" if manifest.get("synthetic") else ""), ""]
@@ -29,6 +55,7 @@ def render_card(manifest: dict[str, Any]) -> str:
         h, w = spec["image_size"]
         kind = "multi-label" if spec.get("multilabel") else "single-label"
         lines.append(f"| {modality.upper()} | {' '.join(spec['bands'])} | {h}x{w} | {spec['dtype']} | {kind} |")
+    lines += class_map_lines(manifest)
     lines += ["", "## Counts", "", "| class | " + " | ".join(f"{m}/{s}" for m in manifest["modalities"] for s in SPLITS)
               + " |", "|---|" + "---|" * (len(manifest["modalities"]) * len(SPLITS))]
     for c in manifest["classes"]:
@@ -36,8 +63,9 @@ def render_card(manifest: dict[str, Any]) -> str:
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
     lines += ["", "## Sources", ""]
     for modality, source in manifest.get("sources", {}).items():
-        details = ", ".join(f"{k}: {v}" for k, v in source.items() if v not in (None, "", []))
-        lines.append(f"- {modality.upper()}: {details}")
+        for part in source_parts(source):
+            details = ", ".join(f"{k}: {v}" for k, v in part.items() if v not in (None, "", []))
+            lines.append(f"- {modality.upper()}: {details}")
     mi = manifest.get("analyses", {}).get("mi")
     if mi:
         lines += ["", "## Within-class mutual information (MS pseudo-RGB vs RGB)", "",
@@ -48,9 +76,9 @@ def render_card(manifest: dict[str, Any]) -> str:
             paired = "–" if values["mi_paired"] is None else f"{values['mi_paired']:.3f}"
             lines.append(f"| {c} | {values['mi_unpaired']:.3f} | {values['mi_permutation']:.3f} | {paired} |")
     lines += ["", "## How to cite", "", f"- {PAPER_CITATION}"]
-    for source in manifest.get("sources", {}).values():
-        if source.get("citation"):
-            lines.append(f"- {source['citation']}")
+    citations = [part["citation"] for source in manifest.get("sources", {}).values() for part in source_parts(source)
+                 if part.get("citation")]
+    lines += [f"- {citation}" for citation in dict.fromkeys(citations)]
     return "\n".join(lines) + "\n"
 
 

@@ -45,6 +45,7 @@ class SampleRef:
     source_id: str
     label: int
     multilabel: tuple[int, ...] | None = None
+    split: str | None = None  # set when the source publishes an official split the recipe keeps
 
 
 def fixed_strings(value: str | Sequence[str]) -> np.ndarray:

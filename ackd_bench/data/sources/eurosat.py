@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import rasterio
 
 from ...errors import DatasetError
 from ..shards import SampleRef
 from .fetch import Archive
 from .folders import ClassFolderSource
+from .rasters import read_bands
 
 
 class EuroSATAllBands(ClassFolderSource):
@@ -33,17 +33,7 @@ class EuroSATAllBands(ClassFolderSource):
                 "Land Use and Land Cover Classification. IEEE JSTARS 12(7), 2019.")
 
     def load(self, ref: SampleRef) -> np.ndarray:
-        path = self.path(ref)
-        try:
-            with rasterio.open(path) as src:
-                if src.count != len(self.file_bands) or (src.height, src.width) != (self.patch_size,) * 2:
-                    raise DatasetError(f"{path}: {src.count} bands of {src.height}x{src.width}, expected "
-                                       f"{len(self.file_bands)} bands of {self.patch_size}x{self.patch_size}")
-                image = src.read([self.file_bands.index(b) + 1 for b in self.bands])
-        except rasterio.errors.RasterioIOError as exc:
-            raise DatasetError(f"{path}: unreadable GeoTIFF ({exc})") from None
-        if image.dtype != np.uint16:
-            raise DatasetError(f"{path}: dtype {image.dtype}, expected uint16 reflectance")
         if self.size != self.patch_size:
             raise DatasetError(f"recipe image_size {self.size} differs from EuroSAT's {self.patch_size} px")
-        return image
+        return read_bands(self.path(ref), count=len(self.file_bands), size=self.patch_size,
+                          indexes=[self.file_bands.index(b) + 1 for b in self.bands])

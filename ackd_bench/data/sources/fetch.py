@@ -25,12 +25,14 @@ MIRROR_ENV = "ACKD_BENCH_MIRROR"
 @dataclass(frozen=True)
 class Archive:
     name: str
-    url: str
-    filename: str
-    md5: str
+    url: str | None  # None: not on any hub or mirror we can pin; taken from --source-dir only
+    filename: str | None
+    md5: str | None
     tree: str  # the folder, relative to the extraction root, that holds the class folders
     size: str  # for the README and error messages, e.g. "2.0 GB"
     other_trees: tuple[str, ...] = ()  # other published layouts accepted in --source-dir
+    page: str = ""  # where a local-only source is published
+    layout: str = ""  # what a local-only source's folder must hold, for the error message
 
 
 def md5_file(path: Path, chunk: int = 1 << 22) -> str:
@@ -83,6 +85,10 @@ def locate(archive: Archive, *, root: Path, source_dir: Path | None, download: b
         for candidate in [source_dir / t for t in trees] + [source_dir / archive.name / t for t in trees]:
             if candidate.is_dir():
                 return candidate, {**record, "archive_verified": False, "from": f"extracted tree {candidate}"}
+    if archive.url is None:
+        where = f"--source-dir {source_dir} holds no {archive.tree}/" if source_dir else "no --source-dir was given"
+        raise DatasetError(f"{archive.name} is not on any hub and {where}: download it from {archive.page} and "
+                           f"pass --source-dir DIR holding {archive.layout}")
     extract_root = root / ".sources" / archive.name
     if (extract_root / archive.tree).is_dir():
         return extract_root / archive.tree, {**record, "archive_verified": True, "from": "earlier extraction"}

@@ -20,6 +20,7 @@ class ClassFolderSource(ABC):
     archive: ClassVar[Archive]
     classes: ClassVar[tuple[str, ...]]
     suffix: ClassVar[str]
+    file_bands: ClassVar[tuple[str, ...]] = ("R", "G", "B")
     licence: ClassVar[str]
     citation: ClassVar[str]
 
@@ -27,6 +28,9 @@ class ClassFolderSource(ABC):
                  source_dir: Path | None = None, download: bool = True):
         self.spec, self.targets, self.size = spec, targets, size
         self.bands = list(spec["bands"])
+        unknown_bands = [b for b in self.bands if b not in self.file_bands]
+        if unknown_bands:
+            raise DatasetError(f"recipe asks {self.name} for band(s) {unknown_bands}; it has {', '.join(self.file_bands)}")
         self.class_map: dict[str, list[str]] = spec["class_map"]
         unknown = sorted({c for sources in self.class_map.values() for c in sources} - set(self.classes))
         if unknown:

@@ -25,7 +25,7 @@ def make_tree(root: Path, per_class: int = 5, seed: int = 0, classes=S2S_EU_CLAS
     return root / "NWPU-RESISC45"
 
 
-def make_archive(out_dir: Path, per_class: int = 5, seed: int = 0) -> Path:
+def make_archive(out_dir: Path, per_class: int = 5, seed: int = 0, classes=S2S_EU_CLASSES) -> Path:
     staging = out_dir / "resisc45-staging"
-    make_tree(staging, per_class, seed)
+    make_tree(staging, per_class, seed, classes)
     return zip_tree(staging, out_dir / "NWPU-RESISC45.zip", "*.jpg")

@@ -1,0 +1,42 @@
+"""NaSC-TG2 multispectral (Zhou et al. 2021): 20,000 128x128 Tiangong-2 scenes, 14 bands, 10 classes.
+
+The 14-band release is published by the China Manned Space Engineering data service, not on any
+hub we can pin, so it is read from a local directory (`--source-dir`) only. Its band table is not
+in the sources we could verify; bands are named B01..B14 in file order (0.40-1.04 um).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..shards import SampleRef
+from .fetch import Archive
+from .folders import ClassFolderSource
+from .rasters import read_bands
+
+CLASSES = ("beach", "circularfarmland", "cloud", "desert", "forest", "mountain", "rectangularfarmland", "residential",
+           "river", "snowberg")
+
+
+class NaSCTG2Multispectral(ClassFolderSource):
+    name = "nasc_tg2_ms"
+    archive = Archive(
+        name="nasc_tg2_ms",
+        url=None, filename=None, md5=None,
+        tree="MS",
+        other_trees=("NaSC-TG2/MS", "NASC_TG2/MS"),
+        size="about 20,000 14-band GeoTIFFs",
+        page="http://www.msadc.cn/main/setsubDetail?id=1370312964720037889 (China Manned Space data service)",
+        layout="MS/<class>/*.tif (14-band 128x128 GeoTIFFs; classes " + ", ".join(CLASSES) + ")",
+    )
+    classes = CLASSES
+    file_bands = tuple(f"B{i:02d}" for i in range(1, 15))
+    patch_size = 128
+    suffix = ".tif"
+    licence = "research use (CMSA data service terms)"
+    citation = ("Z. Zhou, S. Li, W. Wu, W. Guo, X. Li, G. Xia, Z. Zhao. NaSC-TG2: Natural Scene Classification With "
+                "Tiangong-2 Remotely Sensed Imagery. IEEE JSTARS 14, 2021.")
+
+    def load(self, ref: SampleRef) -> np.ndarray:
+        return read_bands(self.path(ref), count=len(self.file_bands), size=self.patch_size,
+                          indexes=[self.file_bands.index(b) + 1 for b in self.bands], out_size=self.size)

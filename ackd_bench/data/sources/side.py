@@ -1,0 +1,64 @@
+"""One side (MS or RGB) of a recipe: one or more public sources, capped and balanced per class.
+
+A side names either one `source` with its `class_map`, or several under `sources:` (M2S-GL's RGB
+side draws on RESISC45 and AID), each with its own map. Source ids start with the source's name,
+so a sample finds its way back to the module that reads it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import DatasetError
+from ..selection import balance_multilabel, cap_per_class
+from ..shards import SampleRef
+
+
+class Side:
+    def __init__(self, modality: str, parts: dict[str, Any], bands: list[str], cap: int | None, salt: str,
+                 num_classes: int):
+        self.modality, self.parts, self.bands = modality, parts, bands
+        self.cap, self.salt, self.num_classes = cap, salt, num_classes
+
+    def refs(self) -> list[SampleRef]:
+        candidates = [ref for part in self.parts.values() for ref in part.refs()]
+        if any(ref.multilabel is not None for ref in candidates):
+            chosen = balance_multilabel(candidates, self.num_classes, self.cap, self.salt)
+        else:
+            chosen = cap_per_class(candidates, self.cap, self.salt)
+        for name, part in self.parts.items():
+            if hasattr(part, "prepare"):  # sources read from streams fetch only what was chosen
+                part.prepare([ref for ref in chosen if ref.source_id.startswith(f"{name}/")])
+        return chosen
+
+    def load(self, ref: SampleRef) -> np.ndarray:
+        return self.parts[ref.source_id.split("/", 1)[0]].load(ref)
+
+    def provenance(self) -> dict[str, Any]:
+        records = [part.provenance() for part in self.parts.values()]
+        if len(records) == 1:
+            return records[0]
+        return {"name": "+".join(self.parts), "parts": records}
+
+
+def open_side(recipe: dict[str, Any], modality: str, *, root: Path, source_dir: Path | None, download: bool) -> Side:
+    from . import SOURCES
+
+    spec = recipe["modalities"][modality]
+    where = f"recipe '{recipe['name']}': modalities.{modality}"
+    if "sources" in spec:
+        entries = {name: {**spec, **(entry or {})} for name, entry in spec["sources"].items()}
+    else:
+        entries = {spec.get("source"): spec}
+    parts = {}
+    for name, entry in entries.items():
+        if name not in SOURCES:
+            raise DatasetError(f"{where}: source must be one of {', '.join(SOURCES)}, got {name!r}")
+        parts[name] = SOURCES[name](entry, list(recipe["classes"]), int(recipe["image_size"]), root=root,
+                                    source_dir=source_dir, download=download)
+    cap = spec.get("cap_per_class")
+    return Side(modality, parts, list(spec["bands"]), None if cap is None else int(cap), recipe["splits"]["salt"],
+                len(recipe["classes"]))

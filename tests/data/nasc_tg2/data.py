@@ -1,0 +1,31 @@
+"""Writes a tiny NaSC-TG2 multispectral tree in the release's layout: MS/<class>/<class>_<n>.tif,
+14-band uint16 128x128 GeoTIFFs (the release is local-only: there is no archive to serve)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+
+CLASSES = ("beach", "circularfarmland", "cloud", "desert", "forest", "mountain", "rectangularfarmland", "residential",
+           "river", "snowberg")
+RESISC45_NAMESAKES = ("beach", "circular_farmland", "cloud", "desert", "forest", "mountain", "rectangular_farmland",
+                      "dense_residential", "medium_residential", "river", "snowberg")
+
+
+def write_tif(path: Path, rng: np.random.Generator, bands: int = 14, size: int = 128, dtype: str = "uint16") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = rng.integers(0, 1000, size=(bands, size, size)).astype(dtype)
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=bands, dtype=dtype,
+                       crs="EPSG:4326", transform=Affine(0.001, 0, 110.0, 0, -0.001, 35.0)) as dst:
+        dst.write(data)
+
+
+def make_tree(root: Path, per_class: int = 3, seed: int = 0, classes=CLASSES) -> Path:
+    rng = np.random.default_rng(seed)
+    for name in classes:
+        for n in range(1, per_class + 1):
+            write_tif(root / "MS" / name / f"{name}_{n}.tif", rng)
+    return root / "MS"

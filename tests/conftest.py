@@ -38,22 +38,62 @@ def teacher_ckpt(toy_dir, tmp_path_factory) -> Path:
     return run_dir / "checkpoints" / "best.pt"
 
 
+# file name -> bytes to send before dropping the connection, once (an interrupted download)
+CUT_AFTER: dict[str, int] = {}
+RANGE_REQUESTS: list[tuple[str, str]] = []
+
+
 @pytest.fixture
 def http_server(tmp_path):
-    """Serves a directory over HTTP on 127.0.0.1 (a stand-in for the hub); yields (directory, base URL)."""
-    import functools
+    """Serves a directory over HTTP on 127.0.0.1 (a stand-in for the hub), with Range requests as the
+    hub's CDN answers them; yields (directory, base URL)."""
     import http.server
+    import shutil
     import threading
 
     served = tmp_path / "served"
     served.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    CUT_AFTER.clear()
+    RANGE_REQUESTS.clear()
 
-    class Quiet(handler.func):  # no request log on stderr
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(served), **kwargs)
+
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(served)))
+        def do_GET(self):
+            path = Path(self.translate_path(self.path))
+            if not path.is_file():
+                return super().do_GET()
+            size = path.stat().st_size
+            start = 0
+            if self.headers.get("Range"):
+                RANGE_REQUESTS.append((path.name, self.headers["Range"]))
+                start = int(self.headers["Range"].removeprefix("bytes=").split("-")[0])
+                if start >= size:
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{size}")
+                    self.end_headers()
+                    return
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+            else:
+                self.send_response(200)
+            self.send_header("Content-Length", str(size - start))
+            self.end_headers()
+            with open(path, "rb") as handle:
+                handle.seek(start)
+                cut = CUT_AFTER.pop(path.name, None)
+                if cut is None:
+                    shutil.copyfileobj(handle, self.wfile)
+                else:
+                    self.wfile.write(handle.read(cut))
+                    self.wfile.flush()
+                    self.close_connection = True
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

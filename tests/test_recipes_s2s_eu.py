@@ -146,3 +146,20 @@ def test_readers_on_real_eurosat_and_resisc45_files(tmp_path):
     jpg = sorted((resisc.tree / "airplane").glob("*.jpg"))[0].name
     rgb = resisc.load(SampleRef(f"resisc45/airplane/{jpg}", 0))
     assert rgb.shape == (3, 64, 64) and rgb.dtype == np.uint8 and rgb.std() > 5
+
+
+def test_interrupted_download_resumes_with_a_range_request(served_sources, tmp_path, capsys):
+    from .conftest import CUT_AFTER, RANGE_REQUESTS
+
+    CUT_AFTER["EuroSATallBands.zip"] = 1_000_000
+    out = tmp_path / "s2s-eu"
+    assert main(["build", "s2s-eu", "--out", str(out), "--quiet", "--no-mi"]) == 2
+    err = capsys.readouterr().err
+    kept = (out / ".downloads" / "EuroSATallBands.zip.part").stat().st_size
+    assert 0 < kept <= 1_000_000  # whole blocks received before the cut are kept
+    assert "EuroSATallBands.zip: download failed" in err and f"rerun to resume from EuroSATallBands.zip.part ({kept} bytes)" in err
+    assert not (out / ".downloads" / "EuroSATallBands.zip").exists() and not (out / MANIFEST).exists()
+    assert main(["build", "s2s-eu", "--out", str(out), "--quiet", "--no-mi"]) == 0
+    assert RANGE_REQUESTS == [("EuroSATallBands.zip", f"bytes={kept}-")]
+    assert md5_file(out / ".downloads" / "EuroSATallBands.zip") == EuroSATAllBands.archive.md5
+    assert (out / ".downloads" / "EuroSATallBands.zip.md5-ok").is_file()

@@ -54,13 +54,17 @@ def archive_url(archive: Archive) -> str:
     return mirrored(archive.url, archive.filename)
 
 
-def verify_md5(path: Path, md5: str, url: str) -> None:
+def verify_md5(path: Path, md5: str, url: str, *, keep_aside: bool = True) -> None:
+    """Raise on a checksum mismatch; a file we downloaded is moved to `<name>.corrupt` (a user's own
+    file in --source-dir is left where it is)."""
     actual = md5_file(path)
     if actual != md5:
-        aside = path.with_name(path.name + ".corrupt")
-        os.replace(path, aside)
-        raise DatasetError(f"{path}: md5 mismatch for {url}: expected {md5}, got {actual} "
-                           f"(kept aside as {aside.name})")
+        where = ""
+        if keep_aside:
+            aside = path.with_name(path.name + ".corrupt")
+            os.replace(path, aside)
+            where = f" (kept aside as {aside.name})"
+        raise DatasetError(f"{path}: md5 mismatch for {url}: expected {md5}, got {actual}{where}")
 
 
 def http_download(url: str, target: Path) -> None:
@@ -103,7 +107,7 @@ def fetch_file(filename: str, url: str, md5: str, size: str, *, root: Path, sour
     candidates = ([Path(source_dir) / filename] if source_dir is not None else []) + [root / ".downloads" / filename]
     for path in candidates:
         if path.is_file():
-            _verify_once(path, md5, str(path))
+            _verify_once(path, md5, str(path), keep_aside=path.parent == root / ".downloads")
             return path, str(path)
     url = mirrored(url, filename)
     if not download:
@@ -116,13 +120,16 @@ def fetch_file(filename: str, url: str, md5: str, size: str, *, root: Path, sour
     return target, url
 
 
-def _verify_once(path: Path, md5: str, url: str) -> None:
+def _verify_once(path: Path, md5: str, url: str, *, keep_aside: bool = True) -> None:
     stamp = path.with_name(path.name + ".md5-ok")
     facts = f"{md5} {path.stat().st_size} {path.stat().st_mtime_ns}"
     if stamp.is_file() and stamp.read_text() == facts:
         return
-    verify_md5(path, md5, url)
-    stamp.write_text(facts)
+    verify_md5(path, md5, url, keep_aside=keep_aside)
+    try:
+        stamp.write_text(facts)
+    except OSError:  # a read-only --source-dir: verify again next time
+        pass
 
 
 def _extract(path: Path, archive: Archive, extract_root: Path) -> Path:

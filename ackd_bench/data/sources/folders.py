@@ -8,6 +8,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from PIL import Image, UnidentifiedImageError
+
 from ...errors import DatasetError
 from ..shards import SampleRef
 from .fetch import Archive, locate
@@ -61,3 +63,20 @@ class ClassFolderSource(ABC):
 
     def provenance(self) -> dict[str, Any]:
         return {**self.record, "licence": self.licence, "citation": self.citation}
+
+
+class JpegFolderSource(ClassFolderSource):
+    """RGB JPEG scenes (RESISC45, AID, EuroSAT RGB), resized to the recipe's image size."""
+
+    suffix = ".jpg"
+
+    def load(self, ref: SampleRef) -> np.ndarray:
+        path = self.path(ref)
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                if image.size != (self.size, self.size):  # antialiased downsampling to the MS size
+                    image = image.resize((self.size, self.size), Image.Resampling.LANCZOS)
+                return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DatasetError(f"{path}: unreadable JPEG ({exc})") from None

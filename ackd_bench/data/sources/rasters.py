@@ -24,8 +24,8 @@ def read_bands(path: Path, *, count: int, size: int, indexes: Sequence[int], out
     try:
         with rasterio.open(path) as src:
             if src.count != count or (src.height, src.width) != (size, size):
-                raise DatasetError(f"{path}: {src.count} bands of {src.height}x{src.width}, expected "
-                                   f"{count} bands of {size}x{size}")
+                raise DatasetError(f"{path}: {_bands(src.count)} of {src.height}x{src.width}, expected "
+                                   f"{_bands(count)} of {size}x{size}")
             dtype = np.dtype(src.dtypes[0])
             if dtype not in [np.dtype(d) for d in LOSSLESS_TO_UINT16]:
                 raise DatasetError(f"{path}: dtype {dtype}, expected uint16 (or uint8) reflectance")
@@ -34,3 +34,7 @@ def read_bands(path: Path, *, count: int, size: int, indexes: Sequence[int], out
     except rasterio.errors.RasterioIOError as exc:
         raise DatasetError(f"{path}: unreadable {kind} ({exc})") from None
     return image.astype(np.uint16, copy=False)
+
+
+def _bands(count: int) -> str:
+    return f"{count} band" if count == 1 else f"{count} bands"

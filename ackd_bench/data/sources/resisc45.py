@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
-
-from ...errors import DatasetError
-from ..shards import SampleRef
 from .fetch import Archive
-from .folders import ClassFolderSource
+from .folders import JpegFolderSource
 
 
-class RESISC45(ClassFolderSource):
+class RESISC45(JpegFolderSource):
     name = "resisc45"
     # torchgeo's pinned copy on the Hugging Face hub (torchgeo 0.8, datasets/resisc45.py)
     archive = Archive(
@@ -29,18 +24,6 @@ class RESISC45(ClassFolderSource):
                "parking_lot", "railway", "railway_station", "rectangular_farmland", "river", "roundabout", "runway",
                "sea_ice", "ship", "snowberg", "sparse_residential", "stadium", "storage_tank", "tennis_court",
                "terrace", "thermal_power_station", "wetland")
-    suffix = ".jpg"
     licence = "research use (NWPU-RESISC45 terms)"
     citation = ("G. Cheng, J. Han, X. Lu. Remote Sensing Image Scene Classification: Benchmark and State of the Art. "
                 "Proceedings of the IEEE 105(10), 2017.")
-
-    def load(self, ref: SampleRef) -> np.ndarray:
-        path = self.path(ref)
-        try:
-            with Image.open(path) as image:
-                image = image.convert("RGB")
-                if image.size != (self.size, self.size):  # antialiased downsampling to the MS size
-                    image = image.resize((self.size, self.size), Image.Resampling.LANCZOS)
-                return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DatasetError(f"{path}: unreadable JPEG ({exc})") from None

@@ -45,6 +45,8 @@ def test_s2s_cn_builds_from_a_local_nasc_tg2_tree(sources, tmp_path):
     _, cls, name = ms.source_ids()[0].split("/")
     with rasterio.open(sources / "MS" / cls / name) as src:
         np.testing.assert_array_equal(ms.reader.read(0), src.read())  # all 14 bands, file order, no resampling
+    assert ms.reader.read(0, "paired_rgb").shape == (3, 128, 128)  # the release's JPEG of the same scene
+    assert manifest["sources"]["ms_paired_rgb"]["name"] == "nasc_tg2_rgb"
     rgb = ShardDataset(out, "rgb", "test", normalize=False)
     assert rgb.reader.read(0).shape == (3, 128, 128)  # 256 px RESISC45 scenes downsampled to the MS size
     card = (out / "DATASET.md").read_text()

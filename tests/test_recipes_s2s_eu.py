@@ -13,7 +13,7 @@ from ackd_bench.cli import main
 from ackd_bench.data.dataset import ShardDataset
 from ackd_bench.data.manifest import MANIFEST, read_manifest
 from ackd_bench.data.shards import SampleRef
-from ackd_bench.data.sources import RESISC45, EuroSATAllBands
+from ackd_bench.data.sources import RESISC45, EuroSATAllBands, EuroSATRGB
 from ackd_bench.data.sources.fetch import MIRROR_ENV, md5_file
 
 from .conftest import REALDATA
@@ -25,8 +25,9 @@ from .data.resisc45 import data as resisc45_data
 def served_sources(http_server, monkeypatch):
     served, url = http_server
     archives = {"eurosat": eurosat_data.make_archive(served, per_class=6),
+                "eurosat_rgb": eurosat_data.make_rgb_archive(served, per_class=6),
                 "resisc45": resisc45_data.make_archive(served, per_class=5)}
-    for cls, key in ((EuroSATAllBands, "eurosat"), (RESISC45, "resisc45")):
+    for cls, key in ((EuroSATAllBands, "eurosat"), (EuroSATRGB, "eurosat_rgb"), (RESISC45, "resisc45")):
         monkeypatch.setattr(cls, "archive", dataclasses.replace(cls.archive, md5=md5_file(archives[key])))
     monkeypatch.setenv(MIRROR_ENV, url)
     return served
@@ -53,6 +54,17 @@ def test_s2s_eu_downloads_verifies_and_builds(served_sources, tmp_path, capsys):
         raw = src.read()
     np.testing.assert_array_equal(ms.reader.read(0)[7], raw[12])
     np.testing.assert_array_equal(ms.reader.read(0)[8:], raw[10:12])
+    # the paired control: EuroSAT's own JPEG of the same patch, stored next to the MS pixels
+    from PIL import Image
+
+    with Image.open(out / ".sources" / "eurosat_rgb" / "2750" / cls / name.replace(".tif", ".jpg")) as jpeg:
+        np.testing.assert_array_equal(ms.reader.read(0, "paired_rgb"), np.asarray(jpeg.convert("RGB")).transpose(2, 0, 1))
+    assert manifest["modalities"]["ms"]["paired_rgb"] == {"source": "eurosat_rgb", "bands": ["R", "G", "B"]}
+    assert manifest["sources"]["ms_paired_rgb"]["md5"] == EuroSATRGB.archive.md5
+    from ackd_bench.data.mi import within_class_mi
+
+    rows = within_class_mi(out, pairs=1, split="train")
+    assert all(row["mi_paired"] is not None for row in rows)
     rgb = ShardDataset(out, "rgb", "train", normalize=False)
     assert rgb.reader.read(0).shape == (3, 64, 64) and rgb.reader.read(0).dtype == np.uint8
     assert "Residential" in (out / "DATASET.md").read_text() and "Helber" in (out / "DATASET.md").read_text()
@@ -85,8 +97,19 @@ def test_no_download_says_where_to_get_the_archive(tmp_path, capsys):
 def _source_dir(tmp_path, *, eurosat_classes=eurosat_data.CLASSES, resisc_classes=resisc45_data.S2S_EU_CLASSES):
     source_dir = tmp_path / "sources"
     eurosat_data.make_tree(source_dir, per_class=3, classes=eurosat_classes)
+    eurosat_data.make_rgb_tree(source_dir, per_class=3, classes=eurosat_classes)
     resisc45_data.make_tree(source_dir, per_class=3, classes=resisc_classes, size=128)
     return source_dir
+
+
+def test_missing_paired_rgb_image(tmp_path, capsys):
+    source_dir = _source_dir(tmp_path)
+    missing = source_dir / "2750" / "River" / "River_2.jpg"
+    missing.unlink()
+    out = tmp_path / "s2s-eu"
+    assert main(["build", "s2s-eu", "--out", str(out), "--source-dir", str(source_dir), "--no-download", "--quiet"]) == 2
+    assert f"{missing}: no paired RGB image for MS sample eurosat/River/River_2.tif" in capsys.readouterr().err
+    assert not (out / MANIFEST).exists()
 
 
 def test_source_dir_with_extracted_trees(tmp_path):

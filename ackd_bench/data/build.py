@@ -116,23 +116,26 @@ def class_counts(plans: Sequence[PlannedShard], classes: Sequence[str]) -> dict[
     return counts
 
 
-def _existing(root: Path, plan: PlannedShard) -> Path | None:
+def _existing(root: Path, plan: PlannedShard, digest: str) -> Path | None:
     """A complete shard file (final or partial) holding exactly the planned samples."""
     final = root / plan.name
     partial = final.with_name(final.name + PARTIAL_SUFFIX)
-    return next((p for p in (final, partial) if p.exists() and partial_matches(p, plan.refs)), None)
+    return next((p for p in (final, partial) if p.exists() and partial_matches(p, plan.refs, digest)), None)
 
 
 def _write_shard(root: Path, plan: PlannedShard, source: ModalitySource, recipe: dict, digest: str, bar,
                  pool: ProcessPoolExecutor | None = None) -> None:
-    if _existing(root, plan) is not None:  # kept from an interrupted run
+    if _existing(root, plan, digest) is not None:  # kept from an interrupted run
         bar.update(len(plan.refs))
         return
     (root / plan.name).unlink(missing_ok=True)
 
+    paired = getattr(source, "paired", None) is not None
+    load = source.load_with_pair if paired else source.load
+
     def images():
         # worker processes decode while this one compresses and writes; order is preserved
-        decoded = pool.map(source.load, plan.refs, chunksize=16) if pool else map(source.load, plan.refs)
+        decoded = pool.map(load, plan.refs, chunksize=16) if pool else map(load, plan.refs)
         for image in decoded:
             yield image
             bar.update(1)
@@ -147,7 +150,16 @@ def _write_shard(root: Path, plan: PlannedShard, source: ModalitySource, recipe:
         root / plan.name, plan.refs, images(), modality=plan.modality, shape=(len(source.bands), size, size),
         attrs=attrs, compression=recipe["shards"]["compression"],
         num_multilabels=len(recipe["classes"]) if multilabel else None,
+        paired_shape=(3, size, size) if paired else None,
     )
+
+
+def _provenance(sources: dict[str, ModalitySource]) -> dict[str, Any]:
+    records = {modality: sources[modality].provenance() for modality in MODALITIES}
+    for modality in MODALITIES:
+        if getattr(sources[modality], "paired", None) is not None:
+            records[f"{modality}_paired_rgb"] = sources[modality].paired.provenance()
+    return records
 
 
 def build_dataset(
@@ -198,7 +210,7 @@ def build_dataset(
 
     entries, modalities = [], {}
     for modality in MODALITIES:
-        files = [_existing(root, plan) for plan in plans[modality]]
+        files = [_existing(root, plan, digest) for plan in plans[modality]]
         mean, std = band_statistics([f for f, plan in zip(files, plans[modality]) if plan.split == "train"])
         for path, plan in zip(files, plans[modality]):
             final = root / plan.name
@@ -219,6 +231,8 @@ def build_dataset(
         }
         if spec.get("rgb_bands"):
             modalities[modality]["rgb_bands"] = list(spec["rgb_bands"])
+        if getattr(sources[modality], "paired", None) is not None:
+            modalities[modality]["paired_rgb"] = {"source": sources[modality].paired.name, "bands": ["R", "G", "B"]}
 
     manifest = {
         "format": FORMAT,
@@ -237,7 +251,7 @@ def build_dataset(
         "splits": {"fractions": fractions, "salt": salt},
         "counts": {m: class_counts(plans[m], recipe["classes"]) for m in MODALITIES},
         "shards": entries,
-        "sources": {modality: sources[modality].provenance() for modality in MODALITIES},
+        "sources": _provenance(sources),
     }
     write_json_atomic(root / MANIFEST, manifest)
     write_card(root, manifest)

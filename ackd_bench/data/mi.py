@@ -52,17 +52,22 @@ def pseudo_rgb(ms_image: np.ndarray, ms_bands: list[str], rgb_bands: list[str] |
     return ms_image[[ms_bands.index(b) for b in rgb_bands]]
 
 
-def paired_view(manifest: dict[str, Any]) -> Callable[[str], np.ndarray] | None:
-    """source id of an MS sample -> the RGB image of the same scene, where the dataset has one."""
+def paired_view(ms: ShardDataset) -> Callable[[int], np.ndarray] | None:
+    """MS sample index -> the RGB image of the same scene (uint8, 3 x H x W), where the dataset has
+    one: the `paired_rgb` images stored next to the MS pixels, or the toy generator's RGB view."""
+    manifest = ms.manifest
+    if manifest["modalities"]["ms"].get("paired_rgb"):
+        return lambda index: ms.reader.read(int(index), "paired_rgb")
     if manifest.get("recipe", {}).get("source") == "toy":
         from .toy import ToyGenerator
 
         generator = ToyGenerator(manifest["recipe"])
         classes = list(manifest["classes"])
+        ids = ms.source_ids()
 
-        def render(source_id: str) -> np.ndarray:
-            _, _, name, index = source_id.split("/")
-            return generator.paired_rgb(classes.index(name), int(index))
+        def render(index: int) -> np.ndarray:
+            _, _, name, number = ids[int(index)].split("/")
+            return generator.paired_rgb(classes.index(name), int(number))
 
         return render
     return None
@@ -75,8 +80,7 @@ def within_class_mi(root: str | Path, *, pairs: int = 100, bins: int = 16, seed:
     if len(ms) == 0 or len(rgb) == 0:
         raise DatasetError(f"{root}: the {split} split needs both MS and RGB samples for MI ({len(ms)} MS, {len(rgb)} RGB)")
     spec = ms.manifest["modalities"]["ms"]
-    paired = paired_view(ms.manifest)
-    ms_ids = ms.source_ids() if paired else None
+    paired = paired_view(ms)
     rng = np.random.default_rng(seed)
     rows = []
     for c, name in enumerate(ms.classes):
@@ -97,7 +101,7 @@ def within_class_mi(root: str | Path, *, pairs: int = 100, bins: int = 16, seed:
                "mi_unpaired_std": float(np.std(unpaired)), "mi_permutation": float(np.mean(permuted)),
                "mi_paired": None}
         if paired:
-            row["mi_paired"] = float(np.mean([image_mi(v, paired(ms_ids[int(i)]), bins)
+            row["mi_paired"] = float(np.mean([image_mi(v, paired(int(i)), bins)
                                               for v, i in zip(views, draw_ms)]))
         rows.append(row)
     return rows

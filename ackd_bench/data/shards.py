@@ -83,8 +83,12 @@ def write_partial(
     attrs: dict,
     compression: str,
     num_multilabels: int | None = None,
+    paired_shape: tuple[int, int, int] | None = None,
 ) -> Path:
-    """Stream `images` (one (C, H, W) array per ref) into `path` + '.partial', atomically."""
+    """Stream `images` (one (C, H, W) array per ref) into `path` + '.partial', atomically.
+
+    With `paired_shape`, each item is (image, paired RGB image of the same scene), and the paired
+    images go to a `paired_rgb` dataset (uint8, same order): the symmetric control for analyses."""
     partial = path.with_name(path.name + PARTIAL_SUFFIX)
     writing = path.with_name(f".{path.name}.writing")
     dtype = IMAGE_DTYPES[modality]
@@ -96,12 +100,24 @@ def write_partial(
                 "images", shape=(count, *shape), dtype=dtype, chunks=(1, *shape),
                 track_times=False, **_compression_args(compression),
             )
+            paired_set = None if paired_shape is None else handle.create_dataset(
+                "paired_rgb", shape=(count, *paired_shape), dtype=np.uint8, chunks=(1, *paired_shape),
+                track_times=False, **_compression_args(compression),
+            )
             written = 0
             content = hashlib.sha256()
             band_sum = np.zeros(shape[0])
             band_sumsq = np.zeros(shape[0])
             buffer = np.empty((min(WRITE_BLOCK, max(count, 1)), *shape), dtype=dtype)
-            for i, image in enumerate(images):
+            for i, item in enumerate(images):
+                image = item
+                if paired_set is not None:
+                    image, paired = item
+                    if paired.shape != paired_shape:
+                        raise DatasetError(f"{refs[i].source_id}: paired RGB image has shape {paired.shape}, "
+                                           f"expected {paired_shape}")
+                    paired_set[i] = paired  # 3-band uint8: per-sample writes cost little next to the MS side
+                    content.update(np.ascontiguousarray(paired, dtype=np.uint8).tobytes())
                 if image.shape != shape:
                     raise DatasetError(
                         f"{refs[i].source_id}: image has shape {image.shape}, expected {shape} (bands, height, width)"
@@ -149,13 +165,17 @@ def write_partial(
     return partial
 
 
-def partial_matches(partial: Path, refs: Sequence[SampleRef]) -> bool:
-    """True when an existing partial holds exactly these samples (so a resumed build can keep it)."""
+def partial_matches(partial: Path, refs: Sequence[SampleRef], recipe_hash: str | None = None) -> bool:
+    """True when an existing partial holds exactly these samples, written from this recipe (so a
+    resumed build can keep it)."""
     try:
         with h5py.File(partial, "r") as handle:
             stored = handle["source_ids"].asstr("utf-8")[()]
             labels = handle["labels"][()]
+            written_by = read_text(handle.attrs.get("recipe_hash", b""))
     except (OSError, KeyError):
+        return False
+    if recipe_hash is not None and written_by != recipe_hash:
         return False
     return list(stored) == [r.source_id for r in refs] and list(labels) == [r.label for r in refs]
 

@@ -52,11 +52,10 @@ def load_student(path: str | Path, manifest: dict[str, Any]) -> torch.nn.Module:
 
 
 def paired_images(rgb: ShardDataset, ms: ShardDataset, indices: np.ndarray) -> torch.Tensor | None:
-    render = paired_view(ms.manifest)
+    render = paired_view(ms)
     if render is None:
         return None
-    ids = ms.source_ids()
-    return torch.stack([rgb.normalise(render(ids[int(i)])) for i in indices])
+    return torch.stack([rgb.normalise(render(int(i))) for i in indices])
 
 
 def transport_costs(teacher: torch.nn.Module, student: torch.nn.Module, ms: ShardDataset, rgb: ShardDataset,

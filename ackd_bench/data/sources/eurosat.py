@@ -7,7 +7,7 @@ import numpy as np
 from ...errors import DatasetError
 from ..shards import SampleRef
 from .fetch import Archive
-from .folders import ClassFolderSource
+from .folders import ClassFolderSource, PairedJpegSource
 from .rasters import read_bands
 
 
@@ -37,3 +37,22 @@ class EuroSATAllBands(ClassFolderSource):
             raise DatasetError(f"recipe image_size {self.size} differs from EuroSAT's {self.patch_size} px")
         return read_bands(self.path(ref), count=len(self.file_bands), size=self.patch_size,
                           indexes=[self.file_bands.index(b) + 1 for b in self.bands])
+
+
+class EuroSATRGB(PairedJpegSource):
+    """EuroSAT's RGB release: the same 27,000 patches as JPEGs (B04, B03, B02), `2750/<Class>/<Class>_<n>.jpg`."""
+
+    name = "eurosat_rgb"
+    # the Hugging Face copy torchvision pins (torchvision 0.29, datasets/eurosat.py); the file is
+    # unchanged at torchgeo's pin of the same repository
+    archive = Archive(
+        name="eurosat_rgb",
+        url="https://hf.co/datasets/torchgeo/eurosat/resolve/c877bcd43f099cd0196738f714544e355477f3fd/EuroSAT.zip",
+        filename="EuroSAT.zip",
+        md5="c8fa014336c82ac7804f0398fcb19387",
+        tree="2750",
+        size="94 MB",
+    )
+    classes = EuroSATAllBands.classes
+    licence = EuroSATAllBands.licence
+    citation = EuroSATAllBands.citation

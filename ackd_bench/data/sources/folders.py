@@ -80,3 +80,19 @@ class JpegFolderSource(ClassFolderSource):
                 return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()
         except (UnidentifiedImageError, OSError) as exc:
             raise DatasetError(f"{path}: unreadable JPEG ({exc})") from None
+
+
+class PairedJpegSource(JpegFolderSource):
+    """The RGB image of the same scene as an MS sample (EuroSAT RGB, NaSC-TG2 RGB): same class folder,
+    same file stem. A symmetric control for analyses, never the student's training data."""
+
+    def __init__(self, size: int, *, root: Path, source_dir: Path | None = None, download: bool = True):
+        super().__init__({"bands": ["R", "G", "B"], "class_map": {}}, [], size, root=root, source_dir=source_dir,
+                         download=download)
+
+    def pair(self, ms_ref: SampleRef) -> np.ndarray:
+        _, source_class, filename = ms_ref.source_id.split("/")
+        ref = SampleRef(f"{self.name}/{source_class}/{Path(filename).stem}{self.suffix}", ms_ref.label)
+        if not self.path(ref).is_file():
+            raise DatasetError(f"{self.path(ref)}: no paired RGB image for MS sample {ms_ref.source_id}")
+        return self.load(ref)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..shards import SampleRef
 from .fetch import Archive
-from .folders import ClassFolderSource
+from .folders import ClassFolderSource, PairedJpegSource
 from .rasters import read_bands
 
 CLASSES = ("beach", "circularfarmland", "cloud", "desert", "forest", "mountain", "rectangularfarmland", "residential",
@@ -40,3 +40,24 @@ class NaSCTG2Multispectral(ClassFolderSource):
     def load(self, ref: SampleRef) -> np.ndarray:
         return read_bands(self.path(ref), count=len(self.file_bands), size=self.patch_size,
                           indexes=[self.file_bands.index(b) + 1 for b in self.bands], out_size=self.size)
+
+
+class NaSCTG2RGB(PairedJpegSource):
+    """The release's true-colour JPEGs of the same scenes, `RGB/<class>/<name>.jpg` next to `MS/`.
+
+    The hub copy (jonathan-roberts1/NaSC-TG2, parquet) is not used: pairing needs each image's file
+    name, which we could not verify it keeps."""
+
+    name = "nasc_tg2_rgb"
+    archive = Archive(
+        name="nasc_tg2_rgb",
+        url=None, filename=None, md5=None,
+        tree="RGB",
+        other_trees=("NaSC-TG2/RGB", "NASC_TG2/RGB"),
+        size="about 20,000 JPEGs",
+        page=NaSCTG2Multispectral.archive.page,
+        layout="RGB/<class>/*.jpg next to MS/ (128x128 JPEGs, same file names as the MS GeoTIFFs)",
+    )
+    classes = CLASSES
+    licence = NaSCTG2Multispectral.licence
+    citation = NaSCTG2Multispectral.citation

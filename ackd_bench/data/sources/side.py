@@ -19,9 +19,10 @@ from ..shards import SampleRef
 
 class Side:
     def __init__(self, modality: str, parts: dict[str, Any], bands: list[str], cap: int | None, salt: str,
-                 num_classes: int):
+                 num_classes: int, paired: Any = None):
         self.modality, self.parts, self.bands = modality, parts, bands
         self.cap, self.salt, self.num_classes = cap, salt, num_classes
+        self.paired = paired  # the source of each MS sample's paired RGB image, if the recipe names one
 
     def refs(self) -> list[SampleRef]:
         candidates = [ref for part in self.parts.values() for ref in part.refs()]
@@ -37,6 +38,9 @@ class Side:
     def load(self, ref: SampleRef) -> np.ndarray:
         return self.parts[ref.source_id.split("/", 1)[0]].load(ref)
 
+    def load_with_pair(self, ref: SampleRef) -> tuple[np.ndarray, np.ndarray]:
+        return self.load(ref), self.paired.pair(ref)
+
     def provenance(self) -> dict[str, Any]:
         records = [part.provenance() for part in self.parts.values()]
         if len(records) == 1:
@@ -45,7 +49,7 @@ class Side:
 
 
 def open_side(recipe: dict[str, Any], modality: str, *, root: Path, source_dir: Path | None, download: bool) -> Side:
-    from . import SOURCES
+    from . import PAIRED_SOURCES, SOURCES
 
     spec = recipe["modalities"][modality]
     where = f"recipe '{recipe['name']}': modalities.{modality}"
@@ -59,6 +63,12 @@ def open_side(recipe: dict[str, Any], modality: str, *, root: Path, source_dir: 
             raise DatasetError(f"{where}: source must be one of {', '.join(SOURCES)}, got {name!r}")
         parts[name] = SOURCES[name](entry, list(recipe["classes"]), int(recipe["image_size"]), root=root,
                                     source_dir=source_dir, download=download)
+    paired = None
+    if spec.get("paired_rgb"):
+        name = spec["paired_rgb"].get("source")
+        if name not in PAIRED_SOURCES:
+            raise DatasetError(f"{where}.paired_rgb.source must be one of {', '.join(PAIRED_SOURCES)}, got {name!r}")
+        paired = PAIRED_SOURCES[name](int(recipe["image_size"]), root=root, source_dir=source_dir, download=download)
     cap = spec.get("cap_per_class")
     return Side(modality, parts, list(spec["bands"]), None if cap is None else int(cap), recipe["splits"]["salt"],
-                len(recipe["classes"]))
+                len(recipe["classes"]), paired)

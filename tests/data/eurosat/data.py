@@ -1,6 +1,7 @@
 """Writes a tiny EuroSATallBands.zip in the published layout:
 ds/images/remote_sensing/otherDatasets/sentinel_2/tif/<Class>/<Class>_<n>.tif, 13-band uint16
-64x64 GeoTIFFs (band order B01..B12, B8A) in a UTM CRS, like the real archive."""
+64x64 GeoTIFFs (band order B01..B12, B8A) in a UTM CRS, like the real archive; and the RGB
+release EuroSAT.zip: 2750/<Class>/<Class>_<n>.jpg, 64x64 JPEGs of the same patches."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from PIL import Image
 
 from ..archive import zip_tree
 
@@ -37,3 +39,19 @@ def make_archive(out_dir: Path, per_class: int = 6, seed: int = 0) -> Path:
     staging = out_dir / "eurosat-staging"
     make_tree(staging, per_class, seed)
     return zip_tree(staging, out_dir / "EuroSATallBands.zip", "*.tif")
+
+
+def make_rgb_tree(root: Path, per_class: int = 6, seed: int = 1, classes=CLASSES) -> Path:
+    rng = np.random.default_rng(seed)
+    for name in classes:
+        folder = root / "2750" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for n in range(1, per_class + 1):
+            Image.fromarray(rng.integers(0, 255, size=(64, 64, 3), dtype=np.uint8)).save(folder / f"{name}_{n}.jpg")
+    return root / "2750"
+
+
+def make_rgb_archive(out_dir: Path, per_class: int = 6, seed: int = 1) -> Path:
+    staging = out_dir / "eurosat-rgb-staging"
+    make_rgb_tree(staging, per_class, seed)
+    return zip_tree(staging, out_dir / "EuroSAT.zip", "*.jpg")

@@ -1,5 +1,6 @@
-"""Writes a tiny NaSC-TG2 multispectral tree in the release's layout: MS/<class>/<class>_<n>.tif,
-14-band uint16 128x128 GeoTIFFs (the release is local-only: there is no archive to serve)."""
+"""Writes a tiny NaSC-TG2 tree in the release's layout: MS/<class>/<class>_<n>.tif, 14-band uint16
+128x128 GeoTIFFs, and RGB/<class>/<class>_<n>.jpg, the true-colour JPEGs of the same scenes (the
+release is local-only: there is no archive to serve)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from PIL import Image
 
 CLASSES = ("beach", "circularfarmland", "cloud", "desert", "forest", "mountain", "rectangularfarmland", "residential",
            "river", "snowberg")
@@ -28,4 +30,7 @@ def make_tree(root: Path, per_class: int = 3, seed: int = 0, classes=CLASSES) ->
     for name in classes:
         for n in range(1, per_class + 1):
             write_tif(root / "MS" / name / f"{name}_{n}.tif", rng)
+            (root / "RGB" / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, size=(128, 128, 3), dtype=np.uint8)).save(
+                root / "RGB" / name / f"{name}_{n}.jpg")
     return root / "MS"

@@ -172,3 +172,26 @@ def test_parallel_decode_builds_the_same_dataset(toy_dir, tmp_path):
     result = run_cli("build", "toy", "--out", str(out), "--workers", "2", "--quiet", "--no-mi")
     assert result.returncode == 0, result.stderr
     assert read_manifest(out)["dataset_version"] == read_manifest(toy_dir)["dataset_version"]
+
+
+def test_full_disk_is_one_error_and_the_build_resumes(tmp_path):
+    """The OS refuses writes past 300 kB (RLIMIT_FSIZE: the same EFBIG/ENOSPC path as a full disk)."""
+    import resource
+
+    from ackd_bench.data.manifest import read_manifest
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    out = tmp_path / "toy"
+    result = subprocess.run([sys.executable, "-m", "ackd_bench.cli", "build", "toy", "--out", str(out), "--quiet",
+                             "--no-mi"], capture_output=True, text=True, preexec_fn=limited, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"ackd-bench: error: {out}/ms-train-00000.h5: cannot write shard (File too large); free disk space and rerun "
+        "the build to resume"]
+    assert not list(out.glob(".*")) and not (out / "manifest.json").exists()
+    assert run_cli("info", str(out)).returncode == 2
+    assert run_cli("build", "toy", "--out", str(out), "--quiet", "--no-mi").returncode == 0
+    assert read_manifest(out)["dataset_version"].startswith("39a303ae3e530850")

@@ -73,3 +73,11 @@ def test_nasc_tg2_raster_of_the_wrong_size_or_dtype(sources, tmp_path, capsys):
     assert main(["build", "s2s-cn", "--out", str(tmp_path / "b"), "--source-dir", str(sources), "--quiet"]) == 2
     assert f"{bad}: dtype float32, expected uint16 (or uint8) reflectance" in capsys.readouterr().err
     assert not list((tmp_path / "b").glob("*.h5")) and not (tmp_path / "b" / MANIFEST).exists()
+
+
+def test_unreadable_tiff(sources, tmp_path, capsys):
+    bad = sources / "MS" / "forest" / "forest_1.tif"
+    bad.write_bytes(b"II*\x00 truncated")
+    assert main(["build", "s2s-cn", "--out", str(tmp_path / "a"), "--source-dir", str(sources), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ackd-bench: error: {bad}: unreadable GeoTIFF") and len(err.strip().splitlines()) == 1

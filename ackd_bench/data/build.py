@@ -7,6 +7,8 @@ marks a directory as a finished dataset.
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -162,7 +164,18 @@ def _provenance(sources: dict[str, ModalitySource]) -> dict[str, Any]:
     return records
 
 
-def build_dataset(
+def build_dataset(name: str, out: str | Path, **kwargs: Any) -> BuildResult:
+    """Build (or resume building) a dataset; a full disk is one clear error and a resumable state."""
+    try:
+        return _build(name, out, **kwargs)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise
+        raise DatasetError(f"{exc.filename or out}: {os.strerror(exc.errno)} while building '{name}'; free disk space "
+                           "and rerun the build to resume") from None
+
+
+def _build(
     name: str,
     out: str | Path,
     *,

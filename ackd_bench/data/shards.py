@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,10 +160,27 @@ def write_partial(
             # shard's identity is the hash of what it holds, not of its file
             handle.attrs["content_sha256"] = np.bytes_(content.hexdigest().encode())
         fsync_and_rename(writing, partial)
+    except (OSError, RuntimeError) as exc:  # h5py reports a failed write as OSError, then RuntimeError on close
+        writing.unlink(missing_ok=True)
+        raise DatasetError(f"{path}: cannot write shard ({write_failure(exc)}); free disk space and rerun the build "
+                           "to resume") from None
     except BaseException:
         writing.unlink(missing_ok=True)
         raise
     return partial
+
+
+def write_failure(exc: BaseException) -> str:
+    """The OS's reason for a failed write, from an OSError or from the errno h5py puts in its message."""
+    while exc is not None:
+        code = getattr(exc, "errno", None)
+        if not code:
+            found = re.search(r"errno = (\d+)", str(exc))
+            code = int(found.group(1)) if found else None
+        if code:
+            return os.strerror(code)
+        exc = exc.__context__
+    return "write failed"
 
 
 def partial_matches(partial: Path, refs: Sequence[SampleRef], recipe_hash: str | None = None) -> bool:

@@ -37,7 +37,7 @@ def test_build_then_info_then_noop_then_force(tmp_path):
     info = run_cli("info", str(out))
     assert info.returncode == 0, info.stderr
     for text in ("toy  [SYNTHETIC]", version[:16], "B02 B03 B04 B05 B06 B07 B08 B8A B11 B12", "ms/train",
-                 "rgb/test", "HerbaceousVegetation", "48x48 uint16", "48x48 uint8", "total"):
+                 "rgb/test", "HerbaceousVegetation", "48x48 uint16", "48x48 uint8", "samples"):
         assert text in info.stdout
     manifest = read_manifest(out)
     forest_row = next(line for line in info.stdout.splitlines() if line.startswith("Forest "))

@@ -70,6 +70,8 @@ def test_m2s_gl_streams_the_parts_and_builds(served, tmp_path):
             vector = ms.reader.read(i, "multilabels")
             seen[source_id] = (split, tuple(c for c, on in zip(classes, vector) if on))
     assert seen == {sid: ({"validation": "val"}.get(p.split, p.split), p.categories) for sid, p in expected.items()}
+    assert manifest["counts"]["ms"]["train"]["forest"] == 3  # patches 10, 11 and 21 all carry forest
+    assert manifest["splits"]["from_source"] == ["ms"]
     # pixels: 10 m bands copied, 20 m bands resampled from 60 to 120 px, in recipe band order
     ms = ShardDataset(out, "ms", "train", normalize=False)
     patch_id = ms.source_ids()[0].split("/", 1)[1]
@@ -115,7 +117,7 @@ def test_m2s_gl_from_extracted_trees(tmp_path, monkeypatch, capsys):
                  "--no-mi"]) == 0
     manifest = read_manifest(out)
     assert manifest["sources"]["ms"]["archive_verified"] is False
-    assert sum(manifest["counts"]["ms"][s][c] for s in ("train", "val", "test") for c in manifest["classes"]) == len(KEPT)
+    assert sum(e["samples"] for e in manifest["shards"] if e["modality"] == "ms") == len(KEPT)
     assert not (out / ".downloads").exists() and not (out / ".sources" / "bigearthnet" / "BigEarthNet-S2").exists()
 
     bad = source_dir / "BigEarthNet" / "BigEarthNet-S2" / ben_data.TILE / KEPT[0].patch_id / f"{KEPT[0].patch_id}_B11.tif"
@@ -146,7 +148,9 @@ def test_truncated_s2_part_is_a_clean_error(served, monkeypatch, tmp_path, capsy
     out = tmp_path / "a"
     assert main(["build", "m2s-gl", "--out", str(out), "--source-dir", str(aid_dir), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "BigEarthNet-S2.tar.gzaa + BigEarthNet-S2.tar.gzab: damaged or truncated archive" in err and len(err.splitlines()) == 1
+    # where the cut falls decides whether gzip/tar notice it or the stream just ends early: both are named
+    assert err.startswith("ackd-bench: error: BigEarthNet-S2.tar.gzaa + BigEarthNet-S2.tar.gzab: ")
+    assert ("damaged or truncated archive" in err or "not in the archive (truncated?)" in err) and len(err.splitlines()) == 1
     assert not (out / MANIFEST).exists() and not list(out.glob("*.h5"))
     assert not list((out / ".sources").rglob(".*.partial"))
 

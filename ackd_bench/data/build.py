@@ -114,7 +114,8 @@ def class_counts(plans: Sequence[PlannedShard], classes: Sequence[str]) -> dict[
     counts = {split: {c: 0 for c in classes} for split in SPLITS}
     for plan in plans:
         for ref in plan.refs:
-            counts[plan.split][classes[ref.label]] += 1
+            for label in ref.multilabel or (ref.label,):  # a multi-label sample counts in each of its classes
+                counts[plan.split][classes[label]] += 1
     return counts
 
 
@@ -261,7 +262,8 @@ def _build(
         "modalities": modalities,
         "compression": recipe["shards"]["compression"],
         "shard_max_samples": max_samples,
-        "splits": {"fractions": fractions, "salt": salt},
+        "splits": {"fractions": fractions, "salt": salt,
+                   "from_source": [m for m in MODALITIES if any(r.split for p in plans[m] for r in p.refs)]},
         "counts": {m: class_counts(plans[m], recipe["classes"]) for m in MODALITIES},
         "shards": entries,
         "sources": _provenance(sources),

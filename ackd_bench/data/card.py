@@ -47,7 +47,8 @@ def render_card(manifest: dict[str, Any]) -> str:
         f"- dataset version: `{manifest['dataset_version']}`",
         f"- recipe hash: `{manifest['recipe_hash']}` (recipe v{manifest.get('recipe', {}).get('version', '?')})",
         f"- built by ackd-bench {manifest.get('code_version', '?')} on {manifest.get('created_utc', '?')}",
-        f"- splits: {manifest['splits']['fractions']} by sha256(salt '{manifest['splits']['salt']}', source id)",
+        f"- splits: {manifest['splits']['fractions']} by sha256(salt '{manifest['splits']['salt']}', source id)"
+        + "".join(f"; {m.upper()} keeps the source's official split" for m in manifest["splits"].get("from_source", [])),
         "", "## Modalities", "",
         "| side | bands | size | dtype | labels |", "|---|---|---|---|---|",
     ]
@@ -61,6 +62,8 @@ def render_card(manifest: dict[str, Any]) -> str:
     for c in manifest["classes"]:
         cells = [str(manifest["counts"][m][s][c]) for m in manifest["modalities"] for s in SPLITS]
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    if any(spec.get("multilabel") for spec in manifest["modalities"].values()):
+        lines += ["", "A multi-label side counts a sample in every class it carries."]
     lines += ["", "## Sources", ""]
     for modality, source in manifest.get("sources", {}).items():
         for part in source_parts(source):

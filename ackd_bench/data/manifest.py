@@ -101,9 +101,12 @@ def describe(manifest: dict[str, Any]) -> str:
         for split in SPLITS:
             rows[f"{modality}/{split}"] = manifest["counts"][modality][split]
     table = pd.DataFrame(rows).reindex(manifest["classes"]).fillna(0).astype(int)
-    table.loc["total"] = table.sum()
+    table.loc["samples"] = [sum(e["samples"] for e in manifest["shards"] if f"{e['modality']}/{e['split']}" == column)
+                            for column in table.columns]
     table.index.name = "class"
     lines += ["", table.to_string(), ""]
+    if any(spec.get("multilabel") for spec in manifest["modalities"].values()):
+        lines += ["multi-label sides count a sample in every class it carries", ""]
     total_bytes = sum(e["bytes"] for e in manifest["shards"])
     lines.append(
         f"shards           {len(manifest['shards'])} files, {total_bytes / 1e6:.1f} MB, "
@@ -119,5 +122,6 @@ def describe(manifest: dict[str, Any]) -> str:
         lines.append(
             "splits           " + " / ".join(f"{k} {v:g}" for k, v in fractions.items())
             + f"  (salt '{manifest['splits'].get('salt')}')"
+            + "".join(f"; {m.upper()}: the source's official split" for m in manifest["splits"].get("from_source", []))
         )
     return "\n".join(lines)

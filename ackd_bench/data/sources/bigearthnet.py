@@ -17,10 +17,11 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,10 @@ class PublishedFile:
     size: str
 
 
+def map_patch(member: str) -> str:
+    return Path(member).name.removesuffix("_reference_map.tif")
+
+
 def patch_folder(patch_id: str) -> str:
     """`<tile product>/<patch_id>`: the product name is the patch id without its last two fields."""
     return f"{patch_id.rsplit('_', 2)[0]}/{patch_id}"
@@ -93,18 +98,19 @@ class ConcatenatedParts(io.RawIOBase):
         super().close()
 
 
-def stream_members(paths: list[Path], what: str) -> Iterator[tuple[str, tarfile.TarFile, tarfile.TarInfo]]:
-    """(member name, archive, member) for every file of a split tar.gz, read front to back once."""
+def stream_members(paths: list[Path], what: str, wanted: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
+    """(member name, bytes) of every wanted file of a split tar.gz, read front to back once."""
     total = sum(p.stat().st_size for p in paths)
     with tqdm(total=total, unit="B", unit_scale=True, desc=f"read {what}", disable=None) as bar:
         raw = ConcatenatedParts(paths, bar)
         try:
             with tarfile.open(fileobj=io.BufferedReader(raw, 1 << 20), mode="r|gz") as archive:
                 for member in archive:
-                    if member.isfile():
-                        yield member.name, archive, member
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise DatasetError(f"{' + '.join(p.name for p in paths)}: damaged or truncated archive ({type(exc).__name__}: {exc})") from None
+                    if member.isfile() and wanted(member.name):
+                        yield member.name, archive.extractfile(member).read()
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise DatasetError(f"{' + '.join(p.name for p in paths)}: damaged or truncated archive "
+                               f"({type(exc).__name__}: {exc})") from None
         finally:
             raw.close()
 
@@ -213,11 +219,12 @@ class BigEarthNetV2:
         else:
             parts = [self._fetch(p)[0] for p in self.map_parts]
             self.record["reference_maps_from"] = ", ".join(p.name for p in parts)
-            for name, archive, member in stream_members(parts, "reference maps"):
-                patch_id = Path(name).name.removesuffix("_reference_map.tif")
-                if name.endswith("_reference_map.tif") and patch_id in patch_ids:
-                    count(patch_id, archive.extractfile(member).read())
-                    seen.add(patch_id)
+            def wanted(name: str) -> bool:
+                return name.endswith("_reference_map.tif") and map_patch(name) in patch_ids
+
+            for name, data in stream_members(parts, "reference maps", wanted):
+                count(map_patch(name), data)
+                seen.add(map_patch(name))
         absent = sorted(patch_ids - seen)
         if absent:
             raise DatasetError(f"{len(absent)} patch(es) of {self.metadata.filename} have no reference map, "
@@ -270,20 +277,18 @@ class BigEarthNetV2:
             return
         parts = [self._fetch(p)[0] for p in self.s2_parts]
         self.record["from"] = ", ".join(str(p) for p in parts)
-        for name, archive, member in stream_members(parts, "BigEarthNet-S2 parts"):
-            filename = Path(name).name
-            if filename in missing:
-                target = self.member_path(filename)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                partial = target.with_name(f".{filename}.partial")
-                partial.write_bytes(archive.extractfile(member).read())
-                os.replace(partial, target)
-                missing.discard(filename)
-                if not missing:
-                    break
+        for name, data in stream_members(parts, "BigEarthNet-S2 parts", lambda n: Path(n).name in missing):
+            target = self.member_path(Path(name).name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.partial")
+            partial.write_bytes(data)
+            os.replace(partial, target)
+            missing.discard(target.name)
+            if not missing:
+                break
         if missing:
-            raise DatasetError(f"{len(missing)} band file(s) of the selected patches are not in "
-                               f"{self.s2_parts[0].filename}..., e.g. {sorted(missing)[0]}")
+            raise DatasetError(f"{' + '.join(p.name for p in parts)}: {len(missing)} band file(s) of the selected "
+                               f"patches are not in the archive (truncated?), e.g. {sorted(missing)[0]}")
 
     def load(self, ref: SampleRef) -> np.ndarray:
         patch_id = ref.source_id.split("/", 1)[1]

@@ -74,6 +74,29 @@ def _compression_args(compression: str) -> dict:
     return {"compression": "lzf", "shuffle": True}
 
 
+class BlockWriter:
+    """Fills a one-sample-chunk dataset a block of samples at a time: one HDF5 call per block, as
+    per-sample writes cost more than decoding."""
+
+    def __init__(self, dataset: h5py.Dataset):
+        self.dataset, self.start, self.filled = dataset, 0, 0
+        self.buffer = np.empty((min(WRITE_BLOCK, max(len(dataset), 1)), *dataset.shape[1:]), dtype=dataset.dtype)
+
+    def add(self, sample: np.ndarray) -> np.ndarray:
+        """Queue one sample; returns it as stored (in the shard's dtype)."""
+        row = self.buffer[self.filled]
+        row[...] = sample
+        self.filled += 1
+        if self.filled == len(self.buffer):
+            self.flush()
+        return row
+
+    def flush(self) -> None:
+        if self.filled:
+            self.dataset[self.start:self.start + self.filled] = self.buffer[:self.filled]
+            self.start, self.filled = self.start + self.filled, 0
+
+
 def write_partial(
     path: Path,
     refs: Sequence[SampleRef],
@@ -109,30 +132,28 @@ def write_partial(
             content = hashlib.sha256()
             band_sum = np.zeros(shape[0])
             band_sumsq = np.zeros(shape[0])
-            buffer = np.empty((min(WRITE_BLOCK, max(count, 1)), *shape), dtype=dtype)
+            image_blocks = BlockWriter(dset)
+            paired_blocks = None if paired_set is None else BlockWriter(paired_set)
             for i, item in enumerate(images):
                 image = item
-                if paired_set is not None:
+                if paired_blocks is not None:
                     image, paired = item
                     if paired.shape != paired_shape:
                         raise DatasetError(f"{refs[i].source_id}: paired RGB image has shape {paired.shape}, "
                                            f"expected {paired_shape}")
-                    paired_set[i] = paired  # 3-band uint8: per-sample writes cost little next to the MS side
-                    content.update(np.ascontiguousarray(paired, dtype=np.uint8).tobytes())
+                    content.update(paired_blocks.add(paired).tobytes())
                 if image.shape != shape:
                     raise DatasetError(
                         f"{refs[i].source_id}: image has shape {image.shape}, expected {shape} (bands, height, width)"
                     )
-                buffer[i % len(buffer)] = image
-                content.update(buffer[i % len(buffer)].tobytes())
+                content.update(image_blocks.add(image).tobytes())
                 pixels = image.reshape(shape[0], -1).astype(np.float64)
                 band_sum += pixels.sum(axis=1)
                 band_sumsq += np.einsum("ij,ij->i", pixels, pixels)
                 written += 1
-                if written % len(buffer) == 0:  # one HDF5 call per block: per-sample writes cost more than decoding
-                    dset[written - len(buffer):written] = buffer
-            if written % len(buffer):
-                dset[written - written % len(buffer):written] = buffer[: written % len(buffer)]
+            for blocks in (image_blocks, paired_blocks):
+                if blocks is not None:
+                    blocks.flush()
             if written != count:
                 raise DatasetError(f"{path.name}: source produced {written} images for {count} samples")
             labels = np.array([r.label for r in refs], dtype=np.int16)

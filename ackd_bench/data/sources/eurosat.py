@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from ...errors import DatasetError
-from ..shards import SampleRef
 from .fetch import Archive
-from .folders import ClassFolderSource, PairedJpegSource
-from .rasters import read_bands
+from .folders import GeoTiffFolderSource, PairedJpegSource
 
 
-class EuroSATAllBands(ClassFolderSource):
+class EuroSATAllBands(GeoTiffFolderSource):
     name = "eurosat"
     # torchgeo's pinned copy on the Hugging Face hub (torchgeo 0.8, datasets/eurosat.py)
     archive = Archive(
@@ -27,16 +22,9 @@ class EuroSATAllBands(ClassFolderSource):
                "Residential", "River", "SeaLake")
     file_bands = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A")
     patch_size = 64
-    suffix = ".tif"
     licence = "MIT"
     citation = ("P. Helber, B. Bischke, A. Dengel, D. Borth. EuroSAT: A Novel Dataset and Deep Learning Benchmark for "
                 "Land Use and Land Cover Classification. IEEE JSTARS 12(7), 2019.")
-
-    def load(self, ref: SampleRef) -> np.ndarray:
-        if self.size != self.patch_size:
-            raise DatasetError(f"recipe image_size {self.size} differs from EuroSAT's {self.patch_size} px")
-        return read_bands(self.path(ref), count=len(self.file_bands), size=self.patch_size,
-                          indexes=[self.file_bands.index(b) + 1 for b in self.bands])
 
 
 class EuroSATRGB(PairedJpegSource):

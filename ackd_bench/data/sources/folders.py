@@ -13,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 from ...errors import DatasetError
 from ..shards import SampleRef
 from .fetch import Archive, locate
+from .rasters import read_bands
 
 
 class ClassFolderSource(ABC):
@@ -63,6 +64,17 @@ class ClassFolderSource(ABC):
 
     def provenance(self) -> dict[str, Any]:
         return {**self.record, "licence": self.licence, "citation": self.citation}
+
+
+class GeoTiffFolderSource(ClassFolderSource):
+    """Multispectral patches, one multi-band GeoTIFF per sample (EuroSAT, NaSC-TG2)."""
+
+    suffix = ".tif"
+    patch_size: ClassVar[int]
+
+    def load(self, ref: SampleRef) -> np.ndarray:
+        return read_bands(self.path(ref), count=len(self.file_bands), size=self.patch_size,
+                          indexes=[self.file_bands.index(b) + 1 for b in self.bands], out_size=self.size)
 
 
 class JpegFolderSource(ClassFolderSource):

@@ -7,18 +7,14 @@ in the sources we could verify; bands are named B01..B14 in file order (0.40-1.0
 
 from __future__ import annotations
 
-import numpy as np
-
-from ..shards import SampleRef
 from .fetch import Archive
-from .folders import ClassFolderSource, PairedJpegSource
-from .rasters import read_bands
+from .folders import GeoTiffFolderSource, PairedJpegSource
 
 CLASSES = ("beach", "circularfarmland", "cloud", "desert", "forest", "mountain", "rectangularfarmland", "residential",
            "river", "snowberg")
 
 
-class NaSCTG2Multispectral(ClassFolderSource):
+class NaSCTG2Multispectral(GeoTiffFolderSource):
     name = "nasc_tg2_ms"
     archive = Archive(
         name="nasc_tg2_ms",
@@ -32,14 +28,9 @@ class NaSCTG2Multispectral(ClassFolderSource):
     classes = CLASSES
     file_bands = tuple(f"B{i:02d}" for i in range(1, 15))
     patch_size = 128
-    suffix = ".tif"
     licence = "research use (CMSA data service terms)"
     citation = ("Z. Zhou, S. Li, W. Wu, W. Guo, X. Li, G. Xia, Z. Zhao. NaSC-TG2: Natural Scene Classification With "
                 "Tiangong-2 Remotely Sensed Imagery. IEEE JSTARS 14, 2021.")
-
-    def load(self, ref: SampleRef) -> np.ndarray:
-        return read_bands(self.path(ref), count=len(self.file_bands), size=self.patch_size,
-                          indexes=[self.file_bands.index(b) + 1 for b in self.bands], out_size=self.size)
 
 
 class NaSCTG2RGB(PairedJpegSource):

@@ -5,19 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from ..files import jpeg_class_tree
 
 M2S_GL_CLASSES = ("Forest", "Pond", "Industrial", "Meadow", "River", "Farmland", "BaseballField", "Playground",
                   "Stadium", "Viaduct", "Beach", "Airport", "Port")
 
 
 def make_tree(root: Path, per_class: int = 2, seed: int = 0, classes=M2S_GL_CLASSES, size: int = 600) -> Path:
-    rng = np.random.default_rng(seed)
-    for name in classes:
-        folder = root / "AID" / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for n in range(1, per_class + 1):
-            pixels = rng.integers(0, 255, size=(size, size, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(folder / f"{name.lower()}_{n}.jpg", quality=90)
-    return root / "AID"
+    return jpeg_class_tree(root / "AID", classes, per_class, size, seed, lambda cls, n: f"{cls.lower()}_{n}.jpg")

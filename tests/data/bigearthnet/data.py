@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import rasterio
-from affine import Affine
+
+from ..files import write_geotiff
 
 TILE = "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP"
 BANDS = {"B01": 20, "B02": 120, "B03": 120, "B04": 120, "B05": 60, "B06": 60, "B07": 60, "B08": 120, "B8A": 60,
@@ -60,11 +60,7 @@ def band_constant(band: str) -> int:
 
 
 def write_raster(path: Path, data: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    size = data.shape[-1]
-    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype="uint16",
-                       crs="EPSG:32633", transform=Affine(1200 / size, 0, 399960, 0, -1200 / size, 5800020)) as dst:
-        dst.write(data[None].astype(np.uint16))
+    write_geotiff(path, data[None].astype(np.uint16), crs="EPSG:32633", pixel=1200 / data.shape[-1])
 
 
 def reference_map(patch: Patch) -> np.ndarray:

@@ -8,11 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import rasterio
-from affine import Affine
-from PIL import Image
 
-from ..archive import zip_tree
+from ..files import jpeg_class_tree, write_geotiff, zip_tree
 
 TREE = "ds/images/remote_sensing/otherDatasets/sentinel_2/tif"
 CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
@@ -20,11 +17,7 @@ CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industria
 
 
 def write_tif(path: Path, rng: np.random.Generator, bands: int = 13, size: int = 64) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = rng.integers(0, 4000, size=(bands, size, size), dtype=np.uint16)
-    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=bands, dtype="uint16",
-                       crs="EPSG:32632", transform=Affine(10, 0, 500000, 0, -10, 5000000)) as dst:
-        dst.write(data)
+    write_geotiff(path, rng.integers(0, 4000, size=(bands, size, size), dtype=np.uint16))
 
 
 def make_tree(root: Path, per_class: int = 6, seed: int = 0, classes=CLASSES) -> Path:
@@ -42,13 +35,7 @@ def make_archive(out_dir: Path, per_class: int = 6, seed: int = 0) -> Path:
 
 
 def make_rgb_tree(root: Path, per_class: int = 6, seed: int = 1, classes=CLASSES) -> Path:
-    rng = np.random.default_rng(seed)
-    for name in classes:
-        folder = root / "2750" / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for n in range(1, per_class + 1):
-            Image.fromarray(rng.integers(0, 255, size=(64, 64, 3), dtype=np.uint8)).save(folder / f"{name}_{n}.jpg")
-    return root / "2750"
+    return jpeg_class_tree(root / "2750", classes, per_class, 64, seed, lambda cls, n: f"{cls}_{n}.jpg")
 
 
 def make_rgb_archive(out_dir: Path, per_class: int = 6, seed: int = 1) -> Path:

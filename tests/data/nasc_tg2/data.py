@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import rasterio
-from affine import Affine
 from PIL import Image
+
+from ..files import write_geotiff
 
 CLASSES = ("beach", "circularfarmland", "cloud", "desert", "forest", "mountain", "rectangularfarmland", "residential",
            "river", "snowberg")
@@ -18,11 +18,7 @@ RESISC45_NAMESAKES = ("beach", "circular_farmland", "cloud", "desert", "forest",
 
 
 def write_tif(path: Path, rng: np.random.Generator, bands: int = 14, size: int = 128, dtype: str = "uint16") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = rng.integers(0, 1000, size=(bands, size, size)).astype(dtype)
-    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=bands, dtype=dtype,
-                       crs="EPSG:4326", transform=Affine(0.001, 0, 110.0, 0, -0.001, 35.0)) as dst:
-        dst.write(data)
+    write_geotiff(path, rng.integers(0, 1000, size=(bands, size, size)).astype(dtype), crs="EPSG:32649", pixel=100.0)
 
 
 def make_tree(root: Path, per_class: int = 3, seed: int = 0, classes=CLASSES) -> Path:

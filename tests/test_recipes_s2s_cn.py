@@ -54,6 +54,29 @@ def test_s2s_cn_builds_from_a_local_nasc_tg2_tree(sources, tmp_path):
     assert main(["info", str(out)]) == 0
 
 
+def test_splits_are_stable_when_files_are_added(sources, tmp_path, capsys):
+    out = tmp_path / "s2s-cn"
+    assert main(["build", "s2s-cn", "--out", str(out), "--source-dir", str(sources), "--quiet"]) == 0
+    # MI runs with as many pairs as the smallest class allows, and has the paired control
+    printed = capsys.readouterr().out
+    assert "within-class MI (nats, mean over classes)" in printed and "paired control n/a" not in printed
+
+    def splits(root):
+        return {sid: split for split in ("train", "val", "test")
+                for sid in ShardDataset(root, "ms", split, normalize=False).source_ids()}
+
+    before = splits(out)
+    nasc_data.make_tree(tmp_path / "more", per_class=5, seed=7)
+    for name in nasc_data.CLASSES:  # two new scenes per class, the old ones untouched
+        for n in (4, 5):
+            for kind, ext in (("MS", "tif"), ("RGB", "jpg")):
+                (tmp_path / "more" / kind / name / f"{name}_{n}.{ext}").replace(sources / kind / name / f"{name}_{n}.{ext}")
+    grown = tmp_path / "grown"
+    assert main(["build", "s2s-cn", "--out", str(grown), "--source-dir", str(sources), "--quiet", "--no-mi"]) == 0
+    after = splits(grown)
+    assert len(after) == len(before) + 20 and all(after[sid] == split for sid, split in before.items())
+
+
 def test_missing_nasc_tg2_directory_says_where_it_is_published(sources, tmp_path, capsys):
     out = tmp_path / "s2s-cn"
     assert main(["build", "s2s-cn", "--out", str(out), "--quiet"]) == 2

@@ -24,8 +24,8 @@ from .card import write_card
 from .manifest import FORMAT, MANIFEST, dataset_version, read_manifest, verify_manifest
 from .recipe import load_recipe, recipe_hash
 from .shards import (
-    IMAGE_DTYPES, MODALITIES, PARTIAL_SUFFIX, SampleRef, band_statistics, content_digest, finalize, has_statistics, partial_matches,
-    shard_name, write_partial,
+    IMAGE_DTYPES, MODALITIES, PARTIAL_SUFFIX, EncodedSample, SampleRef, band_statistics, content_digest, encode_sample,
+    finalize, has_statistics, partial_matches, shard_name, write_partial,
 )
 from .splits import SPLITS, assign_split
 
@@ -126,6 +126,24 @@ def _existing(root: Path, plan: PlannedShard, digest: str) -> Path | None:
     return next((p for p in (final, partial) if p.exists() and partial_matches(p, plan.refs, digest)), None)
 
 
+@dataclass(frozen=True)
+class EncodingLoader:
+    """Decode a sample and run it through the shard's filters, in a worker process."""
+
+    load: Callable[[SampleRef], Any]
+    dtype: str
+    compression: str
+    paired: bool
+
+    def __call__(self, ref: SampleRef) -> EncodedSample | tuple[EncodedSample, EncodedSample]:
+        item = self.load(ref)
+        if self.paired:
+            image, pair = item
+            return (encode_sample(np.ascontiguousarray(image, self.dtype), self.compression),
+                    encode_sample(np.ascontiguousarray(pair, np.uint8), self.compression))
+        return encode_sample(np.ascontiguousarray(item, self.dtype), self.compression)
+
+
 def _write_shard(root: Path, plan: PlannedShard, source: ModalitySource, recipe: dict, digest: str, bar,
                  pool: ProcessPoolExecutor | None = None) -> None:
     if _existing(root, plan, digest) is not None:  # kept from an interrupted run
@@ -135,6 +153,8 @@ def _write_shard(root: Path, plan: PlannedShard, source: ModalitySource, recipe:
 
     paired = getattr(source, "paired", None) is not None
     load = source.load_with_pair if paired else source.load
+    if pool is not None:  # workers also compress, so that this process only writes bytes
+        load = EncodingLoader(load, np.dtype(IMAGE_DTYPES[plan.modality]).str, recipe["shards"]["compression"], paired)
 
     def images():
         # worker processes decode while this one compresses and writes; order is preserved

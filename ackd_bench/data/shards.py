@@ -74,6 +74,35 @@ def _compression_args(compression: str) -> dict:
     return {"compression": "lzf", "shuffle": True}
 
 
+@dataclass(frozen=True)
+class EncodedSample:
+    """A sample and its chunk, already filtered (shuffled and compressed) by a decode worker, so the
+    writing process only copies bytes: compression is the costliest step of writing a shard."""
+
+    pixels: np.ndarray
+    chunk: bytes
+
+
+_ENCODERS: dict[tuple, h5py.Dataset] = {}
+
+
+def encode_sample(pixels: np.ndarray, compression: str) -> EncodedSample:
+    """Run a sample through the shard's own HDF5 filter pipeline, in memory, in this process."""
+    key = (pixels.shape, pixels.dtype.str, compression)
+    dataset = _ENCODERS.get(key)
+    if dataset is None:
+        memory = h5py.File(f"encoder-{os.getpid()}-{len(_ENCODERS)}", "w", driver="core", backing_store=False)
+        dataset = _ENCODERS[key] = memory.create_dataset(
+            "x", shape=(1, *pixels.shape), dtype=pixels.dtype, chunks=(1, *pixels.shape), **_compression_args(compression))
+    dataset[0] = pixels
+    _, chunk = dataset.id.read_direct_chunk((0,) * dataset.ndim)
+    return EncodedSample(pixels, chunk)
+
+
+def pixels_of(sample: np.ndarray | EncodedSample) -> np.ndarray:
+    return sample.pixels if isinstance(sample, EncodedSample) else sample
+
+
 class BlockWriter:
     """Fills a one-sample-chunk dataset a block of samples at a time: one HDF5 call per block, as
     per-sample writes cost more than decoding."""
@@ -82,8 +111,13 @@ class BlockWriter:
         self.dataset, self.start, self.filled = dataset, 0, 0
         self.buffer = np.empty((min(WRITE_BLOCK, max(len(dataset), 1)), *dataset.shape[1:]), dtype=dataset.dtype)
 
-    def add(self, sample: np.ndarray) -> np.ndarray:
+    def add(self, sample: np.ndarray | EncodedSample) -> np.ndarray:
         """Queue one sample; returns it as stored (in the shard's dtype)."""
+        if isinstance(sample, EncodedSample):  # filtered already: its bytes go straight to the file
+            self.flush()
+            self.dataset.id.write_direct_chunk((self.start,) + (0,) * (self.dataset.ndim - 1), sample.chunk)
+            self.start += 1
+            return sample.pixels
         row = self.buffer[self.filled]
         row[...] = sample
         self.filled += 1
@@ -138,16 +172,16 @@ def write_partial(
                 image = item
                 if paired_blocks is not None:
                     image, paired = item
-                    if paired.shape != paired_shape:
-                        raise DatasetError(f"{refs[i].source_id}: paired RGB image has shape {paired.shape}, "
+                    if pixels_of(paired).shape != paired_shape:
+                        raise DatasetError(f"{refs[i].source_id}: paired RGB image has shape {pixels_of(paired).shape}, "
                                            f"expected {paired_shape}")
                     content.update(paired_blocks.add(paired).tobytes())
-                if image.shape != shape:
-                    raise DatasetError(
-                        f"{refs[i].source_id}: image has shape {image.shape}, expected {shape} (bands, height, width)"
-                    )
-                content.update(image_blocks.add(image).tobytes())
-                pixels = image.reshape(shape[0], -1).astype(np.float64)
+                if pixels_of(image).shape != shape:
+                    raise DatasetError(f"{refs[i].source_id}: image has shape {pixels_of(image).shape}, expected "
+                                       f"{shape} (bands, height, width)")
+                stored = image_blocks.add(image)
+                content.update(stored.tobytes())
+                pixels = stored.reshape(shape[0], -1).astype(np.float64)
                 band_sum += pixels.sum(axis=1)
                 band_sumsq += np.einsum("ij,ij->i", pixels, pixels)
                 written += 1

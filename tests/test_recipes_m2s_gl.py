@@ -90,7 +90,7 @@ def test_m2s_gl_streams_the_parts_and_builds(served, tmp_path):
     assert rgb_totals["sport"] == 6 * 2 + 3 * 2 and rgb_totals["grassland"] == 2 and rgb_totals["shrub"] == 2
     assert manifest["sources"]["rgb"]["name"] == "resisc45+aid"
     card = (out / "DATASET.md").read_text()
-    assert "| airport | Airports | resisc45:airport, resisc45:runway, aid:Airport |" in card
+    assert "| airport | Airports | resisc45:airport; resisc45:runway; aid:Airport |" in card
     assert "reBEN" in card and "AID: A Benchmark" in card
     assert main(["info", str(out)]) == 0
     # nothing is downloaded or decoded twice: a forced rebuild works with the mirror gone
@@ -172,3 +172,16 @@ def test_reader_on_real_bigearthnet_v2_patches():
     # bilinear upsampling keeps the band's level: block means of the 120 px band match the 60 px band
     upsampled = image[3].astype(float).reshape(60, 2, 60, 2).mean(axis=(1, 3))
     assert abs(upsampled.mean() - native.mean()) < 0.01 * native.mean()
+
+
+@pytest.mark.skipif(not (REALDATA / "aid_150px").is_dir(), reason="../shared/realdata/aid_150px is absent")
+def test_aid_reader_on_real_files(tmp_path):
+    from ackd_bench.data.sources import AID
+
+    source = AID({"bands": ["R", "G", "B"], "class_map": {"airport": ["Airport"], "port": ["Port"]}},
+                 ["airport", "port"], 120, root=tmp_path, source_dir=REALDATA / "aid_150px", download=False)
+    refs = source.refs()
+    assert len(refs) == 40 and {r.label for r in refs} == {0, 1}
+    assert refs[0].source_id.startswith("aid/Airport/") and source.provenance()["archive_verified"] is False
+    image = source.load(refs[0])
+    assert image.shape == (3, 120, 120) and image.dtype == np.uint8 and image.std() > 5

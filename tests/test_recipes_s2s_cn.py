@@ -50,7 +50,7 @@ def test_s2s_cn_builds_from_a_local_nasc_tg2_tree(sources, tmp_path):
     rgb = ShardDataset(out, "rgb", "test", normalize=False)
     assert rgb.reader.read(0).shape == (3, 128, 128)  # 256 px RESISC45 scenes downsampled to the MS size
     card = (out / "DATASET.md").read_text()
-    assert "Tiangong-2" in card and "| residential | residential | dense_residential, medium_residential |" in card
+    assert "Tiangong-2" in card and "| residential | residential | dense_residential; medium_residential |" in card
     assert main(["info", str(out)]) == 0
 
 

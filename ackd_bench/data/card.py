@@ -17,6 +17,18 @@ def source_parts(source: dict[str, Any]) -> list[dict[str, Any]]:
     return list(source.get("parts", [source]))
 
 
+def selection_lines(manifest: dict[str, Any]) -> list[str]:
+    """What a side keeps of its sources, where it does not keep everything."""
+    lines = []
+    for modality, spec in manifest.get("recipe", {}).get("modalities", {}).items():
+        if spec.get("cap_per_class"):
+            lines.append(f"- {modality.upper()}: at most {spec['cap_per_class']} samples drawn per class (by hash of "
+                         "the source id; multi-label: rarest class first)")
+        if spec.get("min_label_pixels"):
+            lines.append(f"- {modality.upper()}: a CORINE class labels a patch from {spec['min_label_pixels']} pixels up")
+    return ["", "## Selection", "", *lines] if lines else []
+
+
 def class_map_lines(manifest: dict[str, Any]) -> list[str]:
     """Target class <- source classes, per side (with the source name where a side has several)."""
     modalities = manifest.get("recipe", {}).get("modalities", {})
@@ -32,7 +44,8 @@ def class_map_lines(manifest: dict[str, Any]) -> list[str]:
         cells = []
         for per_source in maps.values():
             named = len(per_source) > 1
-            cells.append(", ".join(f"{name}:{s}" if named else str(s) for name, class_map in per_source.items()
+            # "; " because CORINE names contain commas
+            cells.append("; ".join(f"{name}:{s}" if named else str(s) for name, class_map in per_source.items()
                                    for s in class_map.get(c, [])) or "–")
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
     return lines
@@ -56,6 +69,7 @@ def render_card(manifest: dict[str, Any]) -> str:
         h, w = spec["image_size"]
         kind = "multi-label" if spec.get("multilabel") else "single-label"
         lines.append(f"| {modality.upper()} | {' '.join(spec['bands'])} | {h}x{w} | {spec['dtype']} | {kind} |")
+    lines += selection_lines(manifest)
     lines += class_map_lines(manifest)
     lines += ["", "## Counts", "", "| class | " + " | ".join(f"{m}/{s}" for m in manifest["modalities"] for s in SPLITS)
               + " |", "|---|" + "---|" * (len(manifest["modalities"]) * len(SPLITS))]

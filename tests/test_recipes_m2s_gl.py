@@ -129,6 +129,22 @@ def test_m2s_gl_from_extracted_trees(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "b" / MANIFEST).exists()
 
 
+def test_m2s_gl_from_published_files_in_source_dir(tmp_path, monkeypatch):
+    source_dir = tmp_path / "sources"
+    source_dir.mkdir()
+    pin_checksums(monkeypatch, ben_data.make_archives(source_dir))  # the parts as published, not extracted
+    resisc45_data.make_tree(source_dir, per_class=1, classes=RESISC45_CLASSES, size=128)
+    aid_data.make_tree(source_dir, per_class=1, size=150)
+    out = tmp_path / "m2s-gl"
+    assert main(["build", "m2s-gl", "--out", str(out), "--source-dir", str(source_dir), "--no-download", "--quiet",
+                 "--no-mi"]) == 0
+    record = read_manifest(out)["sources"]["ms"]
+    assert record["archive_verified"] is True and str(source_dir / "BigEarthNet-S2.tar.gzaa") in record["from"]
+    assert not (out / ".downloads").exists()
+    assert (out / ".sources" / "verified" / "BigEarthNet-S2.tar.gzab.md5-ok").is_file()  # hashed once, not per rebuild
+    assert not list(source_dir.glob("*.md5-ok"))  # nothing written into the user's folder
+
+
 def test_m2s_gl_bad_parts(served, tmp_path, capsys):
     served_dir, aid_dir = served
     part = served_dir / "Reference_Maps.tar.gzaa"

@@ -185,4 +185,4 @@ def test_interrupted_download_resumes_with_a_range_request(served_sources, tmp_p
     assert main(["build", "s2s-eu", "--out", str(out), "--quiet", "--no-mi"]) == 0
     assert RANGE_REQUESTS == [("EuroSATallBands.zip", f"bytes={kept}-")]
     assert md5_file(out / ".downloads" / "EuroSATallBands.zip") == EuroSATAllBands.archive.md5
-    assert (out / ".downloads" / "EuroSATallBands.zip.md5-ok").is_file()
+    assert (out / ".sources" / "verified" / "EuroSATallBands.zip.md5-ok").is_file()

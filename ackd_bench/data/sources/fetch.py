@@ -102,12 +102,13 @@ def fetch_file(filename: str, url: str, md5: str, size: str, *, root: Path, sour
                download: bool) -> tuple[Path, str]:
     """A verified local copy of one published file: from --source-dir, an earlier download, or `url`.
 
-    A file once verified gets a `<name>.md5-ok` stamp (size and mtime), so multi-GB parts are not
-    hashed again on every rebuild."""
+    A verified file gets a stamp (path, size, mtime) under `<root>/.sources/verified/`, so multi-GB
+    parts are not hashed again on every rebuild; nothing is written into --source-dir."""
     candidates = ([Path(source_dir) / filename] if source_dir is not None else []) + [root / ".downloads" / filename]
     for path in candidates:
         if path.is_file():
-            _verify_once(path, md5, str(path), keep_aside=path.parent == root / ".downloads")
+            _verify_once(path, md5, str(path), stamps=root / ".sources" / "verified",
+                         keep_aside=path.parent == root / ".downloads")
             return path, str(path)
     url = mirrored(url, filename)
     if not download:
@@ -116,20 +117,19 @@ def fetch_file(filename: str, url: str, md5: str, size: str, *, root: Path, sour
     target = root / ".downloads" / filename
     target.parent.mkdir(parents=True, exist_ok=True)
     http_download(url, target)
-    _verify_once(target, md5, url)
+    _verify_once(target, md5, url, stamps=root / ".sources" / "verified")
     return target, url
 
 
-def _verify_once(path: Path, md5: str, url: str, *, keep_aside: bool = True) -> None:
-    stamp = path.with_name(path.name + ".md5-ok")
-    facts = f"{md5} {path.stat().st_size} {path.stat().st_mtime_ns}"
+def _verify_once(path: Path, md5: str, url: str, *, stamps: Path, keep_aside: bool = True) -> None:
+    """Verify `path` unless a stamp in the build root says this very file (path, size, mtime) passed."""
+    stamp = stamps / f"{path.name}.md5-ok"
+    facts = f"{path.resolve()} {md5} {path.stat().st_size} {path.stat().st_mtime_ns}"
     if stamp.is_file() and stamp.read_text() == facts:
         return
     verify_md5(path, md5, url, keep_aside=keep_aside)
-    try:
-        stamp.write_text(facts)
-    except OSError:  # a read-only --source-dir: verify again next time
-        pass
+    stamps.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(facts)
 
 
 def _extract(path: Path, archive: Archive, extract_root: Path) -> Path:

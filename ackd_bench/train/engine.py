@@ -24,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import AckdError
+from ..provenance import atomic_path
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .distributed import DistContext, barrier
 
@@ -175,7 +176,7 @@ class EpochLog:
                 existing = list(csv.DictReader(handle))
         rows = existing + rows
         columns = list(dict.fromkeys(k for row in rows for k in row))
-        with open(self.path, "w", newline="") as handle:
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
@@ -287,11 +288,13 @@ class Engine:
                     save_checkpoint(self.best_path, {**self.meta, "epoch": epoch, "module": self.module.state_dict(),
                                                      "val": val})
             if self.rt.ctx.is_main:
-                save_checkpoint(self.last_path, self._payload(epoch, best_score, best_epoch, best_val))
+                # the row before the checkpoint: a run killed in between resumes from the previous
+                # checkpoint and drops this row, so the log never misses an epoch the weights contain
                 row = {"epoch": epoch, "lr": lr, **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
                        **{f"val_{k}": v for k, v in val.items() if k != "score" and v is not None},
                        "seconds": round(time.time() - started, 3)}
                 self.log.append(row)
+                save_checkpoint(self.last_path, self._payload(epoch, best_score, best_epoch, best_val))
             barrier(self.rt.ctx)
         return FitResult(best_epoch, best_val, self.cfg.epochs - start)
 

@@ -25,6 +25,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
+import rasterio
+from rasterio.io import MemoryFile
 from tqdm.auto import tqdm
 
 from ...errors import DatasetError
@@ -144,6 +146,8 @@ class BigEarthNetV2:
         unknown = sorted({c for names in spec["class_map"].values() for c in names} - set(CLC_CODE))
         if unknown:
             raise DatasetError(f"recipe maps unknown BigEarthNet CORINE class(es) {unknown}")
+        if set(spec["class_map"]) - set(targets):
+            raise DatasetError(f"recipe maps BigEarthNet onto unknown class(es) {sorted(set(spec['class_map']) - set(targets))}")
         self.target_codes = {targets.index(t): {CLC_CODE[c] for c in names} for t, names in spec["class_map"].items()}
         self.min_pixels = int(spec.get("min_label_pixels", 1))
         self.official_split = bool(spec.get("official_split", False))
@@ -188,12 +192,8 @@ class BigEarthNetV2:
         rows: dict[str, list] = defaultdict(list)
 
         def count(patch_id: str, data: bytes | Path) -> None:
-            from rasterio.io import MemoryFile
-
             try:
                 if isinstance(data, Path):
-                    import rasterio
-
                     with rasterio.open(data) as src:
                         codes = src.read(1)
                 else:

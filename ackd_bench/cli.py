@@ -263,16 +263,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     build = commands.add_parser("build", help="build a benchmark dataset (HDF5 shards + manifest)")
-    build.add_argument("dataset", help="recipe name, e.g. toy")
+    build.add_argument("dataset", help="recipe name: toy, s2s-eu, s2s-cn, m2s-gl (or any recipes/*.yaml)")
     build.add_argument("--out", help="output directory (default: ROOT/DATASET)")
     build.add_argument("--root", default="data", help="parent directory for datasets (default: ./data)")
-    build.add_argument("--source-dir", help="directory holding already downloaded source archives or trees")
+    build.add_argument("--source-dir", help="directory holding source archives or extracted trees you already have "
+                       "(required for the local-only NaSC-TG2 and AID)")
     build.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
                        help="download missing source archives (default) or fail with where to get them")
     build.add_argument("--force", action="store_true", help="rebuild even if a complete build exists")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.add_argument("--no-mi", action="store_true", help="skip the within-class MI analysis")
-    build.add_argument("--workers", type=int, default=0, help="decode source files in N processes (default 0: inline)")
+    build.add_argument("--workers", type=int, default=0, help="decode and compress in N processes (default 0: inline)")
     build.set_defaults(func=_cmd_build)
 
     mi = commands.add_parser("mi", help="within-class mutual information between the MS and RGB sides (Fig. 6)")

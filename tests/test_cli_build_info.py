@@ -130,8 +130,10 @@ def test_killed_build_leaves_nothing_info_accepts_and_resumes(tmp_path, toy_dir,
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert list(out.glob("*.partial")), "the build finished before it could be interrupted"
-    assert not (out / MANIFEST).exists()
+    # killed while finalising, the last shards may already be final: only the manifest marks a finished build
+    assert not (out / MANIFEST).exists(), "the build finished before it could be interrupted"
+    if kill_when == "*.partial":
+        assert list(out.glob("*.partial"))
     _one_line_error(run_cli("info", str(out)), "not found")
 
     resumed = run_cli("build", "toy", "--out", str(out), "--quiet")

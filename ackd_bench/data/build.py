@@ -32,6 +32,7 @@ from .splits import SPLITS, assign_split
 
 class ModalitySource(Protocol):
     bands: list[str]
+    paired: Any  # the source of each sample's paired RGB image (stored in the shard), or None
 
     def refs(self) -> list[SampleRef]: ...
 
@@ -151,7 +152,7 @@ def _write_shard(root: Path, plan: PlannedShard, source: ModalitySource, recipe:
         return
     (root / plan.name).unlink(missing_ok=True)
 
-    paired = getattr(source, "paired", None) is not None
+    paired = source.paired is not None
     load = source.load_with_pair if paired else source.load
     if pool is not None:  # workers also compress, so that this process only writes bytes
         load = EncodingLoader(load, np.dtype(IMAGE_DTYPES[plan.modality]).str, recipe["shards"]["compression"], paired)
@@ -180,7 +181,7 @@ def _write_shard(root: Path, plan: PlannedShard, source: ModalitySource, recipe:
 def _provenance(sources: dict[str, ModalitySource]) -> dict[str, Any]:
     records = {modality: sources[modality].provenance() for modality in MODALITIES}
     for modality in MODALITIES:
-        if getattr(sources[modality], "paired", None) is not None:
+        if sources[modality].paired is not None:
             records[f"{modality}_paired_rgb"] = sources[modality].paired.provenance()
     return records
 
@@ -265,7 +266,7 @@ def _build(
         }
         if spec.get("rgb_bands"):
             modalities[modality]["rgb_bands"] = list(spec["rgb_bands"])
-        if getattr(sources[modality], "paired", None) is not None:
+        if sources[modality].paired is not None:
             modalities[modality]["paired_rgb"] = {"source": sources[modality].paired.name, "bands": ["R", "G", "B"]}
 
     manifest = {

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..provenance import atomic_path
+from .recipe import side_sources
 from .splits import SPLITS
 
 PAPER_CITATION = ("R. Wei, K. Yao, C. Yang, J. Wang, Z. Gao, C. Li. Asymmetric Cross-Modal Knowledge Distillation: "
@@ -34,8 +35,7 @@ def class_map_lines(manifest: dict[str, Any]) -> list[str]:
     modalities = manifest.get("recipe", {}).get("modalities", {})
     maps = {}
     for modality, spec in modalities.items():
-        entries = spec.get("sources") or ({spec["source"]: spec} if "class_map" in spec else {})
-        maps[modality] = {name: (entry or {}).get("class_map", {}) for name, entry in entries.items()}
+        maps[modality] = {name: entry.get("class_map", {}) for name, entry in side_sources(spec).items()}
     if not any(maps.values()):
         return []
     lines = ["", "## Class maps", "", "| class | " + " | ".join(m.upper() for m in maps) + " |",

@@ -82,5 +82,13 @@ def validate_recipe(recipe: Any, where: str) -> None:
         raise RecipeError(f"{where}: shards.max_samples must be a positive integer")
 
 
+def side_sources(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A side's sources, each with its own settings over the side's: one `source` (with the side's
+    `class_map`), or several under `sources:`; empty for a generated side (toy)."""
+    if "sources" in spec:
+        return {name: {**spec, **(entry or {})} for name, entry in spec["sources"].items()}
+    return {spec["source"]: spec} if "source" in spec else {}
+
+
 def recipe_hash(recipe: dict[str, Any]) -> str:
     return config_hash(recipe)

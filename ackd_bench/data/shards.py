@@ -172,13 +172,11 @@ def write_partial(
                 image = item
                 if paired_blocks is not None:
                     image, paired = item
-                    if pixels_of(paired).shape != paired_shape:
-                        raise DatasetError(f"{refs[i].source_id}: paired RGB image has shape {pixels_of(paired).shape}, "
-                                           f"expected {paired_shape}")
+                    if (got := pixels_of(paired).shape) != paired_shape:
+                        raise DatasetError(f"{refs[i].source_id}: paired RGB image has shape {got}, expected {paired_shape}")
                     content.update(paired_blocks.add(paired).tobytes())
-                if pixels_of(image).shape != shape:
-                    raise DatasetError(f"{refs[i].source_id}: image has shape {pixels_of(image).shape}, expected "
-                                       f"{shape} (bands, height, width)")
+                if (got := pixels_of(image).shape) != shape:
+                    raise DatasetError(f"{refs[i].source_id}: image has shape {got}, expected {shape} (bands, height, width)")
                 stored = image_blocks.add(image)
                 content.update(stored.tobytes())
                 pixels = stored.reshape(shape[0], -1).astype(np.float64)

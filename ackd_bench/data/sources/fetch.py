@@ -3,7 +3,8 @@
 Order: an extracted tree or the archive in `--source-dir`; an earlier extraction under the build
 root; an earlier download; a fresh download over HTTP (from the source's pinned URL or from
 `$ACKD_BENCH_MIRROR/<filename>`), which resumes where an interrupted one stopped. Archives are
-checked against their MD5 (once; a stamp remembers a verified file); a file that fails is kept aside as `<name>.corrupt` and the error names the expected and actual checksum and
+checked against their MD5 (once; a stamp remembers a verified file); a download that fails is
+kept aside as `<name>.corrupt` and the error names the expected and actual checksum and
 the URL. Extracted trees carry no archive checksum: the readers check what they can (class
 folders, band count, size, dtype) and the manifest records that the archive was not verified.
 """
@@ -48,10 +49,6 @@ def md5_file(path: Path, chunk: int = 1 << 22) -> str:
 def mirrored(url: str, filename: str) -> str:
     mirror = os.environ.get(MIRROR_ENV)
     return f"{mirror.rstrip('/')}/{filename}" if mirror else url
-
-
-def archive_url(archive: Archive) -> str:
-    return mirrored(archive.url, archive.filename)
 
 
 def verify_md5(path: Path, md5: str, url: str, *, keep_aside: bool = True) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-
 from PIL import Image, UnidentifiedImageError
 
 from ...errors import DatasetError
@@ -53,6 +52,9 @@ class ClassFolderSource(ABC):
                     raise DatasetError(f"{folder}: no *{self.suffix} files")
                 refs += [SampleRef(f"{self.name}/{source_class}/{f.name}", label) for f in files]
         return refs
+
+    def prepare(self, chosen: list[SampleRef]) -> None:
+        """Nothing to fetch: the class folders are already on disk (stream sources override this)."""
 
     def path(self, ref: SampleRef) -> Path:
         _, source_class, filename = ref.source_id.split("/")

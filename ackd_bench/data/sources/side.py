@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import DatasetError
+from ..recipe import side_sources
 from ..selection import balance_multilabel, cap_per_class
 from ..shards import SampleRef
 
@@ -30,9 +31,8 @@ class Side:
             chosen = balance_multilabel(candidates, self.num_classes, self.cap, self.salt)
         else:
             chosen = cap_per_class(candidates, self.cap, self.salt)
-        for name, part in self.parts.items():
-            if hasattr(part, "prepare"):  # sources read from streams fetch only what was chosen
-                part.prepare([ref for ref in chosen if ref.source_id.startswith(f"{name}/")])
+        for name, part in self.parts.items():  # a source read from a stream fetches only what was chosen
+            part.prepare([ref for ref in chosen if ref.source_id.startswith(f"{name}/")])
         return chosen
 
     def load(self, ref: SampleRef) -> np.ndarray:
@@ -53,10 +53,7 @@ def open_side(recipe: dict[str, Any], modality: str, *, root: Path, source_dir: 
 
     spec = recipe["modalities"][modality]
     where = f"recipe '{recipe['name']}': modalities.{modality}"
-    if "sources" in spec:
-        entries = {name: {**spec, **(entry or {})} for name, entry in spec["sources"].items()}
-    else:
-        entries = {spec.get("source"): spec}
+    entries = side_sources(spec) or {None: spec}  # no source named: the error below lists the choices
     parts = {}
     for name, entry in entries.items():
         if name not in SOURCES:

@@ -61,7 +61,8 @@ def _run_options(args: argparse.Namespace):
 
     return RunOptions(run_dir=Path(args.out) if args.out else None, runs_root=Path(args.runs_root),
                       resume=args.resume, force=args.force, device=args.device, workers=args.workers,
-                      progress=not args.quiet)
+                      progress=not args.quiet, resident=args.resident, checkpoint_every=args.checkpoint_every,
+                      compile=args.compile)
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -161,14 +162,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .harness.grid import expand_grid
-    from .harness.sweep import SweepConfig, run_sweep
+    from .harness.sweep import SweepConfig, check_runs_per_gpu, run_sweep
 
+    check_runs_per_gpu(args.runs_per_gpu)
     requests = expand_grid(args.datasets, methods=args.methods, pairs=args.pairs, seeds=args.seeds,
                            tables=args.tables)
     config = SweepConfig(profile=args.profile, runs_root=args.runs_root, student_overrides=_overrides(args),
                          teacher_overrides={"epochs": args.teacher_epochs} if args.teacher_epochs else {},
                          matcher_overrides={"epochs": args.matcher_epochs} if args.matcher_epochs else {},
-                         matcher_arch=args.matcher_arch, device=args.device, workers=args.workers)
+                         matcher_arch=args.matcher_arch, device=args.device, workers=args.workers,
+                         runs_per_gpu=args.runs_per_gpu, resident=args.resident,
+                         checkpoint_every=args.checkpoint_every, compile=args.compile)
     slurm = {"timeout_min": args.timeout_min, "gpus_per_node": args.gpus, "cpus_per_task": args.cpus}
     if args.launcher == "slurm":
         slurm.update({k: v for k, v in {"slurm_partition": args.partition, "slurm_array_parallelism": args.parallel}.items() if v})
@@ -243,9 +247,21 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-root", default="runs", help="parent of default run directories (default ./runs)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     parser.add_argument("--force", action="store_true", help="discard an earlier run in the same directory")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--workers", type=int, help="DataLoader workers (default 0 on CPU, 4 on CUDA)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (default: this process's GPU, LOCAL_RANK under torchrun, else the CPU), cpu, cuda or cuda:N")
+    _add_speed_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, help="DataLoader workers of streamed splits (default 0 on CPU, 4 on CUDA)")
+    parser.add_argument("--resident", default="auto", choices=["auto", "on", "off"],
+                        help="hold the training splits in device memory: auto (default, when they fit in half the "
+                             "free memory), on, off (stream them from the shards)")
+    parser.add_argument("--checkpoint-every", type=float, default=600.0, metavar="SECONDS",
+                        help="write last.pt at most this often (default 600; 0: every epoch); always at the end and "
+                             "after SIGTERM/SIGUSR1")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the backbones (off by default)")
 
 
 def _default_board() -> Path:
@@ -351,7 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--name", default="sweep", help="ledger name under RUNS_ROOT/sweeps/")
     sweep.add_argument("--runs-root", default="runs")
     sweep.add_argument("--device", default="auto")
-    sweep.add_argument("--workers", type=int)
+    _add_speed_arguments(sweep)
+    sweep.add_argument("--runs-per-gpu", type=int, default=1, metavar="K",
+                       help="run K runs at once on one GPU, each in its own process (default 1; lowered to what "
+                            "fits in free GPU memory); on Slurm, one array task per group of K")
     sweep.add_argument("--partition", help="Slurm partition")
     sweep.add_argument("--parallel", type=int, help="Slurm array parallelism")
     sweep.add_argument("--gpus", type=int, default=1, help="GPUs per Slurm job")

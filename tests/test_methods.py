@@ -125,7 +125,7 @@ def test_ctkd_ramp_and_reversed_temperature_gradient():
         torch.nn.functional.kl_div(torch.log_softmax(s["logits"] / tau, 1), torch.log_softmax(t["logits"] / tau, 1),
                                    reduction="batchmean", log_target=True) * tau.squeeze() ** 2, ctkd.theta)[0]
     assert g_late == pytest.approx(-plain.item(), rel=1e-5)  # reversed exactly once
-    assert build_distiller("ctkd", 3).diagnostics(0)["tau"] == pytest.approx(11.0)  # 1 + 20 * sigmoid(0)
+    assert float(build_distiller("ctkd", 3).diagnostics(0)["tau"]) == pytest.approx(11.0)  # 1 + 20 * sigmoid(0)
 
 
 def test_lskd_is_invariant_to_logit_shift_and_scale():

@@ -47,7 +47,8 @@ def test_ms_teacher_beats_rgb_student_without_kd(teacher_ckpt, toy_dir, tmp_path
 
 
 def test_resume_after_kill_gives_the_same_weights(toy_dir, tmp_path):
-    args = ["train-student", str(toy_dir), "--arch", "S", "--profile", "smoke", "--epochs", "3", "--quiet"]
+    args = ["train-student", str(toy_dir), "--arch", "S", "--profile", "smoke", "--epochs", "3", "--quiet",
+            "--checkpoint-every", "0"]  # last.pt after every epoch, so the kill lands mid-run
     straight = run_cli(*args, "--out", str(tmp_path / "straight"))
     assert straight.returncode == 0, straight.stderr
 

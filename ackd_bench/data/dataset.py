@@ -44,8 +44,8 @@ class ShardDataset(Dataset):
         self.multilabel = bool(spec.get("multilabel", False))
         self.normalize = normalize
         self.transform = transform
-        self._mean = torch.tensor(spec["mean"], dtype=torch.float32).view(-1, 1, 1)
-        self._inv_std = 1.0 / torch.tensor(spec["std"], dtype=torch.float32).view(-1, 1, 1)
+        self.mean = torch.tensor(spec["mean"], dtype=torch.float32).view(-1, 1, 1)
+        self.inv_std = 1.0 / torch.tensor(spec["std"], dtype=torch.float32).view(-1, 1, 1)
         columns = list(self.reader.read_column("labels"))  # small: kept in memory for samplers
         self.labels = np.concatenate(columns).astype(np.int64) if columns else np.zeros(0, np.int64)
 
@@ -59,7 +59,7 @@ class ShardDataset(Dataset):
         """uint images (..., C, H, W) -> float32 tensor, standardised per band with train statistics."""
         image = torch.from_numpy(raw.astype(np.float32))
         if self.normalize:
-            image.sub_(self._mean).mul_(self._inv_std)
+            image.sub_(self.mean).mul_(self.inv_std)
         return image
 
     def _sample(self, index: int, image: torch.Tensor) -> dict[str, Any]:

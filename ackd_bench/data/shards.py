@@ -384,6 +384,26 @@ class ShardReader:
                 raise DatasetError(f"{self.paths[shard]}: cannot read sample {local}: {exc}") from None
         return out
 
+    def images_nbytes(self) -> int:
+        """Bytes of every sample's pixels in their stored dtype (what holding them in memory takes)."""
+        if len(self) == 0:
+            return 0
+        images = self._dataset(0, "images")
+        return len(self) * int(np.prod(images.shape[1:])) * images.dtype.itemsize
+
+    def read_all(self, field: str = "images") -> np.ndarray:
+        """Every sample of `field`, all shards in order, read straight into one array."""
+        first = self._dataset(0, field)
+        out = np.empty((len(self), *first.shape[1:]), dtype=first.dtype)
+        for shard in range(len(self.paths)):
+            start, stop = int(self.offsets[shard]), int(self.offsets[shard + 1])
+            if stop > start:
+                try:
+                    self._dataset(shard, field).read_direct(out, dest_sel=np.s_[start:stop])
+                except (OSError, KeyError) as exc:
+                    raise DatasetError(f"{self.paths[shard]}: cannot read '{field}': {exc}") from None
+        return out
+
     def read_column(self, field: str) -> Iterator[np.ndarray]:
         """A small per-sample field (labels, source ids) for every shard, in order."""
         for path in self.paths:

@@ -7,6 +7,7 @@ last checkpoint.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,7 @@ def parse_pairs(pair: str) -> list[str]:
 
 def _shared(options: RunOptions) -> RunOptions:
     """Teachers and matchers live in their default directory under runs_root and are reused."""
-    return RunOptions(runs_root=options.runs_root, device=options.device, workers=options.workers,
-                      progress=options.progress, reuse_finished=True, resume="auto")
+    return replace(options, run_dir=None, force=False, reuse_finished=True, resume="auto")
 
 
 def ensure_teacher(dataset_dir, arch: str, profile: str, seed: int | None, overrides: dict, options: RunOptions) -> Path:
@@ -64,10 +64,8 @@ def run_eval(dataset_dir: str | Path, method: str, *, pair: str = "R/R", teacher
         teacher_ckpt = teacher
         if teacher_ckpt is None and method != "none":
             teacher_ckpt = ensure_teacher(dataset_dir, teacher_arch, profile, seed, teacher_overrides or {}, options)
-        student_options = RunOptions(runs_root=options.runs_root, device=options.device, workers=options.workers,
-                                     progress=options.progress, force=options.force, reuse_finished=True,
-                                     resume=True if options.resume is True else "auto",
-                                     run_dir=options.run_dir if len(pairs) == 1 else None)
+        student_options = replace(options, reuse_finished=True, resume=True if options.resume is True else "auto",
+                                  run_dir=options.run_dir if len(pairs) == 1 else None)
         result = train_student(dataset_dir, student_arch, method=method, teacher=teacher_ckpt, matcher=matcher,
                                profile=profile, seed=seed, overrides=student_overrides, ablate=ablate,
                                sembridge_params=sembridge_params, dynm_schedule=dynm_schedule, options=student_options)

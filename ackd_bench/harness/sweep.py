@@ -6,23 +6,34 @@ ledger and the sweep goes on; running the same sweep again retries only what is 
 Finished runs are recognised by their config hash (the run directory's result.json), also when
 they were produced outside the sweep. On Slurm, jobs are array jobs that requeue themselves on
 preemption and resume from their last checkpoint.
+
+With `runs_per_gpu` K > 1, K runs share one device at once, each in its own spawned process (its
+own CUDA context, seed, run directory and result): the local launcher keeps K in flight, the
+submitit launchers submit one array task per group of K. K is lowered when K runs would not fit
+in the device's free memory.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import traceback
 from dataclasses import asdict, dataclass, field, replace
+from multiprocessing import connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
-from ..errors import AckdError
+from ..errors import AckdError, DatasetError
 from ..provenance import write_json_atomic
 from .grid import RunRequest
 
 LAUNCHERS = ("local", "submitit-local", "slurm")
+GiB = 1024**3
+RUN_OVERHEAD_BYTES = 3 * GiB  # model, optimiser, activations and the CUDA context of one run
+BYTES_PER_SAMPLE_VALUE = {"ms": 2, "rgb": 1}  # uint16 MS, uint8 RGB (when the manifest names no dtype)
 
 
 @dataclass
@@ -35,16 +46,34 @@ class SweepConfig:
     matcher_arch: str | None = None
     device: str = "auto"
     workers: int | None = None
-    threads: int | None = None  # torch CPU threads per run (None: torch's default)
+    threads: int | None = None  # torch CPU threads per run (None: torch's default, or cores / K)
+    runs_per_gpu: int = 1  # K: runs in flight at once on one device, one process each
+    resident: str = "auto"  # passed through to RunOptions
+    checkpoint_every: float = 600.0  # passed through to RunOptions
+    compile: bool = False  # passed through to RunOptions
+
+
+def check_runs_per_gpu(value: int) -> int:
+    if not isinstance(value, int) or value < 1:
+        raise AckdError(f"--runs-per-gpu {value}: expected a positive integer")
+    return value
+
+
+def run_options(config: SweepConfig, resume: str = "auto"):
+    """The RunOptions of every run of a sweep: reuse finished runs, resume interrupted ones."""
+    from ..train.api import RunOptions
+
+    return RunOptions(runs_root=Path(config.runs_root), device=config.device, workers=config.workers,
+                      progress=False, reuse_finished=True, resume=resume, resident=config.resident,
+                      checkpoint_every=config.checkpoint_every, compile=config.compile)
 
 
 def run_request(request: RunRequest, config: SweepConfig, resume: str = "auto") -> dict[str, Any]:
     """Execute one request (reusing finished runs); returns its result record and run directory."""
-    from ..train.api import RunOptions, train_classifier, train_matcher, train_student
+    from ..train.api import train_classifier, train_matcher, train_student
     from .evaluate import ensure_matcher, ensure_teacher
 
-    options = RunOptions(runs_root=Path(config.runs_root), device=config.device, workers=config.workers,
-                         progress=False, reuse_finished=True, resume=resume)
+    options = run_options(config, resume)
     if request.kind == "teacher":
         return train_classifier(request.dataset, request.teacher, role="teacher", profile=config.profile,
                                 seed=request.seed, overrides=config.teacher_overrides, options=options)
@@ -89,6 +118,205 @@ class SlurmJob:
         return submitit.helpers.DelayedSubmission(SlurmJob(), request, config)
 
 
+class SlurmGroupJob:
+    """submitit callable for runs_per_gpu > 1: one array task (one GPU) runs a group of requests at
+    once. A requeued group reruns whole: finished runs are reused, interrupted ones resume."""
+
+    def __call__(self, requests: list[RunRequest], config: SweepConfig) -> list[dict[str, Any]]:
+        return run_group(requests, config)
+
+    def checkpoint(self, requests: list[RunRequest], config: SweepConfig):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(SlurmGroupJob(), requests, config)
+
+
+# --- several runs on one device ------------------------------------------------------------------
+
+def dataset_bytes(manifest: dict[str, Any]) -> int:
+    """Pixels of every split of every modality, as a run holds them when its splits are resident
+    in device memory. Samples are summed over shards, not over manifest["counts"], which counts a
+    multi-label sample once per class it carries."""
+    total = 0
+    for modality, spec in manifest["modalities"].items():
+        samples = sum(entry["samples"] for entry in manifest["shards"] if entry["modality"] == modality)
+        size = spec["image_size"]
+        height, width = (size, size) if isinstance(size, int) else size
+        itemsize = _itemsize(spec.get("dtype")) or BYTES_PER_SAMPLE_VALUE[modality]
+        total += samples * len(spec["bands"]) * height * width * itemsize
+    return total
+
+
+def _itemsize(dtype: str | None) -> int | None:
+    import numpy as np
+
+    return np.dtype(dtype).itemsize if dtype else None
+
+
+def run_footprint_bytes(dataset_dir: str | Path) -> int:
+    """Estimated device memory of one run on this dataset: its pixels plus a fixed overhead."""
+    from ..data.manifest import read_manifest
+
+    return dataset_bytes(read_manifest(dataset_dir)) + RUN_OVERHEAD_BYTES
+
+
+def largest_footprint_bytes(datasets: list[str]) -> int:
+    """The largest run footprint over a sweep's datasets. A dataset that is not built is left out:
+    its runs fail on their own, with the reason."""
+    footprints = [RUN_OVERHEAD_BYTES]
+    for dataset in sorted(set(datasets)):
+        try:
+            footprints.append(run_footprint_bytes(dataset))
+        except DatasetError:
+            pass
+    return max(footprints)
+
+
+def runs_that_fit(requested: int, free_bytes: int, footprint_bytes: int) -> int:
+    return max(1, min(requested, free_bytes // footprint_bytes))
+
+
+def cuda_free_bytes(device: str) -> int | None:
+    """Free memory of the CUDA device that `device` resolves to; None when it resolves to the CPU
+    or cannot be queried (the runs then report the device problem themselves)."""
+    import torch
+
+    name = "cuda" if device == "auto" else device
+    if not name.startswith("cuda") or not torch.cuda.is_available():
+        return None
+    try:
+        free, _total = torch.cuda.mem_get_info(torch.device(name))
+    except (RuntimeError, AssertionError, ValueError):
+        return None
+    return int(free)
+
+
+def _probe_cuda_free_bytes(device: str) -> int | None:
+    """cuda_free_bytes in a short-lived spawned process, so that the parent of the K runs holds no
+    CUDA context of its own, which would take memory from them for the whole sweep."""
+    if device == "cpu":
+        return None
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=_spawn_context()) as pool:
+        return pool.submit(cuda_free_bytes, device).result()
+
+
+def fit_runs_per_gpu(requested: int, device: str, datasets: list[str]) -> int:
+    """`requested` runs at once, or fewer where they would not fit in the CUDA device's free memory."""
+    if requested <= 1:
+        return 1
+    free = _probe_cuda_free_bytes(device)
+    if free is None:  # CPU: no check
+        return requested
+    footprint = largest_footprint_bytes(datasets)
+    fitted = runs_that_fit(requested, free, footprint)
+    if fitted < requested:
+        print(f"sweep: --runs-per-gpu {requested} lowered to {fitted}: {free / GiB:.1f} GiB free, "
+              f"~{footprint / GiB:.1f} GiB per run", flush=True)
+    return fitted
+
+
+def _spawn_context():
+    import multiprocessing
+
+    # spawn, never fork: a forked child would inherit the parent's torch/CUDA state, which CUDA
+    # does not support, and every run needs a CUDA context of its own
+    return multiprocessing.get_context("spawn")
+
+
+def usable_cpus() -> int:
+    # the affinity mask is what Slurm or a container grants this job; os.cpu_count() is the node's
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def threads_per_run(config: SweepConfig, in_flight: int) -> int:
+    """K runs each spinning as many OpenMP threads as there are cores starve each other."""
+    return config.threads or max(1, usable_cpus() // max(1, in_flight))
+
+
+def _run_in_child(job: Callable, request: RunRequest, config: SweepConfig, threads: int, sender) -> None:
+    """Body of one run's process: sends the job's outcome back through `sender`."""
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        outcome = job(request, config)
+    except BaseException as exc:  # noqa: BLE001 - guarded never raises; another job or Ctrl-C may
+        outcome = {"status": "failed", "error": traceback.format_exception_only(type(exc), exc)[-1].strip()}
+    sender.send(outcome)
+    sender.close()
+
+
+def died(exitcode: int | None) -> dict[str, Any]:
+    """The outcome of a run whose process ended without reporting one."""
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        how = f"was killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
+    else:
+        how = f"exited with code {exitcode}"
+    return {"status": "failed", "error": f"run process {how} before reporting a result"}
+
+
+def _collect(receiver, process) -> dict[str, Any]:
+    try:
+        outcome = receiver.recv()
+    except EOFError:  # the child's end closed without a message: it died
+        outcome = None
+    receiver.close()
+    process.join(timeout=60)
+    if process.is_alive():  # reported, then hung on the way out (a stuck loader worker, say)
+        process.terminate()
+        process.join()
+    return outcome if outcome is not None else died(process.exitcode)
+
+
+def run_concurrently(requests: list[RunRequest], config: SweepConfig, slots: int, *,
+                     on_finish: Callable[[RunRequest, dict[str, Any]], None] | None = None,
+                     job: Callable[[RunRequest, SweepConfig], dict[str, Any]] = guarded) -> list[dict[str, Any]]:
+    """Run the requests with at most `slots` in flight, each `job(request, config)` in a fresh
+    spawned process: a run that dies takes only itself down and frees its memory. Calls
+    `on_finish(request, outcome)` as each finishes; returns the outcomes in request order."""
+    context = _spawn_context()
+    threads = threads_per_run(config, min(slots, len(requests)))
+    waiting = list(enumerate(requests))
+    running: dict[Any, tuple[int, Any]] = {}  # receiving end of a child's pipe -> (index, process)
+    outcomes: list[dict[str, Any] | None] = [None] * len(requests)
+    try:
+        while waiting or running:
+            while waiting and len(running) < slots:
+                index, request = waiting.pop(0)
+                receiver, sender = context.Pipe(duplex=False)
+                # not a daemon: a run's DataLoader workers are processes of its own
+                process = context.Process(target=_run_in_child, args=(job, request, config, threads, sender),
+                                          name=f"sweep-run-{index}")
+                process.start()
+                sender.close()  # the child now holds the only sending end, so its death reads as EOF
+                running[receiver] = (index, process)
+            for receiver in connection.wait(list(running)):
+                index, process = running.pop(receiver)
+                outcomes[index] = _collect(receiver, process)
+                if on_finish is not None:
+                    on_finish(requests[index], outcomes[index])
+    finally:  # interrupted: leave no run behind
+        for receiver, (_index, process) in running.items():
+            process.terminate()
+            process.join()
+            receiver.close()
+    return outcomes
+
+
+def run_group(requests: list[RunRequest], config: SweepConfig, *,
+              job: Callable[[RunRequest, SweepConfig], dict[str, Any]] = guarded) -> list[dict[str, Any]]:
+    """One device's group: run these requests (up to K) at once, fewer at a time where they would
+    not fit in its free memory; never raises for a failed or dead run. Outcomes in request order."""
+    slots = fit_runs_per_gpu(len(requests), config.device, [r.dataset for r in requests])
+    return run_concurrently(requests, config, slots, job=job)
+
+
 class Ledger:
     """`<runs_root>/sweeps/<name>.json`: the status of every request of a sweep."""
 
@@ -109,28 +337,64 @@ def run_sweep(requests: list[RunRequest], config: SweepConfig, *, launcher: str 
               slurm: dict[str, Any] | None = None, progress: bool = True) -> Ledger:
     if launcher not in LAUNCHERS:
         raise AckdError(f"--launcher {launcher}: expected one of {', '.join(LAUNCHERS)}")
+    check_runs_per_gpu(config.runs_per_gpu)
     ledger = Ledger(Path(config.runs_root) / "sweeps" / f"{name}.json")
+    slots = None  # runs at once on the local device, checked against its memory once
     for stage in sorted({r.stage for r in requests}):
         todo = ledger.pending([r for r in requests if r.stage == stage])
         if not todo:
             continue
-        if launcher == "local":
-            for request in tqdm(todo, desc=f"sweep stage {stage}", unit="run", disable=not progress):
+        desc = f"sweep stage {stage}"
+        if launcher == "local" and config.runs_per_gpu == 1:
+            for request in tqdm(todo, desc=desc, unit="run", disable=not progress):
                 ledger.record(request, guarded(request, config))
-            continue
-        import submitit
+        elif launcher == "local":
+            if slots is None:
+                slots = fit_runs_per_gpu(config.runs_per_gpu, config.device, [r.dataset for r in requests])
+            with tqdm(total=len(todo), desc=desc, unit="run", disable=not progress) as bar:
+                def record(request: RunRequest, outcome: dict[str, Any]) -> None:
+                    ledger.record(request, outcome)  # as each finishes: an interrupted sweep keeps it
+                    bar.update()
 
-        if launcher == "submitit-local" and config.threads is None:
-            # local jobs run side by side: one thread each avoids oversubscribing the cores
-            config = replace(config, threads=1)
-        folder = Path(config.runs_root) / "sweeps" / f"{name}-submitit"
-        executor = submitit.AutoExecutor(folder=folder, cluster="local" if launcher == "submitit-local" else "slurm")
-        executor.update_parameters(**(slurm or {}))
+                run_concurrently(todo, config, slots, on_finish=record)
+        else:
+            _submit_stage(todo, config, launcher, Path(config.runs_root) / "sweeps" / f"{name}-submitit",
+                          slurm or {}, ledger, desc, progress)
+    return ledger
+
+
+def _submit_stage(todo: list[RunRequest], config: SweepConfig, launcher: str, folder: Path, slurm: dict[str, Any],
+                  ledger: Ledger, desc: str, progress: bool) -> None:
+    """One array task per request, or per group of K requests sharing a GPU; waits for all."""
+    import submitit
+
+    if launcher == "submitit-local" and config.threads is None:
+        # local jobs run side by side: one thread each avoids oversubscribing the cores
+        config = replace(config, threads=1)
+    executor = submitit.AutoExecutor(folder=folder, cluster="local" if launcher == "submitit-local" else "slurm")
+    executor.update_parameters(**slurm)
+    size = config.runs_per_gpu
+    if size == 1:
         jobs = executor.map_array(SlurmJob(), todo, [config] * len(todo))
-        for request, job in tqdm(list(zip(todo, jobs)), desc=f"sweep stage {stage}", unit="run", disable=not progress):
+        for request, job in tqdm(list(zip(todo, jobs)), desc=desc, unit="run", disable=not progress):
             try:
                 outcome = job.result()
             except Exception as exc:  # noqa: BLE001 - the job itself died (killed, out of memory, ...)
-                outcome = {"status": "failed", "error": str(exc).strip().splitlines()[-1][:500]}
+                outcome = _job_died(exc)
             ledger.record(request, outcome)
-    return ledger
+        return
+    groups = [todo[i:i + size] for i in range(0, len(todo), size)]
+    jobs = executor.map_array(SlurmGroupJob(), groups, [config] * len(groups))
+    with tqdm(total=len(todo), desc=desc, unit="run", disable=not progress) as bar:
+        for group, job in zip(groups, jobs):
+            try:
+                outcomes = job.result()
+            except Exception as exc:  # noqa: BLE001 - the whole task died: every run of its group with it
+                outcomes = [_job_died(exc)] * len(group)
+            for request, outcome in zip(group, outcomes):
+                ledger.record(request, outcome)
+                bar.update()
+
+
+def _job_died(exc: Exception) -> dict[str, Any]:
+    return {"status": "failed", "error": str(exc).strip().splitlines()[-1][:500]}

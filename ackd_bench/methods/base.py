@@ -29,8 +29,9 @@ class Distiller(nn.Module, ABC):
     def forward(self, student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor],
                 targets: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]: ...
 
-    def diagnostics(self, epoch: int) -> dict[str, float]:
-        """Values worth logging that are not loss terms (e.g. a learned temperature)."""
+    def diagnostics(self, epoch: int) -> dict[str, torch.Tensor]:
+        """Values worth logging that are not loss terms (e.g. a learned temperature), as 0-dim tensors
+        on the parameters' device: reading them on the host would stall every training step."""
         return {}
 
 

@@ -54,6 +54,6 @@ class CTKD(Distiller):
         loss = kl_teacher_student(student["logits"].float(), teacher["logits"].float(), tau) * tau.squeeze() ** 2
         return {"ctkd": loss.squeeze()}
 
-    def diagnostics(self, epoch: int) -> dict[str, float]:
-        return {"tau": float(self.tau_min + self.tau_range * torch.sigmoid(self.theta.detach()))}
+    def diagnostics(self, epoch: int) -> dict[str, torch.Tensor]:
+        return {"tau": (self.tau_min + self.tau_range * torch.sigmoid(self.theta.detach())).squeeze()}
 

@@ -21,6 +21,7 @@ from ..results import ABLATIONS, make_record, read_result, write_result
 from .classifier import ClassifierTask
 from .distributed import init_from_env, shutdown
 from .engine import Engine, FitResult, OptimConfig, Runtime, resolve_device, seed_everything
+from .feed import RESIDENT_MODES
 from .profiles import load_profile
 from .runs import device_name, evaluate, prepare_run_dir
 from .student import DistillationTask, StudentModule, TeacherSource
@@ -41,9 +42,14 @@ class RunOptions:
     workers: int | None = None
     progress: bool = True
     reuse_finished: bool = False  # return a finished run's result instead of refusing to overwrite it
+    resident: str = "auto"  # hold splits in device memory: "auto" (when they fit), "on" or "off"
+    checkpoint_every: float = 600.0  # seconds between last.pt saves (0: every epoch); always at the end
+    compile: bool = False  # torch.compile the backbones
 
 
 def make_runtime(options: RunOptions) -> Runtime:
+    if options.resident not in RESIDENT_MODES:
+        raise AckdError(f"--resident {options.resident}: expected one of {', '.join(RESIDENT_MODES)}")
     device = resolve_device(options.device)
     ctx = init_from_env(device.type)
     if device.type == "cuda":
@@ -51,7 +57,8 @@ def make_runtime(options: RunOptions) -> Runtime:
 
         torch.cuda.set_device(device)
     workers = options.workers if options.workers is not None else (4 if device.type == "cuda" else 0)
-    return Runtime(device=device, ctx=ctx, workers=workers, progress=options.progress)
+    return Runtime(device=device, ctx=ctx, workers=workers, progress=options.progress, resident=options.resident,
+                   checkpoint_every=options.checkpoint_every, compile=options.compile)
 
 
 def load_dataset(dataset_dir: str | Path) -> dict[str, Any]:
@@ -328,8 +335,11 @@ def _sembridge_pairing(task: DistillationTask, sb: dict, ablation: list[str], ma
     if "ssm" in ablation:  # the naive pairing, drawn once
         initial = random_same_class(task.rgb_train.labels, task.galleries, seed, 0)
     else:
-        initial = ssm_pairs(load_matcher(matcher_path, manifest), task.rgb_train, task.ms_train, task.galleries, rt,
+        initial = ssm_pairs(load_matcher(matcher_path, manifest), task.rgb_split, task.ms_train, task.galleries, rt,
                             cfg.batch_size)
     schedule = schedule_of(*sb["dynm_schedule"], epochs=cfg.epochs)
-    gallery_logits = None if "dynm" in ablation else cache.tensors["logits"]
+    gallery_logits = None
+    if "dynm" not in ablation:  # where the student's splits are: on the device when they are resident
+        gallery_logits = (task.source.cache or cache).tensors["logits"]
+        gallery_logits = gallery_logits.to(rt.device) if task.rgb_split.resident else gallery_logits
     return SemBridgePairing(initial, schedule, gallery_logits, task.galleries, float(sb["gamma"]), cfg.batch_size)

@@ -47,6 +47,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def untouched_rng():
+    """Context for building a model that a checkpoint's weights will overwrite: its random init must
+    not move the global RNG, or a run's draws would depend on whether, say, a teacher cache existed."""
+    return torch.random.fork_rng(devices=[])
+
+
 def check_compatible(meta: dict[str, Any], expected: dict[str, Any], path: str | Path) -> None:
     """Fail with one line naming the first field where a checkpoint and its use disagree."""
     for key, want in expected.items():

@@ -14,7 +14,8 @@ from torch import nn
 from ..data.dataset import ShardDataset
 from ..models import Backbone
 from .engine import OptimConfig, Runtime, Task
-from .runs import evaluate, flip, seeded_generator, train_loader
+from .feed import TrainFeed, open_splits
+from .runs import evaluate
 
 
 class ClassifierModule(nn.Module):
@@ -35,18 +36,17 @@ class ClassifierTask(Task):
     def __init__(self, backbone: Backbone, train: ShardDataset, val: ShardDataset, cfg: OptimConfig,
                  augment: Sequence[str], seed: int, rt: Runtime):
         self.module = ClassifierModule(backbone, train.multilabel)
-        self.train, self.val, self.cfg, self.augment, self.seed, self.rt = train, val, cfg, augment, seed, rt
+        self.cfg, self.rt, self.multilabel = cfg, rt, train.multilabel
+        self.train_split, self.val_split = open_splits([train, val], rt)
+        self.feed = TrainFeed(self.train_split, cfg.batch_size, seed, augment, rt, stream=2)
 
     def train_batches(self, epoch: int):
-        return train_loader(self.train, self.cfg.batch_size, self.seed, epoch, self.rt)
+        return self.feed.epoch(epoch)
 
     def prepare(self, batch: dict[str, Any], epoch: int, step: int) -> dict[str, Any]:
-        generator = seeded_generator(self.seed, epoch, step, self.rt.ctx.rank, 2)
-        images = flip(batch["image"], self.augment, generator)
-        targets = batch["multilabel"] if self.train.multilabel else batch["label"]
-        return {"images": self.rt.to_device(images), "targets": targets.to(self.rt.device)}
+        return {"images": batch["image"], "targets": batch["multilabel"] if self.multilabel else batch["label"]}
 
     def validate(self) -> dict[str, float | None]:
-        metrics = evaluate(self.module.backbone, self.val, self.rt, self.cfg.batch_size)
-        score = metrics["f1"] if self.val.multilabel else metrics["oa"]
+        metrics = evaluate(self.module.backbone, self.val_split, self.rt, self.cfg.batch_size)
+        score = metrics["f1"] if self.multilabel else metrics["oa"]
         return {"oa": metrics["oa"], "f1": metrics["f1"], "score": score}

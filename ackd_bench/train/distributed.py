@@ -43,6 +43,15 @@ def gather_concat(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def all_ranks_max(value: int, ctx: DistContext, device: torch.device) -> int:
+    """The largest of every rank's value (so that all ranks take the same decision)."""
+    if not ctx.enabled:
+        return value
+    tensor = torch.tensor([value], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
 def barrier(ctx: DistContext) -> None:
     if ctx.enabled:
         dist.barrier()

@@ -1,9 +1,17 @@
 """The one training loop behind teacher, matcher and student runs.
 
 A task supplies a `TrainModule` whose forward returns named loss terms (so DDP sees one module),
-a per-epoch DataLoader, a `prepare` step that moves a batch to the device, and a validation
-score. The engine owns everything else: device and precision, DDP, the optimiser and schedule,
-finite-loss checks, per-epoch checkpoints with RNG states, exact resume, logs and model selection.
+the epoch's batches (already on the device), a `prepare` step that turns a batch into the
+module's inputs, and a validation score. The engine owns everything else: device and precision,
+DDP, the optimiser and schedule, finite-loss checks, checkpoints with RNG states, exact resume,
+logs and model selection.
+
+Nothing inside the step loop waits for the device: the loss terms are summed on the device, and
+the finite-loss check reads one flag every FINITE_CHECK_STEPS steps and at the end of the epoch.
+`last.pt` (weights, optimiser, RNG, task state) is written every `checkpoint_every` seconds, at the
+end, and after the epoch in which SIGTERM or SIGUSR1 arrived (Slurm's preemption notice); SIGTERM
+then stops the run. The best weights are kept on the device and written as `best.pt` (weights
+only) just before `last.pt`, so the two always agree.
 """
 
 from __future__ import annotations
@@ -11,6 +19,8 @@ from __future__ import annotations
 import csv
 import math
 import os
+import signal
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
@@ -26,7 +36,9 @@ from tqdm.auto import tqdm
 from ..errors import AckdError
 from ..provenance import atomic_path
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .distributed import DistContext, barrier
+from .distributed import DistContext, all_ranks_max, barrier
+
+FINITE_CHECK_STEPS = 50  # steps between reads of the non-finite flag (each read waits for the device)
 
 
 class TrainingError(AckdError):
@@ -56,6 +68,9 @@ class Runtime:
     ctx: DistContext = field(default_factory=DistContext)
     workers: int = 0
     progress: bool = True
+    resident: str = "auto"  # splits in device memory: auto (when they fit), on, off
+    checkpoint_every: float = 0.0  # seconds between last.pt writes; 0: every epoch
+    compile: bool = False
 
     @property
     def cuda(self) -> bool:
@@ -64,19 +79,42 @@ class Runtime:
     def autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else nullcontext()
 
-    def to_device(self, images: torch.Tensor) -> torch.Tensor:
-        images = images.to(self.device, non_blocking=True)
+    def layout(self, images: torch.Tensor) -> torch.Tensor:
+        """channels-last on CUDA, where cuDNN's convolutions are fastest in it."""
         return images.contiguous(memory_format=torch.channels_last) if self.cuda and images.dim() == 4 else images
+
+    def to_device(self, images: torch.Tensor) -> torch.Tensor:
+        return self.layout(images.to(self.device, non_blocking=True))
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """`auto`, `cpu`, `cuda` or `cuda:N` as a torch.device with an index where it is CUDA.
+
+    `cuda` (and `auto` on a CUDA machine) is the process's own GPU: LOCAL_RANK under torchrun, else
+    the first visible one. Indices count the GPUs CUDA_VISIBLE_DEVICES leaves visible.
+    """
+    name = name.strip().lower()
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AckdError(f"--device {name}: CUDA is not available on this machine")
-    if name.startswith("cuda") and ":" not in name and "LOCAL_RANK" in os.environ:
-        name = f"cuda:{os.environ['LOCAL_RANK']}"
-    return torch.device(name)
+        name = "cuda" if count else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    kind, _, index = name.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise AckdError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    where = f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""
+    if count == 0:
+        raise AckdError(f"--device {name}: CUDA is not available on this machine{where}")
+    if not index:
+        local_rank = os.environ.get("LOCAL_RANK")
+        index = local_rank if local_rank is not None else "0"
+        if int(index) >= count:
+            raise AckdError(f"--device {name}: LOCAL_RANK={index} but only {count} GPU(s) are visible{where}; "
+                            f"start at most {count} processes per node")
+    if int(index) >= count:
+        raise AckdError(f"--device {name}: only {count} GPU(s) are visible{where}: expected cuda:0 to cuda:{count - 1}")
+    return torch.device("cuda", int(index))
 
 
 def seed_everything(seed: int) -> None:
@@ -98,10 +136,12 @@ class Task(ABC):
     module: nn.Module
 
     @abstractmethod
-    def train_batches(self, epoch: int) -> Iterable[Any]: ...
+    def train_batches(self, epoch: int) -> Iterable[Any]:
+        """The epoch's batches, already on the device (a `feed.TrainFeed`)."""
 
     @abstractmethod
-    def prepare(self, batch: Any, epoch: int, step: int) -> dict[str, Any]: ...
+    def prepare(self, batch: Any, epoch: int, step: int) -> dict[str, Any]:
+        """The module's keyword inputs for a batch; must not wait for the device."""
 
     @abstractmethod
     def validate(self) -> dict[str, float | None]:
@@ -189,6 +229,99 @@ class FitResult:
     epochs_run: int
 
 
+class Preempted(TrainingError):
+    """SIGTERM arrived: the run saved its state after the current epoch and stopped."""
+
+
+class SaveTriggers:
+    """When last.pt is due: every `every` seconds, at the end, and after a SIGTERM or SIGUSR1.
+
+    Handlers are installed only for the duration of `fit`, and only from the main thread (Python
+    delivers signals there); a handler just records the signal, the loop acts at the epoch's end.
+    """
+
+    SIGNALS = ("SIGTERM", "SIGUSR1")
+
+    def __init__(self, every: float):
+        self.every, self.last = float(every), time.monotonic()
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "SaveTriggers":
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                number = getattr(signal, name, None)
+                if number is not None:
+                    self._previous[number] = signal.signal(number, self._record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
+
+    def _record(self, number: int, frame) -> None:
+        del frame
+        self.received = number
+
+    def due(self, final: bool) -> bool:
+        return final or self.received is not None or self.every <= 0 or time.monotonic() - self.last >= self.every
+
+    def saved(self) -> None:
+        self.last = time.monotonic()
+
+
+class TermSums:
+    """Per-epoch sums of the loss terms, kept on the device, and the first non-finite loss seen.
+
+    Every step adds one stacked vector; nothing is read back until `check` (every
+    FINITE_CHECK_STEPS steps and at the epoch's end) or `means` (at the epoch's end).
+    """
+
+    def __init__(self):
+        self.names: tuple[str, ...] | None = None
+        self.total: torch.Tensor | None = None
+        self.first_bad_step: torch.Tensor | None = None
+        self.bad_values: torch.Tensor | None = None
+        self.steps = 0
+
+    def add(self, step: int, terms: dict[str, torch.Tensor]) -> None:
+        names = tuple(terms)
+        values = torch.stack([terms[k].detach().float().reshape(()) for k in names])
+        if self.names is None:
+            self.names, self.total = names, torch.zeros_like(values)
+            self.first_bad_step = torch.full((), -1, dtype=torch.long, device=values.device)
+            self.bad_values = torch.zeros_like(values)
+        elif names != self.names:
+            raise TrainingError(f"loss terms changed within an epoch: {self.names} then {names}")
+        self.total += values
+        first = ~torch.isfinite(values[names.index("loss")]) & (self.first_bad_step < 0)
+        self.first_bad_step = torch.where(first, step, self.first_bad_step)
+        self.bad_values = torch.where(first, values, self.bad_values)
+        self.steps += 1
+
+    def check(self, epoch: int, last_good: str) -> None:
+        if self.first_bad_step is None or int(self.first_bad_step) < 0:
+            return
+        values = ", ".join(f"{k}={v:.4g}" for k, v in zip(self.names, self.bad_values.tolist()))
+        raise TrainingError(f"non-finite loss at epoch {epoch + 1}, step {int(self.first_bad_step) + 1} ({values}); "
+                            f"last good checkpoint: {last_good}")
+
+    def means(self) -> dict[str, float]:
+        if self.names is None:
+            return {}
+        return dict(zip(self.names, (self.total / max(self.steps, 1)).tolist()))
+
+
+def compile_backbones(module: nn.Module) -> None:
+    """torch.compile every backbone in place (state-dict keys unchanged, so checkpoints stay portable)."""
+    from ..models import Backbone
+
+    for child in module.modules():
+        if isinstance(child, Backbone):
+            child.compile()
+
+
 class Engine:
     def __init__(self, task: Task, cfg: OptimConfig, runtime: Runtime, run_dir: Path, meta: dict[str, Any]):
         self.task, self.cfg, self.rt, self.run_dir, self.meta = task, cfg, runtime, Path(run_dir), meta
@@ -196,6 +329,8 @@ class Engine:
         self.module = task.module.to(runtime.device)
         if runtime.cuda:
             self.module = self.module.to(memory_format=torch.channels_last)
+        if runtime.compile:
+            compile_backbones(self.module)
         self.wrapped: nn.Module = self.module
         if runtime.ctx.enabled:
             device_ids = [runtime.device.index] if runtime.cuda else None
@@ -204,6 +339,8 @@ class Engine:
         self.optimizer = build_optimizer(params, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.log = EpochLog(self.run_dir, runtime.ctx.is_main)
+        self.best_state: dict[str, torch.Tensor] | None = None  # on the device until written
+        self.best_written = True
 
     @property
     def last_path(self) -> Path:
@@ -241,7 +378,23 @@ class Engine:
         self.scheduler.load_state_dict(state["scheduler"])
         self.task.load_state(state["task_state"])
         set_rng_state(state["rng"])
+        if self.best_path.exists():
+            self.best_state = load_checkpoint(self.best_path)["module"]
         return state["epoch"] + 1, state["best_score"], state["best_epoch"], state["best_val"]
+
+    def _save(self, epoch: int, best_score: float, best_epoch: int, best_val: dict) -> None:
+        """best.pt (if it changed) before last.pt: a kill in between leaves a best.pt from an epoch
+        that the resumed run replays exactly, so it is chosen again."""
+        if not self.rt.ctx.is_main:
+            return
+        if not self.best_written and self.best_state is not None:
+            save_checkpoint(self.best_path, {**self.meta, "epoch": best_epoch, "module": self.best_state,
+                                             "val": best_val})
+            self.best_written = True
+        save_checkpoint(self.last_path, self._payload(epoch, best_score, best_epoch, best_val))
+
+    def _last_good(self) -> str:
+        return str(self.last_path) if self.last_path.exists() else "none"
 
     def fit(self, resume: bool = False) -> FitResult:
         start, best_score, best_epoch, best_val = 0, -math.inf, -1, {}
@@ -252,50 +405,53 @@ class Engine:
             self.log.truncate_after(start)
         if self.rt.ctx.is_main:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        for epoch in range(start, self.cfg.epochs):
-            started = time.time()
-            self.task.on_epoch_start(epoch)
-            self.module.train()
-            sums: dict[str, float] = defaultdict(float)
-            steps = 0
-            batches = tqdm(
-                self.task.train_batches(epoch), desc=f"epoch {epoch + 1}/{self.cfg.epochs}", unit="batch",
-                leave=False, disable=not (self.rt.progress and self.rt.ctx.is_main),
-            )
-            for step, batch in enumerate(batches):
-                inputs = self.task.prepare(batch, epoch, step)
-                with self.rt.autocast():
-                    terms = self.wrapped(**inputs)
-                loss = terms["loss"]
-                if not torch.isfinite(loss.detach()).item():
-                    values = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
-                    raise TrainingError(
-                        f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({values}); "
-                        f"last good checkpoint: {self.last_path if epoch > start or resume else 'none'}"
-                    )
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                for key, value in terms.items():
-                    sums[key] += float(value.detach())
-                steps += 1
-            lr = self.optimizer.param_groups[0]["lr"]
-            self.scheduler.step()
-            val = self.task.validate()
-            if val["score"] > best_score:
-                best_score, best_epoch, best_val = val["score"], epoch, val
+        with SaveTriggers(self.rt.checkpoint_every) as triggers:
+            for epoch in range(start, self.cfg.epochs):
+                started = time.time()
+                self.task.on_epoch_start(epoch)
+                self.module.train()
+                sums = TermSums()
+                loop_started = time.time()
+                batches = tqdm(
+                    self.task.train_batches(epoch), desc=f"epoch {epoch + 1}/{self.cfg.epochs}", unit="batch",
+                    leave=False, disable=not (self.rt.progress and self.rt.ctx.is_main),
+                )
+                for step, batch in enumerate(batches):
+                    inputs = self.task.prepare(batch, epoch, step)
+                    with self.rt.autocast():
+                        terms = self.wrapped(**inputs)
+                    sums.add(step, terms)
+                    if (step + 1) % FINITE_CHECK_STEPS == 0:
+                        sums.check(epoch, self._last_good())
+                    self.optimizer.zero_grad(set_to_none=True)
+                    terms["loss"].backward()
+                    self.optimizer.step()
+                sums.check(epoch, self._last_good())  # also waits for the device: the steps are done
+                train_seconds = time.time() - loop_started
+                lr = self.optimizer.param_groups[0]["lr"]
+                self.scheduler.step()
+                val = self.task.validate()
+                if val["score"] > best_score:
+                    best_score, best_epoch, best_val = val["score"], epoch, val
+                    self.best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+                    self.best_written = False
                 if self.rt.ctx.is_main:
-                    save_checkpoint(self.best_path, {**self.meta, "epoch": epoch, "module": self.module.state_dict(),
-                                                     "val": val})
-            if self.rt.ctx.is_main:
-                # the row before the checkpoint: a run killed in between resumes from the previous
-                # checkpoint and drops this row, so the log never misses an epoch the weights contain
-                row = {"epoch": epoch, "lr": lr, **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
-                       **{f"val_{k}": v for k, v in val.items() if k != "score" and v is not None},
-                       "seconds": round(time.time() - started, 3)}
-                self.log.append(row)
-                save_checkpoint(self.last_path, self._payload(epoch, best_score, best_epoch, best_val))
-            barrier(self.rt.ctx)
+                    # the row before the checkpoint: a run killed in between resumes from the previous
+                    # checkpoint and drops this row, so the log never misses an epoch the weights contain
+                    row = {"epoch": epoch, "lr": lr, **{f"train_{k}": v for k, v in sums.means().items()},
+                           **{f"val_{k}": v for k, v in val.items() if k != "score" and v is not None},
+                           "steps": sums.steps, "train_seconds": round(train_seconds, 3),
+                           "seconds": round(time.time() - started, 3)}
+                    self.log.append(row)
+                received = all_ranks_max(triggers.received or 0, self.rt.ctx, self.rt.device)
+                if triggers.due(final=epoch == self.cfg.epochs - 1) or received:
+                    self._save(epoch, best_score, best_epoch, best_val)
+                    triggers.saved()
+                barrier(self.rt.ctx)
+                if received == getattr(signal, "SIGTERM", -1):
+                    raise Preempted(f"stopped by SIGTERM after epoch {epoch + 1}/{self.cfg.epochs}; "
+                                    f"{self.last_path} holds it: continue with --resume")
+                triggers.received = None
         return FitResult(best_epoch, best_val, self.cfg.epochs - start)
 
     def load_best(self) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from ..data.dataset import ShardDataset
@@ -44,28 +43,22 @@ def random_same_class(student_labels: np.ndarray, galleries: list[np.ndarray], s
 
 
 class PairedStudentData(Dataset):
-    """RGB samples carrying the index (and, for a live teacher, the image) of their MS partner."""
+    """RGB samples with the image of their MS partner, fetched by (rgb index, ms index) keys: the
+    batch sampler carries the epoch's pairing, so DataLoader workers that persist across epochs
+    never hold a stale one."""
 
-    def __init__(self, rgb: ShardDataset, ms: ShardDataset | None = None):
+    def __init__(self, rgb: ShardDataset, ms: ShardDataset):
         self.rgb, self.ms = rgb, ms
-        self.pairs = np.zeros(len(rgb), dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.rgb)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.__getitems__([index])[0]
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        return self.__getitems__([key])[0]
 
-    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
-        samples = self.rgb.__getitems__(indices)
-        partners = self.pairs[np.asarray(indices)]
-        ms_images = self.ms.__getitems__(partners.tolist()) if self.ms is not None else None
-        for k, sample in enumerate(samples):
-            sample["ms_index"] = int(partners[k])
-            if ms_images is not None:
-                sample["ms_image"] = ms_images[k]["image"]
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list[dict[str, Any]]:
+        samples = self.rgb.__getitems__([int(rgb) for rgb, _ in keys])
+        partners = self.ms.__getitems__([int(ms) for _, ms in keys])
+        for sample, partner in zip(samples, partners):
+            sample["ms_image"] = partner["image"]
         return samples
-
-
-def as_tensor(values: Any) -> torch.Tensor:
-    return values if isinstance(values, torch.Tensor) else torch.as_tensor(values)

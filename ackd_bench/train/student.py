@@ -8,15 +8,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ..data.dataset import ShardDataset
 from ..methods import Distiller
 from ..methods.sembridge.alignment import KnowledgeAlignment
 from ..models import Backbone
 from .engine import OptimConfig, Runtime, Task
+from .feed import Split, TrainFeed, open_splits
 from .pairing import PairedStudentData, class_galleries, check_galleries, random_same_class
-from .runs import evaluate, flip, seeded_generator, train_loader
+from .runs import evaluate
 from .teacher_cache import TeacherCache
 
 
@@ -42,12 +42,12 @@ class StudentModule(nn.Module):
             ot_terms = self.alignment(student, teacher)
             loss = loss + self.w_ot * sum(ot_terms.values())
             terms.update(ot_terms)
-        diagnostics = {k: torch.tensor(v) for k, v in self.distiller.diagnostics(epoch).items()}
+        diagnostics = self.distiller.diagnostics(epoch)
         return {"loss": loss, "task": task.detach(), **{k: v.detach() for k, v in terms.items()}, **diagnostics}
 
 
 class TeacherSource:
-    """Teacher outputs for a batch: looked up in the cache, or computed by the live teacher."""
+    """Teacher outputs for a batch's MS partners: looked up in the cache, or computed by the live teacher."""
 
     def __init__(self, rt: Runtime, cache: TeacherCache | None = None, teacher: nn.Module | None = None):
         self.rt, self.cache, self.teacher = rt, cache, teacher
@@ -57,11 +57,11 @@ class TeacherSource:
         return self.cache is None
 
     @torch.no_grad()
-    def outputs(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def outputs(self, ms_index: torch.Tensor, ms_images: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         if self.cache is not None:
-            return self.cache.lookup(batch["ms_index"], self.rt.device)
+            return self.cache.lookup(ms_index, self.rt.device)
         with self.rt.autocast():
-            out = self.teacher(self.rt.to_device(batch["ms_image"]))
+            out = self.teacher(ms_images)
         return {k: v.float() for k, v in out.items()}
 
 
@@ -82,19 +82,35 @@ class NaivePairing:
 
 
 class DistillationTask(Task):
+    """Student batches with their MS partners' teacher outputs. With resident splits the pairing,
+    the teacher cache and (for a live teacher) the MS images are on the device, so a step is a few
+    gathers; streamed, a live teacher's MS partners are loaded by the DataLoader workers."""
+
     def __init__(self, module: StudentModule, rgb_train: ShardDataset, rgb_val: ShardDataset, ms_train: ShardDataset,
                  source: TeacherSource, cfg: OptimConfig, augment: Sequence[str], seed: int, rt: Runtime,
                  pairing=None, log_transport_cost: bool = False):
         self.module, self.source, self.cfg, self.augment, self.seed, self.rt = module, source, cfg, augment, seed, rt
         self.rgb_train, self.rgb_val, self.ms_train = rgb_train, rgb_val, ms_train
-        self.data = PairedStudentData(rgb_train, ms_train if source.live else None)
+        cache_bytes = source.cache.nbytes if source.cache is not None else 0
+        splits = open_splits([rgb_train, rgb_val, *([ms_train] if source.live else [])], rt, cache_bytes)
+        self.rgb_split, self.val_split = splits[0], splits[1]
+        self.ms_split: Split | None = splits[2] if source.live else None
+        if source.cache is not None and self.rgb_split.resident:
+            source.cache = source.cache.to(rt.device)
+        streamed_live = source.live and not self.rgb_split.resident
+        self.feed = TrainFeed(self.rgb_split, cfg.batch_size, seed, augment, rt, stream=2,
+                              loader_dataset=PairedStudentData(rgb_train, ms_train) if streamed_live else None)
         self.galleries = class_galleries(ms_train)
         check_galleries(self.galleries, rgb_train.labels, rgb_train.classes)
         self.pairing = pairing or NaivePairing(rgb_train.labels, self.galleries, seed)
+        self.pairs: torch.Tensor | None = None
         self.log_transport_cost = log_transport_cost
 
     def on_epoch_start(self, epoch: int) -> None:
-        self.data.pairs = self.pairing.for_epoch(epoch, self)
+        pairs = np.asarray(self.pairing.for_epoch(epoch, self), dtype=np.int64)
+        self.pairs = torch.from_numpy(pairs).to(self.rt.device)  # one transfer per epoch
+        if self.feed.loader is not None and self.source.live:
+            self.feed.sampler.partners = pairs
 
     def state(self) -> dict[str, Any]:
         return {"pairing": self.pairing.state()}
@@ -102,17 +118,20 @@ class DistillationTask(Task):
     def load_state(self, state: dict[str, Any]) -> None:
         self.pairing.load_state(state.get("pairing", {}))
 
-    def train_batches(self, epoch: int) -> DataLoader:
-        return train_loader(self.data, self.cfg.batch_size, self.seed, epoch, self.rt)
+    def train_batches(self, epoch: int):
+        return self.feed.epoch(epoch)
 
     def prepare(self, batch: dict[str, Any], epoch: int, step: int) -> dict[str, Any]:
-        generator = seeded_generator(self.seed, epoch, step, self.rt.ctx.rank, 2)
-        images = flip(batch["image"], self.augment, generator)
-        return {"images": self.rt.to_device(images), "targets": batch["label"].to(self.rt.device),
-                "teacher": self.source.outputs(batch), "epoch": epoch}
+        ms_index = self.pairs[batch["index"]]
+        ms_images = None
+        if self.source.live:
+            ms_images = batch["ms_image"] if "ms_image" in batch else self.ms_split.images(ms_index)
+            ms_images = self.rt.layout(ms_images)
+        return {"images": batch["image"], "targets": batch["label"], "teacher": self.source.outputs(ms_index, ms_images),
+                "epoch": epoch}
 
     def validate(self) -> dict[str, float | None]:
-        metrics = evaluate(self.module.backbone, self.rgb_val, self.rt, self.cfg.batch_size)
+        metrics = evaluate(self.module.backbone, self.val_split, self.rt, self.cfg.batch_size)
         result = {"oa": metrics["oa"], "f1": metrics["f1"], "score": metrics["oa"]}
         if self.log_transport_cost:  # Fig. 2: teacher (MS train) vs current student (RGB train) logits
             from .transport import transport_costs

@@ -18,7 +18,7 @@ from ..data.dataset import ShardDataset
 from ..errors import AckdError
 from ..models import build_backbone
 from ..provenance import atomic_path, sha256_file
-from .checkpoint import check_compatible, load_checkpoint
+from .checkpoint import check_compatible, load_checkpoint, untouched_rng
 from .engine import Runtime
 from .runs import predict
 
@@ -38,7 +38,8 @@ def check_teacher(path: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
 def load_teacher(path: str | Path, manifest: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
     """The teacher of a checkpoint, frozen in eval mode, after checking it fits the dataset."""
     state = check_teacher(path, manifest)
-    teacher = build_backbone(state["arch"], state["in_channels"], state["num_classes"])
+    with untouched_rng():
+        teacher = build_backbone(state["arch"], state["in_channels"], state["num_classes"])
     teacher.load_state_dict({k.removeprefix("backbone."): v for k, v in state["module"].items()})
     teacher.eval().requires_grad_(False)
     return teacher, state
@@ -52,7 +53,13 @@ class TeacherCache:
     def __init__(self, tensors: dict[str, torch.Tensor], keys: dict[str, str]):
         self.tensors, self.keys = tensors, keys
 
+    def to(self, device: torch.device) -> "TeacherCache":
+        return TeacherCache({k: v.to(device) for k, v in self.tensors.items()}, self.keys)
+
     def lookup(self, indices: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+        """Outputs of the MS samples `indices` as float32 on `device` (a gather where the cache lives there)."""
+        any_tensor = next(iter(self.tensors.values()))
+        indices = indices.to(any_tensor.device)
         return {k: v[indices].to(device, non_blocking=True).float() for k, v in self.tensors.items()}
 
     @property
@@ -71,7 +78,7 @@ def build_or_load_cache(teacher_path: str | Path, ms_train: ShardDataset, rt: Ru
         if stored.get("keys") == keys and stored["tensors"]["logits"].shape[0] == len(ms_train):
             return TeacherCache(stored["tensors"], keys)
     for stale in path.parent.glob("teacher-outputs-*.pt"):  # another dataset version or checkpoint
-        if rt.ctx.is_main:
+        if rt.ctx.is_main and stale != path:  # this one is replaced atomically: a concurrent student may be reading it
             stale.unlink(missing_ok=True)
     teacher, _ = load_teacher(teacher_path, manifest)
     teacher.to(rt.device)

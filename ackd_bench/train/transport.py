@@ -22,7 +22,7 @@ from ..data.dataset import ShardDataset
 from ..data.mi import paired_view
 from ..errors import AckdError
 from ..models import build_backbone
-from .checkpoint import check_compatible, load_checkpoint
+from .checkpoint import check_compatible, load_checkpoint, untouched_rng
 from .engine import Runtime
 from .runs import predict
 from .teacher_cache import load_teacher
@@ -45,7 +45,8 @@ def load_student(path: str | Path, manifest: dict[str, Any]) -> torch.nn.Module:
     check_compatible(state, {"bands": list(manifest["modalities"]["rgb"]["bands"]),
                              "classes": list(manifest["classes"])}, path)
     check_compatible(state, {"dataset_version": manifest["dataset_version"]}, path)
-    student = build_backbone(state["arch"], state["in_channels"], state["num_classes"])
+    with untouched_rng():
+        student = build_backbone(state["arch"], state["in_channels"], state["num_classes"])
     student.load_state_dict({k.removeprefix("backbone."): v for k, v in state["module"].items()
                              if k.startswith("backbone.")})
     return student.eval()
@@ -69,7 +70,7 @@ def transport_costs(teacher: torch.nn.Module, student: torch.nn.Module, ms: Shar
     if teacher_logits is None:
         t = predict(teacher, ms, rt, batch_size, indices=ms_idx)["logits"].numpy()
     else:
-        t = teacher_logits[torch.from_numpy(ms_idx)].float().numpy()
+        t = teacher_logits[torch.from_numpy(ms_idx).to(teacher_logits.device)].float().cpu().numpy()
     s = predict(student, rgb, rt, batch_size, indices=rgb_idx)["logits"].numpy()
     result = {"n": int(n), "asymmetric": wasserstein(t, s), "symmetric": None}
     paired = paired_images(rgb, ms, ms_idx)

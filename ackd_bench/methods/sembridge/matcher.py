@@ -25,7 +25,8 @@ from ...errors import AckdError
 from ...models import build_backbone
 from ...models.backbones import FEATURE_DIM
 from ...train.engine import OptimConfig, Runtime, Task
-from ...train.runs import flip, seeded_generator, train_loader
+from ...train.feed import Split, StreamedSplit, TrainFeed, open_splits, split_outputs
+from ...train.runs import eval_batch_size
 
 
 class ProjectionHead(nn.Module):
@@ -100,14 +101,14 @@ class Matcher(nn.Module):
 
 
 @torch.no_grad()
-def embed(encode, dataset: ShardDataset, rt: Runtime, batch_size: int = 256, transform=None) -> torch.Tensor:
-    parts = []
-    for start in range(0, len(dataset), batch_size):
-        batch = dataset.__getitems__(list(range(start, min(start + batch_size, len(dataset)))))
-        images = rt.to_device(torch.stack([b["image"] for b in batch]))
-        with rt.autocast():
-            parts.append(encode(transform(images) if transform else images).float().cpu())
-    return torch.cat(parts) if parts else torch.zeros(0)
+def embed(encode, data: ShardDataset | Split, rt: Runtime, batch_size: int = 256, transform=None) -> torch.Tensor:
+    """Embeddings of every sample of a dataset or split, float32 on the device."""
+    split = data if isinstance(data, Split) else StreamedSplit(data, rt)
+
+    def outputs(images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"embedding": encode(transform(images) if transform else images)}
+
+    return split_outputs(outputs, split, rt, batch_size, outputs=("embedding",))["embedding"]
 
 
 class MatcherTask(Task):
@@ -115,25 +116,26 @@ class MatcherTask(Task):
 
     def __init__(self, matcher: Matcher, train: ShardDataset, val: ShardDataset, cfg: OptimConfig,
                  augment: Sequence[str], seed: int, rt: Runtime):
-        self.module, self.train, self.val, self.cfg, self.augment, self.seed, self.rt = (
-            matcher, train, val, cfg, augment, seed, rt)
+        self.module, self.cfg, self.rt = matcher, cfg, rt
+        self.train_split, self.val_split = open_splits([train, val], rt)
+        self.feed = TrainFeed(self.train_split, cfg.batch_size, seed, augment, rt, stream=3)
 
     def train_batches(self, epoch: int):
-        return train_loader(self.train, self.cfg.batch_size, self.seed, epoch, self.rt)
+        return self.feed.epoch(epoch)
 
     def prepare(self, batch: dict[str, Any], epoch: int, step: int) -> dict[str, Any]:
-        images = flip(batch["image"], self.augment, seeded_generator(self.seed, epoch, step, self.rt.ctx.rank, 3))
-        return {"images": self.rt.to_device(images)}
+        return {"images": batch["image"]}
 
     def validate(self) -> dict[str, float | None]:
         was_training = self.module.training
         self.module.eval()
-        ms = embed(self.module.embed_ms, self.val, self.rt, self.cfg.batch_size)
-        rgb = embed(self.module.embed_rgb, self.val, self.rt, self.cfg.batch_size, transform=self.module.pseudo_rgb)
+        batch = eval_batch_size(self.cfg.batch_size)
+        ms = embed(self.module.embed_ms, self.val_split, self.rt, batch)
+        rgb = embed(self.module.embed_rgb, self.val_split, self.rt, batch, transform=self.module.pseudo_rgb)
         self.module.train(was_training)
         loss = float(clip_loss(ms, rgb, self.module.temperature, self.module.soft_targets))
-        top1 = float((F.normalize(rgb, dim=1) @ F.normalize(ms, dim=1).t()).argmax(dim=1).eq(torch.arange(len(ms))).float().mean())
-        return {"clip_loss": loss, "top1": top1, "score": top1 - 1e-3 * loss}
+        hits = (F.normalize(rgb, dim=1) @ F.normalize(ms, dim=1).t()).argmax(dim=1).eq(torch.arange(len(ms), device=ms.device))
+        return {"clip_loss": loss, "top1": float(hits.float().mean()), "score": float(hits.float().mean()) - 1e-3 * loss}
 
 
 def class_conditional_top1(ms: torch.Tensor, rgb: torch.Tensor, labels: np.ndarray) -> float:

@@ -22,27 +22,32 @@ def dynm_schedule(e0: int, step: int, growth: int, epochs: int) -> list[int]:
     return schedule
 
 
-def _per_class(student_labels: np.ndarray, galleries: list[np.ndarray], score_fn, chunk: int) -> np.ndarray:
-    """For each student, the gallery index (of its class) that maximises score_fn(students, gallery)."""
-    matches = np.full(len(student_labels), -1, dtype=np.int64)
+def _per_class(student_labels: np.ndarray, galleries: list[np.ndarray], score_fn, chunk: int,
+               device: torch.device) -> np.ndarray:
+    """For each student, the gallery index (of its class) that maximises score_fn(students, gallery).
+
+    Indices and scores stay on `device` (where the embeddings or logits are); the matches are read
+    back once, at the end.
+    """
+    labels = torch.as_tensor(np.asarray(student_labels, dtype=np.int64), device=device)
+    matches = torch.full((len(labels),), -1, dtype=torch.long, device=device)
     for c in np.unique(student_labels):
-        members = np.flatnonzero(student_labels == c)
-        gallery = galleries[c]
-        if len(gallery) == 0:
+        if len(galleries[c]) == 0:
             raise ValueError(f"class {c} has no teacher sample to match")
+        members = torch.nonzero(labels == int(c)).flatten()
+        gallery = torch.as_tensor(np.asarray(galleries[c], dtype=np.int64), device=device)
         for start in range(0, len(members), chunk):
             rows = members[start:start + chunk]
-            best = score_fn(torch.from_numpy(rows), torch.from_numpy(gallery)).argmax(dim=1)
-            matches[rows] = gallery[best.numpy()]
-    return matches
+            matches[rows] = gallery[score_fn(rows, gallery).argmax(dim=1)]
+    return matches.cpu().numpy()
 
 
 def ssm_match(student_embeddings: torch.Tensor, teacher_embeddings: torch.Tensor, student_labels: np.ndarray,
               galleries: list[np.ndarray], chunk: int = 4096) -> np.ndarray:
     """Each RGB sample gets the MS sample of its class with the highest cosine similarity (Eq. 7-9)."""
-    s = F.normalize(student_embeddings.float(), dim=1)
     t = F.normalize(teacher_embeddings.float(), dim=1)
-    return _per_class(student_labels, galleries, lambda rows, cols: s[rows] @ t[cols].t(), chunk)
+    s = F.normalize(student_embeddings.float().to(t.device), dim=1)
+    return _per_class(student_labels, galleries, lambda rows, cols: s[rows] @ t[cols].t(), chunk, t.device)
 
 
 def kl_matrix(student_logits: torch.Tensor, teacher_logits: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -56,6 +61,8 @@ def kl_matrix(student_logits: torch.Tensor, teacher_logits: torch.Tensor, gamma:
 def dynm_match(student_logits: torch.Tensor, teacher_logits: torch.Tensor, student_labels: np.ndarray,
                galleries: list[np.ndarray], gamma: float = 3.0, chunk: int = 4096) -> np.ndarray:
     """Each student sample gets the teacher of its class with the smallest Omega (Eq. 11)."""
+    student_logits = student_logits.to(teacher_logits.device)
     return _per_class(
-        student_labels, galleries, lambda rows, cols: -kl_matrix(student_logits[rows], teacher_logits[cols], gamma), chunk
+        student_labels, galleries, lambda rows, cols: -kl_matrix(student_logits[rows], teacher_logits[cols], gamma), chunk,
+        teacher_logits.device,
     )

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from ...data.dataset import ShardDataset
-from ...train.checkpoint import check_compatible, load_checkpoint
+from ...train.checkpoint import check_compatible, load_checkpoint, untouched_rng
 from ...train.engine import Runtime
-from ...train.runs import predict
+from ...train.feed import Split, split_outputs
 from .matcher import Matcher, embed, rgb_band_indices
 from .matching import dynm_match, ssm_match
 
@@ -25,14 +25,15 @@ def load_matcher(path: str | Path, manifest: dict[str, Any]) -> Matcher:
     check_compatible(state, {"kind": "matcher"}, path)
     check_compatible(state, {"dataset_version": manifest["dataset_version"]}, path)
     ms = manifest["modalities"]["ms"]
-    matcher = Matcher(len(ms["bands"]), rgb_band_indices(ms["bands"], ms.get("rgb_bands")), state["arch"],
-                      **state["matcher_params"])
+    with untouched_rng():
+        matcher = Matcher(len(ms["bands"]), rgb_band_indices(ms["bands"], ms.get("rgb_bands")), state["arch"],
+                          **state["matcher_params"])
     matcher.load_state_dict(state["module"])
     return matcher.eval().requires_grad_(False)
 
 
-def ssm_pairs(matcher: Matcher, rgb_train: ShardDataset, ms_train: ShardDataset, galleries: list[np.ndarray],
-              rt: Runtime, batch_size: int = 256) -> np.ndarray:
+def ssm_pairs(matcher: Matcher, rgb_train: ShardDataset | Split, ms_train: ShardDataset | Split,
+              galleries: list[np.ndarray], rt: Runtime, batch_size: int = 256) -> np.ndarray:
     matcher = matcher.to(rt.device)
     teacher_embeddings = embed(matcher.embed_ms, ms_train, rt, batch_size)
     student_embeddings = embed(matcher.embed_rgb, rgb_train, rt, batch_size)
@@ -42,6 +43,7 @@ def ssm_pairs(matcher: Matcher, rgb_train: ShardDataset, ms_train: ShardDataset,
 class SemBridgePairing:
     def __init__(self, initial: np.ndarray, schedule: list[int], gallery_logits: torch.Tensor | None,
                  galleries: list[np.ndarray], gamma: float, batch_size: int):
+        """`gallery_logits`: the teacher cache's logits, wherever the cache lives (device when resident)."""
         self.pairs = np.asarray(initial, dtype=np.int64)
         self.schedule, self.gallery_logits, self.galleries = list(schedule), gallery_logits, galleries
         self.gamma, self.batch_size = gamma, batch_size
@@ -53,7 +55,7 @@ class SemBridgePairing:
 
     def for_epoch(self, epoch: int, task) -> np.ndarray:
         if self.dynamic and epoch in self.schedule and epoch not in self.rematched:
-            logits = predict(task.module.backbone, task.rgb_train, task.rt, self.batch_size)["logits"]
+            logits = split_outputs(task.module.backbone, task.rgb_split, task.rt, self.batch_size)["logits"]
             self.pairs = dynm_match(logits, self.gallery_logits, task.rgb_train.labels, self.galleries, self.gamma)
             self.rematched.append(epoch)
         return self.pairs

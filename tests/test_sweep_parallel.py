@@ -1,0 +1,120 @@
+"""`ackd-bench sweep --runs-per-gpu K`: K runs at once, each in its own spawned process."""
+
+import json
+import os
+import signal
+from pathlib import Path
+
+from ackd_bench.cli import main
+from ackd_bench.harness import sweep
+from ackd_bench.harness.grid import RunRequest, expand_grid
+from ackd_bench.harness.sweep import (GiB, Ledger, SweepConfig, fit_runs_per_gpu, guarded, largest_footprint_bytes,
+                                      run_footprint_bytes, run_group, run_options, run_sweep, runs_that_fit)
+
+
+def _config(tmp_path: Path, **kwargs) -> SweepConfig:
+    return SweepConfig(profile="smoke", runs_root=str(tmp_path / "runs"), student_overrides={"epochs": 1},
+                       device="cpu", **kwargs)
+
+
+def _student(dataset, arch: str = "S", seed: int = 0) -> RunRequest:
+    return RunRequest(1, str(dataset), "student", "none", "", arch, "", seed)
+
+
+def killed_for_seed_7(request: RunRequest, config: SweepConfig) -> dict:
+    """Test-only job (importable by the spawned child): the seed-7 run dies as if the OOM killer
+    took it; the others run as the sweep runs them."""
+    if request.seed == 7:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return guarded(request, config)
+
+
+def test_local_sweep_runs_two_students_at_once(toy_dir, tmp_path):
+    requests = [r for r in expand_grid([str(toy_dir)], methods=["none"], pairs=["S/S", "M/M"], tables=[3])
+                if r.kind == "student"]
+    assert sorted(r.student for r in requests) == ["M", "S"]
+    ledger = run_sweep(requests, _config(tmp_path, runs_per_gpu=2), name="k2", progress=False)
+
+    entries = Ledger(ledger.path).entries  # as written to disk, one record per finished run
+    assert [entries[r.key]["status"] for r in requests] == ["done", "done"], entries
+    run_dirs = [Path(entries[r.key]["run_dir"]) for r in requests]
+    assert run_dirs[0] != run_dirs[1]
+    for request, run_dir in zip(requests, run_dirs):
+        result = json.loads((run_dir / "result.json").read_text())
+        assert (result["student"], result["seed"], result["method"]) == (request.student, request.seed, "none")
+    # in flight together: each run started (config.json) before the other finished (result.json)
+    started = [(d / "config.json").stat().st_mtime for d in run_dirs]
+    finished = [(d / "result.json").stat().st_mtime for d in run_dirs]
+    assert started[0] < finished[1] and started[1] < finished[0]
+
+
+def test_group_records_failed_and_dead_runs_while_sibling_finishes(toy_dir, tmp_path):
+    group = [_student(toy_dir), _student(tmp_path / "not-built"), _student(toy_dir, seed=7)]
+    outcomes = run_group(group, _config(tmp_path), job=killed_for_seed_7)
+
+    done, failed, dead = outcomes
+    assert done["status"] == "done", done
+    assert json.loads(Path(done["run_dir"], "result.json").read_text())["seed"] == 0
+    assert failed["status"] == "failed" and "not a directory" in failed["error"]
+    assert dead == {"status": "failed",
+                    "error": "run process was killed by SIGKILL (out of memory?) before reporting a result"}
+
+
+def test_footprint_of_the_toy_dataset(toy_dir, tmp_path):
+    # toy: 6 classes; MS 120 samples per class, 10 bands, uint16; RGB 100 per class, 3 bands, uint8; 48x48 px
+    pixels = 6 * 120 * 10 * 48 * 48 * 2 + 6 * 100 * 3 * 48 * 48 * 1
+    assert pixels == 37_324_800
+    assert run_footprint_bytes(toy_dir) == pixels + 3 * GiB
+    assert largest_footprint_bytes([str(toy_dir), str(tmp_path / "not-built")]) == pixels + 3 * GiB
+
+
+def test_runs_per_gpu_is_lowered_to_what_fits(toy_dir, monkeypatch, capsys):
+    assert runs_that_fit(8, 10 * GiB, 3 * GiB) == 3
+    assert runs_that_fit(8, 1 * GiB, 3 * GiB) == 1  # at least one
+    assert runs_that_fit(2, 80 * GiB, 3 * GiB) == 2
+    assert fit_runs_per_gpu(8, "cpu", [str(toy_dir)]) == 8  # no check on the CPU
+
+    monkeypatch.setattr(sweep, "_probe_cuda_free_bytes", lambda device: 10 * GiB)
+    assert fit_runs_per_gpu(8, "cuda", [str(toy_dir)]) == 3
+    assert capsys.readouterr().out == "sweep: --runs-per-gpu 8 lowered to 3: 10.0 GiB free, ~3.0 GiB per run\n"
+    assert fit_runs_per_gpu(2, "cuda", [str(toy_dir)]) == 2
+    assert capsys.readouterr().out == ""
+
+
+def test_run_options_pass_through():
+    options = run_options(SweepConfig(resident="on", checkpoint_every=30.0, compile=True, device="cpu"))
+    assert (options.resident, options.checkpoint_every, options.compile) == ("on", 30.0, True)
+    assert (options.reuse_finished, options.resume, options.progress) == (True, "auto", False)
+
+
+def test_cli_runs_per_gpu(tmp_path, monkeypatch, capsys):
+    assert main(["sweep", "--datasets", "d", "--runs-per-gpu", "0"]) == 2
+    assert capsys.readouterr().err == "ackd-bench: error: --runs-per-gpu 0: expected a positive integer\n"
+
+    seen = {}
+
+    def fake_run_sweep(requests, config, **kwargs):
+        seen["config"] = config
+        return Ledger(tmp_path / "ledger.json")
+
+    monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
+    assert main(["sweep", "--datasets", "d", "--runs-per-gpu", "4", "--resident", "off", "--checkpoint-every", "30",
+                 "--compile", "--quiet"]) == 0
+    config = seen["config"]
+    assert (config.runs_per_gpu, config.resident, config.checkpoint_every, config.compile) == (4, "off", 30.0, True)
+    assert main(["sweep", "--datasets", "d"]) == 0
+    config = seen["config"]
+    assert (config.runs_per_gpu, config.resident, config.checkpoint_every, config.compile) == (1, "auto", 600.0, False)
+
+
+def test_submitit_local_submits_one_task_per_group(toy_dir, tmp_path):
+    # three pending runs, K=2: two array tasks, each running its group at once; ledger per run
+    requests = [_student(toy_dir, seed=0), _student(toy_dir, seed=1), _student(tmp_path / "not-built")]
+    ledger = run_sweep(requests, _config(tmp_path, runs_per_gpu=2), launcher="submitit-local", name="g",
+                       slurm={"timeout_min": 10}, progress=False)
+    entries = Ledger(ledger.path).entries
+    assert [entries[r.key]["status"] for r in requests] == ["done", "done", "failed"], entries
+    assert [json.loads(Path(entries[r.key]["run_dir"], "result.json").read_text())["seed"]
+            for r in requests[:2]] == [0, 1]
+    folder = tmp_path / "runs" / "sweeps" / "g-submitit"
+    assert len(list(folder.glob("*_result.pkl"))) == 2  # groups [seed 0, seed 1] and [not built]

@@ -16,7 +16,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(args.root) / args.dataset
     result = build_dataset(args.dataset, out, force=args.force, progress=not args.quiet, source_dir=args.source_dir,
-                           download=args.download, workers=args.workers)
+                           download=args.download, workers=args.workers, require_paired=args.require_paired)
     version = result.manifest["dataset_version"][:16]
     if result.status == "up-to-date":
         print(f"{out}: already built and verified (version {version}); nothing to do (use --force to rebuild)")
@@ -36,7 +36,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 def _print_mi(mi: dict) -> None:
     s = mi["summary"]
-    paired = "n/a" if s["mean_paired"] is None else f"{s['mean_paired']:.3f}"
+    paired = "n/a: no paired control" if s["mean_paired"] is None else f"{s['mean_paired']:.3f}"
     print(f"within-class MI (nats, mean over classes): unpaired {s['mean_unpaired']:.3f}, "
           f"permutation baseline {s['mean_permutation']:.3f}, paired control {paired}; {mi['csv']}, {mi['png']}")
 
@@ -62,7 +62,7 @@ def _run_options(args: argparse.Namespace):
     return RunOptions(run_dir=Path(args.out) if args.out else None, runs_root=Path(args.runs_root),
                       resume=args.resume, force=args.force, device=args.device, workers=args.workers,
                       progress=not args.quiet, resident=args.resident, checkpoint_every=args.checkpoint_every,
-                      compile=args.compile)
+                      compile=args.compile, threads=args.threads)
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -122,7 +122,7 @@ def _cmd_transport_cost(args: argparse.Namespace) -> int:
         raise AckdError("transport-cost needs DATASET_DIR, --teacher and --student (or --plot RUN_DIR ...)")
     cost = transport_cost_from_checkpoints(args.dataset_dir, args.teacher, args.student, split=args.split,
                                            samples=args.samples, seed=args.seed, device=args.device)
-    symmetric = "n/a (no paired control)" if cost["symmetric"] is None else f"{cost['symmetric']:.4f}"
+    symmetric = "n/a: no paired control" if cost["symmetric"] is None else f"{cost['symmetric']:.4f}"
     print(f"empirical W1 between teacher and student logits on {args.split} ({cost['n']} samples per side): "
           f"asymmetric (ACKD) {cost['asymmetric']:.4f}, symmetric control (SCKD) {symmetric}")
     return 0
@@ -172,7 +172,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                          matcher_overrides={"epochs": args.matcher_epochs} if args.matcher_epochs else {},
                          matcher_arch=args.matcher_arch, device=args.device, workers=args.workers,
                          runs_per_gpu=args.runs_per_gpu, resident=args.resident,
-                         checkpoint_every=args.checkpoint_every, compile=args.compile)
+                         checkpoint_every=args.checkpoint_every, compile=args.compile, threads=args.threads)
     slurm = {"timeout_min": args.timeout_min, "gpus_per_node": args.gpus, "cpus_per_task": args.cpus}
     if args.launcher == "slurm":
         slurm.update({k: v for k, v in {"slurm_partition": args.partition, "slurm_array_parallelism": args.parallel}.items() if v})
@@ -222,7 +222,8 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .harness.demo import run_demo
 
-    run_demo(args.root, args.runs_root, pair=args.pair, device=args.device, progress=not args.quiet)
+    run_demo(args.root, args.runs_root, pair=args.pair, device=args.device, progress=not args.quiet,
+             threads=args.threads)
     return 0
 
 
@@ -262,6 +263,8 @@ def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write last.pt at most this often (default 600; 0: every epoch); always at the end and "
                              "after SIGTERM/SIGUSR1")
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbones (off by default)")
+    parser.add_argument("--threads", type=int, help="CPU threads per run (default: the cores this process may use, "
+                                                    "divided by the runs started at once, less those other processes keep busy)")
 
 
 def _default_board() -> Path:
@@ -290,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.add_argument("--no-mi", action="store_true", help="skip the within-class MI analysis")
     build.add_argument("--workers", type=int, default=0, help="decode and compress in N processes (default 0: inline)")
+    build.add_argument("--require-paired", action="store_true",
+                       help="stop when the recipe's paired control (EuroSAT RGB, NaSC-TG2 RGB: only for the MI and "
+                            "transport-cost analyses) is missing, instead of building without it")
     build.set_defaults(func=_cmd_build)
 
     mi = commands.add_parser("mi", help="within-class mutual information between the MS and RGB sides (Fig. 6)")
@@ -396,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--runs-root", default="runs")
     demo.add_argument("--pair", default="S/S")
     demo.add_argument("--device", default="auto")
+    demo.add_argument("--threads", type=int, help="CPU threads (default: the free cores)")
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=_cmd_demo)
     return parser

@@ -8,6 +8,17 @@ import pytest
 from ackd_bench.data.build import build_dataset
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none on this machine)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
 REALDATA = REPO.parent / "shared" / "realdata"
 
 

@@ -277,10 +277,7 @@ def test_sigterm_to_a_training_command_saves_and_resume_completes_it(toy_dir, tm
 
 # --- on a GPU (skipped with the reason on CPU machines) ------------------------------------------
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
-
-
-@cuda
+@pytest.mark.cuda
 def test_cuda_resident_and_streamed_feeds_agree(toy_dir):
     dataset = ShardDataset(toy_dir, "ms", "train")
     rt = Runtime(device=resolve_device("cuda"), progress=False, workers=2)
@@ -292,7 +289,7 @@ def test_cuda_resident_and_streamed_feeds_agree(toy_dir):
         assert torch.equal(a["label"], b["label"]) and torch.equal(a["index"], b["index"])
 
 
-@cuda
+@pytest.mark.cuda
 def test_cuda_teacher_cache_lives_on_the_gpu_and_matches_the_live_teacher(teacher_ckpt, toy_dir):
     from ackd_bench.train.runs import predict
     from ackd_bench.train.teacher_cache import build_or_load_cache, load_teacher
@@ -307,7 +304,7 @@ def test_cuda_teacher_cache_lives_on_the_gpu_and_matches_the_live_teacher(teache
     torch.testing.assert_close(looked_up["logits"].cpu(), live["logits"], rtol=2e-2, atol=2e-2)
 
 
-@cuda
+@pytest.mark.cuda
 def test_cuda_sembridge_student_crosses_a_dynm_rematch(teacher_ckpt, toy_dir, tmp_path):
     for mode in ("on", "off"):
         result = train_student(toy_dir, "S", method="sembridge", teacher=teacher_ckpt, ablate="ssm", profile="smoke",
@@ -329,3 +326,21 @@ def test_compile_keeps_checkpoint_keys():
     compile_backbones(module)
     assert list(module.state_dict()) == keys  # checkpoints of compiled runs load into plain models
     assert module.backbone._compiled_call_impl is not None
+
+
+def test_threads_follow_the_cores_the_runs_at_once_and_other_load(monkeypatch):
+    from ackd_bench import threads
+
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # leave this process's threads alone
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 8)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    assert threads.threads_for(1) == 8 and threads.threads_for(3) == 2 and threads.threads_for(16) == 1
+    assert threads.default_threads() == 8
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (5.6, 0.0, 0.0))  # another job keeps ~6 cores busy
+    assert threads.default_threads() == 2 and threads.default_threads(4) == 2
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (30.0, 0.0, 0.0))
+    assert threads.default_threads() == 1
+    assert threads.set_threads(3) == 3 and threads.set_threads(None, 4) == 1
+    with pytest.raises(AckdError, match="--threads 0: expected a positive integer"):
+        threads.set_threads(0)

@@ -59,7 +59,8 @@ def test_s2s_eu_downloads_verifies_and_builds(served_sources, tmp_path, capsys):
 
     with Image.open(out / ".sources" / "eurosat_rgb" / "2750" / cls / name.replace(".tif", ".jpg")) as jpeg:
         np.testing.assert_array_equal(ms.reader.read(0, "paired_rgb"), np.asarray(jpeg.convert("RGB")).transpose(2, 0, 1))
-    assert manifest["modalities"]["ms"]["paired_rgb"] == {"source": "eurosat_rgb", "bands": ["R", "G", "B"]}
+    assert manifest["modalities"]["ms"]["paired_rgb"] == {"status": "present", "source": "eurosat_rgb",
+                                                          "bands": ["R", "G", "B"]}
     assert manifest["sources"]["ms_paired_rgb"]["md5"] == EuroSATRGB.archive.md5
     from ackd_bench.data.mi import within_class_mi
 
@@ -110,6 +111,48 @@ def test_missing_paired_rgb_image(tmp_path, capsys):
     assert main(["build", "s2s-eu", "--out", str(out), "--source-dir", str(source_dir), "--no-download", "--quiet"]) == 2
     assert f"{missing}: no paired RGB image for MS sample eurosat/River/River_2.tif" in capsys.readouterr().err
     assert not (out / MANIFEST).exists()
+
+
+def test_builds_from_ms_and_resisc45_alone_then_adds_the_paired_control(tmp_path, capsys):
+    source_dir = _source_dir(tmp_path)
+    rgb_tree = source_dir / "2750"
+    shutil.move(rgb_tree, tmp_path / "later")  # no EuroSAT RGB: the paired control is missing
+    out = tmp_path / "s2s-eu"
+    args = ["build", "s2s-eu", "--out", str(out), "--source-dir", str(source_dir), "--no-download", "--quiet"]
+    assert main([*args, "--require-paired"]) == 2
+    assert "EuroSAT.zip (94 MB) not found" in capsys.readouterr().err and not (out / MANIFEST).exists()
+
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    note = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(note) == 1 and note[0].startswith("ackd-bench: building without the MS side's paired control "
+                                                 "(eurosat_rgb): EuroSAT.zip (94 MB) not found")
+    assert "MI and transport-cost" in note[0] and "--require-paired" in note[0]
+    assert "paired control n/a: no paired control" in captured.out  # the build's MI summary
+    manifest = read_manifest(out)
+    paired = manifest["modalities"]["ms"]["paired_rgb"]
+    assert paired["status"] == "absent" and paired["source"] == "eurosat_rgb" and "EuroSAT.zip" in paired["reason"]
+    assert "paired_rgb: absent (eurosat_rgb: EuroSAT.zip" in (out / "DATASET.md").read_text()
+    ms = ShardDataset(out, "ms", "train")
+    from ackd_bench.data.mi import paired_view
+    from ackd_bench.data.shards import has_paired
+
+    assert paired_view(ms) is None and not has_paired(out / manifest["shards"][0]["file"])
+    assert main(["mi", str(out), "--pairs", "1"]) == 0
+    assert "paired control n/a: no paired control" in capsys.readouterr().out
+
+    # the files arrive later: a plain rebuild adds the control, rewrites only the MS shards, keeps the splits
+    rgb_shards = {e["file"]: (out / e["file"]).stat().st_mtime_ns for e in manifest["shards"] if e["modality"] == "rgb"}
+    shutil.move(tmp_path / "later", rgb_tree)
+    assert main(args) == 0
+    added = read_manifest(out)
+    assert added["modalities"]["ms"]["paired_rgb"]["status"] == "present"
+    assert added["dataset_version"] == manifest["dataset_version"]  # the version names the training data
+    assert added["counts"] == manifest["counts"]
+    assert ShardDataset(out, "ms", "train").source_ids() == ms.source_ids()
+    assert {f: (out / f).stat().st_mtime_ns for f in rgb_shards} == rgb_shards
+    assert paired_view(ShardDataset(out, "ms", "train")) is not None
+    assert "paired_rgb: present" in (out / "DATASET.md").read_text()
 
 
 def test_source_dir_with_extracted_trees(tmp_path):

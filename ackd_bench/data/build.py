@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from .manifest import FORMAT, MANIFEST, dataset_version, read_manifest, verify_m
 from .recipe import load_recipe, recipe_hash
 from .shards import (
     IMAGE_DTYPES, MODALITIES, PARTIAL_SUFFIX, EncodedSample, SampleRef, band_statistics, content_digest, encode_sample,
-    finalize, has_statistics, partial_matches, shard_name, write_partial,
+    finalize, has_paired, has_statistics, partial_matches, shard_name, write_partial,
 )
 from .splits import SPLITS, assign_split
 
@@ -33,6 +34,7 @@ from .splits import SPLITS, assign_split
 class ModalitySource(Protocol):
     bands: list[str]
     paired: Any  # the source of each sample's paired RGB image (stored in the shard), or None
+    paired_absent: dict[str, str] | None  # {"source", "reason"} where the recipe's paired control is missing
 
     def refs(self) -> list[SampleRef]: ...
 
@@ -48,11 +50,12 @@ def _toy(recipe: dict[str, Any], **_: Any) -> dict[str, ModalitySource]:
 
 
 def _archives(recipe: dict[str, Any], *, root: Path, source_dir: str | Path | None = None, download: bool = True,
-              **_: Any) -> dict[str, ModalitySource]:
+              require_paired: bool = False, **_: Any) -> dict[str, ModalitySource]:
     """Each side from its public source(s) (`modalities.<side>.source[s]`), found or downloaded."""
     from .sources.side import open_side
 
-    return {m: open_side(recipe, m, root=root, source_dir=Path(source_dir) if source_dir else None, download=download)
+    return {m: open_side(recipe, m, root=root, source_dir=Path(source_dir) if source_dir else None, download=download,
+                         require_paired=require_paired)
             for m in MODALITIES}
 
 
@@ -95,6 +98,11 @@ def _shard_files(root: Path) -> list[Path]:
     return sorted({p for pattern in patterns for p in root.glob(pattern)})
 
 
+def paired_absent(manifest: dict[str, Any]) -> bool:
+    """Whether a build went without a paired control its recipe names (a rebuild tries to add it)."""
+    return any(spec.get("paired_rgb", {}).get("status") == "absent" for spec in manifest["modalities"].values())
+
+
 def _check_existing(root: Path, digest: str) -> dict[str, Any] | None:
     """The manifest of a finished build of this recipe, None when there is none to keep."""
     if not (root / MANIFEST).exists():
@@ -120,11 +128,13 @@ def class_counts(plans: Sequence[PlannedShard], classes: Sequence[str]) -> dict[
     return counts
 
 
-def _existing(root: Path, plan: PlannedShard, digest: str) -> Path | None:
-    """A complete shard file (final or partial) holding exactly the planned samples."""
+def _existing(root: Path, plan: PlannedShard, digest: str, paired: bool = False) -> Path | None:
+    """A complete shard file (final or partial) holding exactly the planned samples (and their
+    paired images, where the paired control is now available: a rebuild then adds it)."""
     final = root / plan.name
     partial = final.with_name(final.name + PARTIAL_SUFFIX)
-    return next((p for p in (final, partial) if p.exists() and partial_matches(p, plan.refs, digest)), None)
+    return next((p for p in (final, partial)
+                 if p.exists() and partial_matches(p, plan.refs, digest) and (not paired or has_paired(p))), None)
 
 
 @dataclass(frozen=True)
@@ -147,7 +157,7 @@ class EncodingLoader:
 
 def _write_shard(root: Path, plan: PlannedShard, source: ModalitySource, recipe: dict, digest: str, bar,
                  pool: ProcessPoolExecutor | None = None) -> None:
-    if _existing(root, plan, digest) is not None:  # kept from an interrupted run
+    if _existing(root, plan, digest, source.paired is not None) is not None:  # kept from an interrupted run
         bar.update(len(plan.refs))
         return
     (root / plan.name).unlink(missing_ok=True)
@@ -207,6 +217,7 @@ def _build(
     download: bool = True,
     workers: int = 0,
     recipe: dict[str, Any] | None = None,
+    require_paired: bool = False,
 ) -> BuildResult:
     recipe = recipe if recipe is not None else load_recipe(name)
     digest = recipe_hash(recipe)
@@ -218,7 +229,7 @@ def _build(
             path.unlink()
     else:
         existing = _check_existing(root, digest)
-        if existing is not None:
+        if existing is not None and not paired_absent(existing):
             return BuildResult(root, "up-to-date", existing)
     for stale in [*root.glob(".*.writing"), *root.glob(".*.finalizing")]:
         stale.unlink()
@@ -227,7 +238,14 @@ def _build(
     builder = SOURCE_BUILDERS.get(recipe["source"])
     if builder is None:
         raise DatasetError(f"recipe '{name}': unknown source '{recipe['source']}'")
-    sources = builder(recipe, root=root, source_dir=source_dir, download=download)
+    sources = builder(recipe, root=root, source_dir=source_dir, download=download, require_paired=require_paired)
+    for modality in MODALITIES:
+        if sources[modality].paired_absent is not None:
+            absent = sources[modality].paired_absent
+            print(f"ackd-bench: building without the {modality.upper()} side's paired control ({absent['source']}): "
+                  f"{absent['reason']}. It serves only the MI and transport-cost analyses' paired control, never "
+                  "training; add its files and rebuild to add it, or pass --require-paired to stop instead",
+                  file=sys.stderr)
     fractions, salt = recipe["splits"]["fractions"], recipe["splits"]["salt"]
     max_samples = int(recipe["shards"]["max_samples"])
     plans = {m: plan_shards(sources[m].refs(), m, salt, fractions, max_samples) for m in MODALITIES}
@@ -245,7 +263,7 @@ def _build(
 
     entries, modalities = [], {}
     for modality in MODALITIES:
-        files = [_existing(root, plan, digest) for plan in plans[modality]]
+        files = [_existing(root, plan, digest, sources[modality].paired is not None) for plan in plans[modality]]
         mean, std = band_statistics([f for f, plan in zip(files, plans[modality]) if plan.split == "train"])
         for path, plan in zip(files, plans[modality]):
             final = root / plan.name
@@ -267,7 +285,10 @@ def _build(
         if spec.get("rgb_bands"):
             modalities[modality]["rgb_bands"] = list(spec["rgb_bands"])
         if sources[modality].paired is not None:
-            modalities[modality]["paired_rgb"] = {"source": sources[modality].paired.name, "bands": ["R", "G", "B"]}
+            modalities[modality]["paired_rgb"] = {"status": "present", "source": sources[modality].paired.name,
+                                                  "bands": ["R", "G", "B"]}
+        elif sources[modality].paired_absent is not None:
+            modalities[modality]["paired_rgb"] = {"status": "absent", **sources[modality].paired_absent}
 
     manifest = {
         "format": FORMAT,

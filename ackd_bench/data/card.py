@@ -18,6 +18,22 @@ def source_parts(source: dict[str, Any]) -> list[dict[str, Any]]:
     return list(source.get("parts", [source]))
 
 
+def paired_lines(manifest: dict[str, Any]) -> list[str]:
+    """Whether the analyses' paired control (the RGB image of each MS scene) is in this build."""
+    lines = []
+    for modality, spec in manifest["modalities"].items():
+        paired = spec.get("paired_rgb")
+        if not paired:
+            continue
+        if paired.get("status", "present") == "present":
+            lines.append(f"- {modality.upper()}: paired_rgb: present ({paired['source']}), stored with the pixels; "
+                         "not part of the dataset version")
+        else:
+            lines.append(f"- {modality.upper()}: paired_rgb: absent ({paired['source']}: {paired['reason']}); the MI "
+                         "and transport-cost analyses report no paired control")
+    return ["", "## Paired control", "", *lines] if lines else []
+
+
 def selection_lines(manifest: dict[str, Any]) -> list[str]:
     """What a side keeps of its sources, where it does not keep everything."""
     lines = []
@@ -69,6 +85,7 @@ def render_card(manifest: dict[str, Any]) -> str:
         h, w = spec["image_size"]
         kind = "multi-label" if spec.get("multilabel") else "single-label"
         lines.append(f"| {modality.upper()} | {' '.join(spec['bands'])} | {h}x{w} | {spec['dtype']} | {kind} |")
+    lines += paired_lines(manifest)
     lines += selection_lines(manifest)
     lines += class_map_lines(manifest)
     lines += ["", "## Counts", "", "| class | " + " | ".join(f"{m}/{s}" for m in manifest["modalities"] for s in SPLITS)

@@ -56,7 +56,8 @@ def paired_view(ms: ShardDataset) -> Callable[[int], np.ndarray] | None:
     """MS sample index -> the RGB image of the same scene (uint8, 3 x H x W), where the dataset has
     one: the `paired_rgb` images stored next to the MS pixels, or the toy generator's RGB view."""
     manifest = ms.manifest
-    if manifest["modalities"]["ms"].get("paired_rgb"):
+    paired = manifest["modalities"]["ms"].get("paired_rgb")
+    if paired and paired.get("status", "present") == "present":
         return lambda index: ms.reader.read(int(index), "paired_rgb")
     if manifest.get("recipe", {}).get("source") == "toy":
         from .toy import ToyGenerator

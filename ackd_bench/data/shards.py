@@ -174,7 +174,9 @@ def write_partial(
                     image, paired = item
                     if (got := pixels_of(paired).shape) != paired_shape:
                         raise DatasetError(f"{refs[i].source_id}: paired RGB image has shape {got}, expected {paired_shape}")
-                    content.update(paired_blocks.add(paired).tobytes())
+                    # not in the content hash: the dataset version names the training data, which
+                    # is the same whether or not the analyses' paired control is there
+                    paired_blocks.add(paired)
                 if (got := pixels_of(image).shape) != shape:
                     raise DatasetError(f"{refs[i].source_id}: image has shape {got}, expected {shape} (bands, height, width)")
                 stored = image_blocks.add(image)
@@ -287,6 +289,14 @@ def finalize(partial: Path, mean: np.ndarray, std: np.ndarray) -> Path:
         raise
     partial.unlink()
     return final
+
+
+def has_paired(path: Path) -> bool:
+    try:
+        with h5py.File(path, "r") as handle:
+            return "paired_rgb" in handle
+    except OSError:
+        return False
 
 
 def content_digest(path: Path) -> str:

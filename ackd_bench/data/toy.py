@@ -153,6 +153,7 @@ class ToyModality:
         self.bands = list(BANDS if side == "ms" else RGB_BANDS)
         self.per_class = int(generator.sides[side]["samples_per_class"])
         self.paired = None  # the toy's paired view is rendered on demand (data/mi.py), not stored
+        self.paired_absent = None
 
     def refs(self) -> list[SampleRef]:
         return [

@@ -20,11 +20,11 @@ STEPS = {"kd": "vanilla KD (trains the MS teacher first)", "sembridge": "SemBrid
 
 
 def run_demo(root: str | Path = "data", runs_root: str | Path = "runs", pair: str = "S/S", profile: str = "demo",
-             seed: int | None = None, device: str = "auto", progress: bool = True) -> str:
+             seed: int | None = None, device: str = "auto", progress: bool = True, threads: int | None = None) -> str:
     dataset_dir = Path(root) / "toy"
     build = build_dataset("toy", dataset_dir, progress=progress)
     print(f"[1/3] toy benchmark at {dataset_dir} (version {build.manifest['dataset_version'][:16]}, {build.status})")
-    options = RunOptions(runs_root=Path(runs_root), device=device, progress=progress)
+    options = RunOptions(runs_root=Path(runs_root), device=device, progress=progress, threads=threads)
     records = []
     for method in DEMO_METHODS:
         print(f"[2/3] {pair} RGB student: {STEPS[method]}")

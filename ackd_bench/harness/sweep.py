@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ..errors import AckdError, DatasetError
 from ..provenance import write_json_atomic
+from ..threads import threads_for
 from .grid import RunRequest
 
 LAUNCHERS = ("local", "submitit-local", "slurm")
@@ -46,7 +47,7 @@ class SweepConfig:
     matcher_arch: str | None = None
     device: str = "auto"
     workers: int | None = None
-    threads: int | None = None  # torch CPU threads per run (None: torch's default, or cores / K)
+    threads: int | None = None  # torch CPU threads per run (None: the usable cores / runs at once)
     runs_per_gpu: int = 1  # K: runs in flight at once on one device, one process each
     resident: str = "auto"  # passed through to RunOptions
     checkpoint_every: float = 600.0  # passed through to RunOptions
@@ -65,7 +66,7 @@ def run_options(config: SweepConfig, resume: str = "auto"):
 
     return RunOptions(runs_root=Path(config.runs_root), device=config.device, workers=config.workers,
                       progress=False, reuse_finished=True, resume=resume, resident=config.resident,
-                      checkpoint_every=config.checkpoint_every, compile=config.compile)
+                      checkpoint_every=config.checkpoint_every, compile=config.compile, threads=config.threads)
 
 
 def run_request(request: RunRequest, config: SweepConfig, resume: str = "auto") -> dict[str, Any]:
@@ -94,10 +95,6 @@ def run_request(request: RunRequest, config: SweepConfig, resume: str = "auto") 
 
 def guarded(request: RunRequest, config: SweepConfig) -> dict[str, Any]:
     """Never raises: a failure becomes a ledger entry with its error."""
-    if config.threads:
-        import torch
-
-        torch.set_num_threads(config.threads)
     try:
         result = run_request(request, config)
         return {"status": "done", "run_dir": result["run_dir"]}
@@ -225,24 +222,8 @@ def _spawn_context():
     return multiprocessing.get_context("spawn")
 
 
-def usable_cpus() -> int:
-    # the affinity mask is what Slurm or a container grants this job; os.cpu_count() is the node's
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def threads_per_run(config: SweepConfig, in_flight: int) -> int:
-    """K runs each spinning as many OpenMP threads as there are cores starve each other."""
-    return config.threads or max(1, usable_cpus() // max(1, in_flight))
-
-
-def _run_in_child(job: Callable, request: RunRequest, config: SweepConfig, threads: int, sender) -> None:
+def _run_in_child(job: Callable, request: RunRequest, config: SweepConfig, sender) -> None:
     """Body of one run's process: sends the job's outcome back through `sender`."""
-    import torch
-
-    torch.set_num_threads(threads)
     try:
         outcome = job(request, config)
     except BaseException as exc:  # noqa: BLE001 - guarded never raises; another job or Ctrl-C may
@@ -281,7 +262,8 @@ def run_concurrently(requests: list[RunRequest], config: SweepConfig, slots: int
     spawned process: a run that dies takes only itself down and frees its memory. Calls
     `on_finish(request, outcome)` as each finishes; returns the outcomes in request order."""
     context = _spawn_context()
-    threads = threads_per_run(config, min(slots, len(requests)))
+    # K runs each spinning as many OpenMP threads as there are cores starve each other
+    config = replace(config, threads=config.threads or threads_for(min(slots, len(requests))))
     waiting = list(enumerate(requests))
     running: dict[Any, tuple[int, Any]] = {}  # receiving end of a child's pipe -> (index, process)
     outcomes: list[dict[str, Any] | None] = [None] * len(requests)
@@ -291,7 +273,7 @@ def run_concurrently(requests: list[RunRequest], config: SweepConfig, slots: int
                 index, request = waiting.pop(0)
                 receiver, sender = context.Pipe(duplex=False)
                 # not a daemon: a run's DataLoader workers are processes of its own
-                process = context.Process(target=_run_in_child, args=(job, request, config, threads, sender),
+                process = context.Process(target=_run_in_child, args=(job, request, config, sender),
                                           name=f"sweep-run-{index}")
                 process.start()
                 sender.close()  # the child now holds the only sending end, so its death reads as EOF
@@ -369,8 +351,8 @@ def _submit_stage(todo: list[RunRequest], config: SweepConfig, launcher: str, fo
     import submitit
 
     if launcher == "submitit-local" and config.threads is None:
-        # local jobs run side by side: one thread each avoids oversubscribing the cores
-        config = replace(config, threads=1)
+        # submitit's local executor starts every job at once: they share this machine's cores
+        config = replace(config, threads=threads_for(len(todo)))
     executor = submitit.AutoExecutor(folder=folder, cluster="local" if launcher == "submitit-local" else "slurm")
     executor.update_parameters(**slurm)
     size = config.runs_per_gpu

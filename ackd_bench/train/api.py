@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from ..models import build_backbone, canonical_arch
 from ..models.backbones import short_arch
 from ..provenance import code_version, config_hash, sha256_file, write_json_atomic
 from ..results import ABLATIONS, make_record, read_result, write_result
+from ..threads import set_threads
 from .classifier import ClassifierTask
 from .distributed import init_from_env, shutdown
 from .engine import Engine, FitResult, OptimConfig, Runtime, resolve_device, seed_everything
@@ -45,12 +47,15 @@ class RunOptions:
     resident: str = "auto"  # hold splits in device memory: "auto" (when they fit), "on" or "off"
     checkpoint_every: float = 600.0  # seconds between last.pt saves (0: every epoch); always at the end
     compile: bool = False  # torch.compile the backbones
+    threads: int | None = None  # torch CPU threads (None: threads.default_threads)
+    runs_at_once: int = 1  # runs a launcher started together on this machine, sharing its cores
 
 
 def make_runtime(options: RunOptions) -> Runtime:
     if options.resident not in RESIDENT_MODES:
         raise AckdError(f"--resident {options.resident}: expected one of {', '.join(RESIDENT_MODES)}")
     device = resolve_device(options.device)
+    set_threads(options.threads, options.runs_at_once * int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     ctx = init_from_env(device.type)
     if device.type == "cuda":
         import torch

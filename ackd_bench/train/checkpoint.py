@@ -1,7 +1,15 @@
-"""Checkpoints: written atomically, loaded with checks that name what does not match."""
+"""Checkpoints: data only, written atomically, loaded with checks that name what does not match.
+
+A checkpoint is something users download and share, so loading one must never run code from it.
+Files are written as tensors and plain Python values (numbers, strings, lists, tuples, dicts) and
+read with `torch.load(weights_only=True)`, whose unpickler refuses any other object. Checkpoints
+written before this rule also hold NumPy arrays (the NumPy RNG state, match tables): NumPy's array
+constructor is allowed by name, so they still load, and nothing else is.
+"""
 
 from __future__ import annotations
 
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -17,9 +25,30 @@ class CheckpointError(AckdError):
     """A checkpoint is missing, unreadable or made for another model or dataset."""
 
 
+def as_data(value: Any) -> Any:
+    """NumPy arrays and scalars as tensors and Python numbers, recursively: what weights-only loading reads."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: as_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(as_data(v) for v in value)
+    return value
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        torch.save(as_data(payload), tmp)
+
+
+def _numpy_array_globals() -> list:
+    """NumPy's array and scalar constructors and dtypes: what older checkpoints of this project hold."""
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    dtypes = {type(np.dtype(name)) for name in ("bool", "uint8", "int16", "uint16", "int32", "uint32", "int64",
+                                                "uint64", "float16", "float32", "float64")}
+    return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtypes]
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -27,13 +56,34 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_numpy_array_globals()):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path}: refused: it holds {_unsafe_objects(path)}, which a checkpoint of weights and "
+                              "metadata never needs (loading it could run code)") from None
     except Exception as exc:  # torch raises many types for a damaged file
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not an ackd-bench checkpoint (holds a {type(state).__name__}, not a dict)")
+    return state
+
+
+def _unsafe_objects(path: Path) -> str:
+    """The globals a refused file asks for, as named in the file (read without unpickling it)."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - a file damaged beyond listing: say so instead
+        return "objects other than tensors and plain values"
+    allowed = {f"{g.__module__}.{g.__qualname__}" for g in _numpy_array_globals()}
+    names = [n for n in names if n not in allowed]
+    return ", ".join(names) if names else "objects other than tensors and plain values"
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), position,
+                                                     has_gauss, cached),
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -41,7 +91,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -74,7 +74,10 @@ def build_or_load_cache(teacher_path: str | Path, ms_train: ShardDataset, rt: Ru
     keys = {"dataset_version": manifest["dataset_version"], "teacher_sha256": sha256_file(teacher_path)}
     path = cache_file(teacher_path, keys["dataset_version"], keys["teacher_sha256"])
     if path.is_file():
-        stored = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - a damaged or foreign cache file is derived data: rebuilt below
+            stored = {}
         if stored.get("keys") == keys and stored["tensors"]["logits"].shape[0] == len(ms_train):
             return TeacherCache(stored["tensors"], keys)
     for stale in path.parent.glob("teacher-outputs-*.pt"):  # another dataset version or checkpoint

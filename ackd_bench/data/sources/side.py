@@ -20,10 +20,11 @@ from ..shards import SampleRef
 
 class Side:
     def __init__(self, modality: str, parts: dict[str, Any], bands: list[str], cap: int | None, salt: str,
-                 num_classes: int, paired: Any = None):
+                 num_classes: int, paired: Any = None, paired_absent: dict[str, str] | None = None):
         self.modality, self.parts, self.bands = modality, parts, bands
         self.cap, self.salt, self.num_classes = cap, salt, num_classes
         self.paired = paired  # the source of each MS sample's paired RGB image, if the recipe names one
+        self.paired_absent = paired_absent  # {"source", "reason"} when the recipe names one that is missing
 
     def refs(self) -> list[SampleRef]:
         candidates = [ref for part in self.parts.values() for ref in part.refs()]
@@ -48,7 +49,11 @@ class Side:
         return {"name": "+".join(self.parts), "parts": records}
 
 
-def open_side(recipe: dict[str, Any], modality: str, *, root: Path, source_dir: Path | None, download: bool) -> Side:
+def open_side(recipe: dict[str, Any], modality: str, *, root: Path, source_dir: Path | None, download: bool,
+              require_paired: bool = False) -> Side:
+    """A recipe side. Its paired control (only the analyses' symmetric control, never training data)
+    is optional unless `require_paired`: when its files are missing or fail to download, the side
+    is built without it and says why in `paired_absent`."""
     from . import PAIRED_SOURCES, SOURCES
 
     spec = recipe["modalities"][modality]
@@ -60,12 +65,18 @@ def open_side(recipe: dict[str, Any], modality: str, *, root: Path, source_dir: 
             raise DatasetError(f"{where}: source must be one of {', '.join(SOURCES)}, got {name!r}")
         parts[name] = SOURCES[name](entry, list(recipe["classes"]), int(recipe["image_size"]), root=root,
                                     source_dir=source_dir, download=download)
-    paired = None
+    paired, paired_absent = None, None
     if spec.get("paired_rgb"):
         name = spec["paired_rgb"].get("source")
         if name not in PAIRED_SOURCES:
             raise DatasetError(f"{where}.paired_rgb.source must be one of {', '.join(PAIRED_SOURCES)}, got {name!r}")
-        paired = PAIRED_SOURCES[name](int(recipe["image_size"]), root=root, source_dir=source_dir, download=download)
+        try:
+            paired = PAIRED_SOURCES[name](int(recipe["image_size"]), root=root, source_dir=source_dir,
+                                          download=download)
+        except DatasetError as exc:
+            if require_paired:
+                raise
+            paired_absent = {"source": name, "reason": str(exc)}
     cap = spec.get("cap_per_class")
     return Side(modality, parts, list(spec["bands"]), None if cap is None else int(cap), recipe["splits"]["salt"],
-                len(recipe["classes"]), paired)
+                len(recipe["classes"]), paired, paired_absent)

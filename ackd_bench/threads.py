@@ -1,0 +1,48 @@
+"""CPU threads per training process.
+
+torch starts one intra-op thread per core in every process. Two processes on one machine then run
+twice as many busy threads as there are cores, and OpenMP's spin-waiting threads starve each other
+(measured in `bench/threads.py`). Every training process therefore sets its threads from the
+cores it may use divided by the runs started at once.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: Slurm's or a container's share, not the whole node."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_for(runs_at_once: int) -> int:
+    """The usable cores divided by the runs a launcher starts at once (at least 1)."""
+    return max(1, usable_cores() // max(1, runs_at_once))
+
+
+def default_threads(runs_at_once: int = 1) -> int:
+    """`threads_for(runs_at_once)`, less the cores that other processes keep busy when this one
+    starts (the 1-minute load average, as `make -l` reads it): a run started beside another
+    training process does not double the machine's busy threads."""
+    try:
+        busy = round(os.getloadavg()[0])
+    except OSError:  # no load average on this system
+        busy = 0
+    return max(1, min(threads_for(runs_at_once), usable_cores() - busy))
+
+
+def set_threads(threads: int | None, runs_at_once: int = 1) -> int:
+    """Set torch's intra-op threads (`threads`, else `default_threads`); returns the count."""
+    import torch
+
+    from .errors import AckdError
+
+    if threads is not None and threads < 1:
+        raise AckdError(f"--threads {threads}: expected a positive integer")
+    count = threads or default_threads(runs_at_once)
+    torch.set_num_threads(count)
+    return count

@@ -1,0 +1,76 @@
+"""Checkpoints are data: loading one never runs code from it."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from ackd_bench.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+from .conftest import run_cli
+
+
+class Payload:
+    """What an attacker hides in a shared teacher: unpickling it calls open(marker, "w")."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_a_crafted_teacher_is_refused_before_it_can_run_code(teacher_ckpt, toy_dir, tmp_path):
+    marker = tmp_path / "payload-ran"
+    state = torch.load(teacher_ckpt, map_location="cpu", weights_only=True)
+    evil = tmp_path / "evil.pt"
+    torch.save({**state, "note": Payload(marker)}, evil)
+    result = run_cli("train-student", str(toy_dir), "--arch", "S", "--method", "kd", "--teacher", str(evil),
+                     "--profile", "smoke", "--out", str(tmp_path / "run"), "--quiet")
+    assert not marker.exists(), "loading the checkpoint ran its payload"
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1
+    assert f"{evil}: refused: it holds io.open" in line and "could run code" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_pickled_object_of_any_class_is_refused(tmp_path):
+    path = tmp_path / "obj.pt"
+    with open(path, "wb") as handle:  # a plain pickle, not even a torch zip file
+        pickle.dump({"module": Payload(tmp_path / "x")}, handle)
+    with pytest.raises(CheckpointError, match=r"obj.pt: refused: it holds .*could run code"):
+        load_checkpoint(path)
+    assert not (tmp_path / "x").exists()
+
+
+def test_checkpoints_hold_tensors_and_plain_values_only(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"pairs": np.arange(4), "score": np.float64(0.5), "rng": ("MT19937", np.zeros(3, np.uint32))})
+    state = torch.load(path, weights_only=True)  # torch's own data-only loader, no allow-list
+    assert torch.equal(state["pairs"], torch.arange(4)) and state["score"] == 0.5 and type(state["score"]) is float
+    assert isinstance(state["rng"], tuple) and torch.equal(state["rng"][1], torch.zeros(3, dtype=torch.uint32))
+
+
+def test_older_checkpoints_with_numpy_arrays_still_load(tmp_path):
+    path = tmp_path / "old.pt"
+    torch.save({"task_state": {"pairing": {"pairs": np.arange(5)}}, "rng": {"numpy": np.random.get_state()}}, path)
+    state = load_checkpoint(path)
+    assert (state["task_state"]["pairing"]["pairs"] == np.arange(5)).all()
+
+
+def test_a_real_runs_checkpoints_load_with_torchs_plain_weights_only_loader(toy_dir, tmp_path):
+    from ackd_bench.train.api import RunOptions, train_classifier, train_student
+
+    teacher = tmp_path / "t"
+    train_classifier(toy_dir, "S", role="teacher", profile="smoke", overrides={"epochs": 1},
+                     options=RunOptions(run_dir=teacher, progress=False))
+    train_student(toy_dir, "S", method="sembridge", ablate="ssm", teacher=teacher / "checkpoints" / "best.pt",
+                  profile="smoke", overrides={"epochs": 1}, options=RunOptions(run_dir=tmp_path / "s", progress=False))
+    for path in (teacher / "checkpoints" / "last.pt", tmp_path / "s" / "checkpoints" / "last.pt",
+                 tmp_path / "s" / "checkpoints" / "best.pt"):
+        state = torch.load(path, weights_only=True)  # no allow-list: tensors and plain values only
+        assert "module" in state
+    pairs = torch.load(tmp_path / "s" / "checkpoints" / "last.pt", weights_only=True)["task_state"]["pairing"]["pairs"]
+    assert isinstance(pairs, torch.Tensor) and pairs.dtype == torch.int64

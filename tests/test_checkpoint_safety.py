@@ -74,3 +74,20 @@ def test_a_real_runs_checkpoints_load_with_torchs_plain_weights_only_loader(toy_
         assert "module" in state
     pairs = torch.load(tmp_path / "s" / "checkpoints" / "last.pt", weights_only=True)["task_state"]["pairing"]["pairs"]
     assert isinstance(pairs, torch.Tensor) and pairs.dtype == torch.int64
+
+
+def test_a_teacher_of_another_architecture_is_one_line_and_leaves_nothing(teacher_ckpt, toy_dir, tmp_path):
+    state = torch.load(teacher_ckpt, map_location="cpu", weights_only=True)
+    wrong = tmp_path / "wrong.pt"
+    torch.save({**state, "arch": "mobilenetv2"}, wrong)  # ShuffleNetV2 weights labelled MobileNetV2
+    result = run_cli("train-student", str(toy_dir), "--arch", "S", "--method", "kd", "--teacher", str(wrong),
+                     "--profile", "smoke", "--out", str(tmp_path / "run"), "--quiet")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"{wrong}: its weights do not fit a mobilenetv2 teacher with 10 bands and 6 classes" in result.stderr
+    assert "another architecture or band count?" in result.stderr
+    assert not (tmp_path / "run").exists()
+    bare = tmp_path / "bare.pt"
+    torch.save({k: v for k, v in state.items() if k != "arch"}, bare)
+    result = run_cli("train-student", str(toy_dir), "--arch", "S", "--method", "kd", "--teacher", str(bare),
+                     "--profile", "smoke", "--out", str(tmp_path / "run"), "--quiet")
+    assert result.returncode == 2 and f"{bare}: not an ackd-bench model checkpoint (no arch)" in result.stderr

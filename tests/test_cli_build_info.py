@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 
 from ackd_bench import __version__
 from ackd_bench.data.dataset import ShardDataset
-from ackd_bench.data.manifest import MANIFEST, read_manifest
+from ackd_bench.data.manifest import MANIFEST, read_manifest, write_manifest
 
 from .conftest import run_cli
 
@@ -114,7 +114,7 @@ def test_malformed_manifest(toy_copy):
 def test_manifest_from_another_recipe_needs_force(toy_copy):
     manifest = json.loads((toy_copy / MANIFEST).read_text())
     manifest["recipe_hash"] = "0" * 64
-    (toy_copy / MANIFEST).write_text(json.dumps(manifest))
+    write_manifest(toy_copy, manifest)  # a sealed build of another recipe version
     _one_line_error(run_cli("build", "toy", "--out", str(toy_copy)), "another version of recipe 'toy'", "--force")
 
 
@@ -197,3 +197,50 @@ def test_full_disk_is_one_error_and_the_build_resumes(tmp_path):
     assert run_cli("info", str(out)).returncode == 2
     assert run_cli("build", "toy", "--out", str(out), "--quiet", "--no-mi").returncode == 0
     assert read_manifest(out)["dataset_version"].startswith("39a303ae3e530850")
+
+
+def _flip_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_training_refuses_a_bit_flipped_shard_and_hashes_each_shard_once(toy_copy, tmp_path):
+    from ackd_bench.data.manifest import VERIFIED_DIR, verify_for_training
+
+    verify_for_training(toy_copy)
+    stamps = sorted(p.name for p in (toy_copy / VERIFIED_DIR).iterdir())
+    assert stamps == sorted(f"{e['file']}.json" for e in read_manifest(toy_copy)["shards"])
+    shard = toy_copy / "rgb-train-00000.h5"
+    _flip_a_byte(shard)  # same size: only the hash tells
+    args = ["train-student", str(toy_copy), "--arch", "S", "--profile", "smoke", "--quiet"]
+    _one_line_error(run_cli(*args, "--out", str(tmp_path / "run")), str(shard), "sha256 mismatch", "build --force")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("edit,fragment", [
+    (lambda m: m["classes"].__setitem__(0, "Woodland"), "edited after the build"),
+    (lambda m: m.__setitem__("synthetic", False), "edited after the build"),
+    (lambda m: m["counts"]["ms"]["train"].__setitem__("Forest", 1), "edited after the build"),
+], ids=["class-renamed", "synthetic-dropped", "count-changed"])
+def test_an_edited_manifest_is_caught_by_info_and_training(toy_copy, tmp_path, edit, fragment):
+    manifest = json.loads((toy_copy / MANIFEST).read_text())
+    edit(manifest)
+    (toy_copy / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    _one_line_error(run_cli("info", str(toy_copy)), str(toy_copy / MANIFEST), fragment)
+    _one_line_error(run_cli("train-teacher", str(toy_copy), "--arch", "S", "--profile", "smoke", "--out",
+                            str(tmp_path / "run"), "--quiet"), fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unsealed_manifest_edited_before_sealing_is_checked_against_the_shards(toy_copy):
+    manifest = json.loads((toy_copy / MANIFEST).read_text())
+    del manifest["manifest_sha256"]  # as written before manifests were sealed
+    (toy_copy / MANIFEST).write_text(json.dumps(manifest))
+    assert run_cli("build", "toy", "--out", str(toy_copy), "--no-mi").returncode == 0  # verified, then sealed
+    assert "manifest_sha256" in json.loads((toy_copy / MANIFEST).read_text())
+    manifest = json.loads((toy_copy / MANIFEST).read_text())
+    del manifest["manifest_sha256"]
+    manifest["counts"]["rgb"]["val"]["Industrial"] += 3
+    (toy_copy / MANIFEST).write_text(json.dumps(manifest))
+    _one_line_error(run_cli("info", str(toy_copy)), "counts.rgb.val", "do not match the shards' labels")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..provenance import write_json_atomic
 from .card import write_card
-from .manifest import MANIFEST, read_manifest
+from .manifest import read_manifest, write_manifest
 from .mi import summary, within_class_mi, write_mi
 
 DEFAULT_PAIRS = 100
@@ -29,6 +28,6 @@ def run_mi(root: str | Path, *, pairs: int | None = None, bins: int = 16, seed: 
     title = f"{manifest['dataset']}: within-class MI, MS pseudo-RGB vs RGB ({bins} bins, {pairs} pairs/class)"
     csv_path, png_path = write_mi(rows, out_dir or root / "analysis", title)
     manifest.setdefault("analyses", {})["mi"] = {**summary(rows, seed), "csv": str(csv_path.name)}
-    write_json_atomic(root / MANIFEST, manifest)
+    write_manifest(root, manifest)
     write_card(root, manifest)
     return {"rows": rows, "csv": csv_path, "png": png_path, "summary": manifest["analyses"]["mi"]}

@@ -20,9 +20,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import DatasetError
-from ..provenance import code_version, sha256_file, write_json_atomic
+from ..provenance import code_version, sha256_file
 from .card import write_card
-from .manifest import FORMAT, MANIFEST, dataset_version, read_manifest, verify_manifest
+from .manifest import FORMAT, MANIFEST, dataset_version, read_manifest, verify_manifest, write_manifest
 from .recipe import load_recipe, recipe_hash
 from .shards import (
     IMAGE_DTYPES, MODALITIES, PARTIAL_SUFFIX, EncodedSample, SampleRef, band_statistics, content_digest, encode_sample,
@@ -116,6 +116,8 @@ def _check_existing(root: Path, digest: str) -> dict[str, Any] | None:
             f"{root / MANIFEST}: built from another version of recipe '{manifest['dataset']}'; "
             "rerun with --force to rebuild"
         )
+    if "manifest_sha256" not in manifest:  # built before manifests were sealed; just checked against the shards
+        write_manifest(root, manifest)
     return manifest
 
 
@@ -310,7 +312,7 @@ def _build(
         "shards": entries,
         "sources": _provenance(sources),
     }
-    write_json_atomic(root / MANIFEST, manifest)
+    write_manifest(root, manifest)
     write_card(root, manifest)
     return BuildResult(root, "built", read_manifest(root))
 

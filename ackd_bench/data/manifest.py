@@ -24,6 +24,20 @@ def dataset_version(shards: list[dict[str, Any]]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON without its own digest field."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_manifest(root: str | Path, manifest: dict[str, Any]) -> None:
+    """Seal (digest) and write atomically: the only way this tool writes a manifest."""
+    from ..provenance import write_json_atomic
+
+    manifest["manifest_sha256"] = manifest_digest(manifest)
+    write_json_atomic(Path(root) / MANIFEST, manifest)
+
+
 def read_manifest(root: str | Path) -> dict[str, Any]:
     path = Path(root) / MANIFEST
     if not Path(root).is_dir():
@@ -47,6 +61,10 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
         missing = [k for k in ("file", "modality", "split", "samples", "bytes", "sha256", "content_sha256") if k not in entry]
         if missing:
             raise DatasetError(f"{path}: shard entry {entry.get('file', '?')} lacks {', '.join(missing)}")
+    sealed = manifest.get("manifest_sha256")
+    if sealed is not None and sealed != manifest_digest(manifest):
+        raise DatasetError(f"{path}: edited after the build (its manifest_sha256 does not match its content); restore "
+                           "it, or rebuild with `ackd-bench build --force`")
     return manifest
 
 
@@ -70,6 +88,75 @@ def verify_manifest(root: str | Path, *, checksums: bool = True, progress: bool 
                 raise DatasetError(f"{path}: sha256 mismatch: {MANIFEST} expects {entry['sha256']}, file has {actual}")
         if dataset_version(manifest["shards"]) != manifest["dataset_version"]:
             raise DatasetError(f"{root / MANIFEST}: dataset_version does not match the shard content hashes it lists")
+        check_against_shards(root, manifest)
+    return manifest
+
+
+def check_against_shards(root: Path, manifest: dict[str, Any]) -> None:
+    """The manifest's classes, bands and per-class counts against what the shards themselves hold."""
+    import h5py
+    import numpy as np
+
+    from .shards import read_text
+
+    counts: dict[str, dict[str, np.ndarray]] = {}
+    classes = list(manifest["classes"])
+    for entry in manifest["shards"]:
+        path = root / entry["file"]
+        with h5py.File(path, "r") as handle:
+            stored_classes = read_text(handle.attrs["class_names"])
+            stored_bands = read_text(handle.attrs["band_names"])
+            labels = handle["labels"][()]
+            multi = handle["multilabels"][()] if "multilabels" in handle else None
+        bands = manifest["modalities"][entry["modality"]]["bands"]
+        if list(stored_classes) != classes or list(stored_bands) != list(bands):
+            field = "classes" if list(stored_classes) != classes else f"modalities.{entry['modality']}.bands"
+            raise DatasetError(f"{root / MANIFEST}: {field} do not match {path.name} (manifest edited after the build?)")
+        per_class = multi.sum(axis=0) if multi is not None else np.bincount(labels, minlength=len(classes))
+        split = counts.setdefault(entry["modality"], {}).setdefault(entry["split"], np.zeros(len(classes), np.int64))
+        split += per_class.astype(np.int64)
+    for modality, splits in counts.items():
+        for split, values in splits.items():
+            listed = [manifest["counts"][modality][split][c] for c in classes]
+            if listed != values.tolist():
+                raise DatasetError(f"{root / MANIFEST}: counts.{modality}.{split} {listed} do not match the shards' "
+                                   f"labels {values.tolist()} (manifest edited after the build?)")
+
+
+VERIFIED_DIR = ".verified"  # per-shard stamps: the sha256 checked, for this size and mtime
+
+
+def verify_for_training(root: str | Path) -> dict[str, Any]:
+    """`verify_manifest` with checksums, hashing only shards changed since they were last verified.
+
+    A run must not train on a damaged copy (one flipped byte keeps the size), but hashing every
+    shard before each of a sweep's runs would cost minutes. A verified shard gets a stamp under
+    `.verified/` (its size, mtime and sha256); a stamp that no longer fits means hash again. A
+    read-only dataset directory gets no stamps: its shards are hashed each time.
+    """
+    root = Path(root)
+    manifest = verify_manifest(root, checksums=False)
+    for entry in manifest["shards"]:
+        path = root / entry["file"]
+        stat = path.stat()
+        seen = {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": entry["sha256"]}
+        stamp = root / VERIFIED_DIR / f"{entry['file']}.json"
+        try:
+            if json.loads(stamp.read_text()) == seen:
+                continue
+        except (OSError, ValueError):
+            pass
+        actual = sha256_file(path)
+        if actual != entry["sha256"]:
+            raise DatasetError(f"{path}: sha256 mismatch: {MANIFEST} expects {entry['sha256']}, file has {actual} "
+                               "(damaged or modified); rebuild with `ackd-bench build --force`")
+        try:
+            from ..provenance import write_json_atomic
+
+            stamp.parent.mkdir(exist_ok=True)
+            write_json_atomic(stamp, seen)
+        except OSError:  # a read-only copy: verified now, again next time
+            pass
     return manifest
 
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import yaml
 
 from ..data.dataset import ShardDataset
-from ..data.manifest import verify_manifest
+from ..data.manifest import verify_for_training
 from ..errors import AckdError
 from ..methods import build_distiller, load_method_defaults
 from ..methods.registry import baseline_dirs
@@ -27,7 +27,7 @@ from .feed import RESIDENT_MODES
 from .profiles import load_profile
 from .runs import device_name, evaluate, prepare_run_dir
 from .student import DistillationTask, StudentModule, TeacherSource
-from .teacher_cache import build_or_load_cache, check_teacher, load_teacher, require_teacher
+from .teacher_cache import build_or_load_cache, load_teacher, require_teacher
 
 
 
@@ -67,7 +67,7 @@ def make_runtime(options: RunOptions) -> Runtime:
 
 
 def load_dataset(dataset_dir: str | Path) -> dict[str, Any]:
-    manifest = verify_manifest(dataset_dir, checksums=False)
+    manifest = verify_for_training(dataset_dir)
     return {**manifest, "_root": str(dataset_dir)}
 
 
@@ -275,7 +275,8 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
     if ablation and not sembridge:
         raise AckdError("--ablate switches off SemBridge components: use it with --method sembridge[+LOSS]")
     teacher_path = require_teacher(teacher, method)
-    teacher_state = check_teacher(teacher_path, manifest)
+    # loaded (metadata and weights checked) before the run directory exists: a bad file leaves nothing
+    teacher_model, teacher_state = load_teacher(teacher_path, manifest)
     section, seed = _profile_section(profile, "student", overrides, seed)
     weights = dict(section["loss_weights"])
     meta = dataset_meta(manifest, "rgb")
@@ -284,6 +285,7 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
               "seed": seed, "profile": profile, "optim": section, "teacher_sha256": sha256_file(teacher_path),
               "teacher_arch": teacher_state["arch"], **meta}
     sb: dict[str, Any] = {}
+    matcher_model = None
     if sembridge:
         defaults = sembridge_defaults()
         sb = {**defaults["params"], **(sembridge_params or {})}
@@ -295,6 +297,9 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
             if matcher is None:
                 raise AckdError("SemBridge's SSM needs a matcher: pass --matcher CHECKPOINT (from train-matcher) "
                                 "or --ablate ssm")
+            from ..methods.sembridge.pairing import load_matcher
+
+            matcher_model = load_matcher(matcher, manifest)
             sb["matcher_sha256"] = sha256_file(matcher)
         config.update({"sembridge": sb, "ablation": ablation, "loss_weights": weights})
     config["pairing"] = "sembridge" if sembridge else "random-same-class"
@@ -314,7 +319,7 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
         if teacher_mode == "cache":
             source = TeacherSource(rt, cache=cache)
         else:
-            source = TeacherSource(rt, teacher=load_teacher(teacher_path, manifest)[0].to(rt.device))
+            source = TeacherSource(rt, teacher=teacher_model.to(rt.device))
         backbone = build_backbone(arch, len(meta["bands"]), len(meta["classes"]))
         distiller = build_distiller(kd_loss, len(meta["classes"]), params)
         alignment = None
@@ -326,21 +331,21 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
         task = DistillationTask(module, rgb_train, rgb_val, ms_train, source, cfg, section.get("augment", []), seed, rt,
                                 log_transport_cost=log_transport_cost)
         if sembridge:
-            task.pairing = _sembridge_pairing(task, sb, ablation, matcher, manifest, cache, rt, cfg, seed)
+            task.pairing = _sembridge_pairing(task, sb, ablation, matcher_model, cache, rt, cfg, seed)
         return task, backbone
 
     return execute(spec, options, build_task)
 
 
-def _sembridge_pairing(task: DistillationTask, sb: dict, ablation: list[str], matcher_path, manifest, cache, rt, cfg, seed):
+def _sembridge_pairing(task: DistillationTask, sb: dict, ablation: list[str], matcher, cache, rt, cfg, seed):
     from ..methods.sembridge.matching import dynm_schedule as schedule_of
-    from ..methods.sembridge.pairing import SemBridgePairing, load_matcher, ssm_pairs
+    from ..methods.sembridge.pairing import SemBridgePairing, ssm_pairs
     from .pairing import random_same_class
 
     if "ssm" in ablation:  # the naive pairing, drawn once
         initial = random_same_class(task.rgb_train.labels, task.galleries, seed, 0)
     else:
-        initial = ssm_pairs(load_matcher(matcher_path, manifest), task.rgb_split, task.ms_train, task.galleries, rt,
+        initial = ssm_pairs(matcher, task.rgb_split, task.ms_train, task.galleries, rt,
                             cfg.batch_size)
     schedule = schedule_of(*sb["dynm_schedule"], epochs=cfg.epochs)
     gallery_logits = None

@@ -98,10 +98,33 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], path: str | Path, what: str) -> None:
+    """Load a checkpoint's weights, or fail with one line saying how they do not fit `what`."""
+    expected = module.state_dict()
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{path}: holds no weights (its 'module' entry is a {type(weights).__name__})")
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    reshaped = [k for k in expected if k in weights and tuple(weights[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or reshaped:
+        example = (f"{reshaped[0]} is {tuple(weights[reshaped[0]].shape)}, expected {tuple(expected[reshaped[0]].shape)}"
+                   if reshaped else f"'{(missing or unexpected)[0]}' {'missing' if missing else 'unexpected'}")
+        raise CheckpointError(f"{path}: its weights do not fit {what}: {len(missing)} missing, {len(unexpected)} "
+                              f"unexpected, {len(reshaped)} of another shape ({example}); a checkpoint of another "
+                              "architecture or band count?")
+    module.load_state_dict(weights)
+
+
 def untouched_rng():
     """Context for building a model that a checkpoint's weights will overwrite: its random init must
     not move the global RNG, or a run's draws would depend on whether, say, a teacher cache existed."""
     return torch.random.fork_rng(devices=[])
+
+
+def require_fields(state: dict[str, Any], fields: tuple[str, ...], path: str | Path) -> None:
+    missing = [f for f in fields if f not in state]
+    if missing:
+        raise CheckpointError(f"{path}: not an ackd-bench model checkpoint (no {', '.join(missing)})")
 
 
 def check_compatible(meta: dict[str, Any], expected: dict[str, Any], path: str | Path) -> None:

@@ -18,7 +18,7 @@ from ..data.dataset import ShardDataset
 from ..errors import AckdError
 from ..models import build_backbone
 from ..provenance import atomic_path, sha256_file
-from .checkpoint import check_compatible, load_checkpoint, untouched_rng
+from .checkpoint import check_compatible, load_checkpoint, load_weights, require_fields, untouched_rng
 from .engine import Runtime
 from .runs import predict
 
@@ -32,6 +32,7 @@ def check_teacher(path: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
     check_compatible(state, {"kind": "teacher"}, path)
     check_compatible(state, {"bands": list(ms["bands"]), "classes": list(manifest["classes"])}, path)
     check_compatible(state, {"dataset_version": manifest["dataset_version"]}, path)
+    require_fields(state, ("arch", "in_channels", "num_classes", "module"), path)
     return state
 
 
@@ -40,7 +41,8 @@ def load_teacher(path: str | Path, manifest: dict[str, Any]) -> tuple[nn.Module,
     state = check_teacher(path, manifest)
     with untouched_rng():
         teacher = build_backbone(state["arch"], state["in_channels"], state["num_classes"])
-    teacher.load_state_dict({k.removeprefix("backbone."): v for k, v in state["module"].items()})
+    load_weights(teacher, {k.removeprefix("backbone."): v for k, v in state["module"].items()}, path,
+                 f"a {state['arch']} teacher with {state['in_channels']} bands and {state['num_classes']} classes")
     teacher.eval().requires_grad_(False)
     return teacher, state
 

@@ -22,7 +22,7 @@ from ..data.dataset import ShardDataset
 from ..data.mi import paired_view
 from ..errors import AckdError
 from ..models import build_backbone
-from .checkpoint import check_compatible, load_checkpoint, untouched_rng
+from .checkpoint import check_compatible, load_checkpoint, load_weights, require_fields, untouched_rng
 from .engine import Runtime
 from .runs import predict
 from .teacher_cache import load_teacher
@@ -42,13 +42,14 @@ def wasserstein(a: np.ndarray, b: np.ndarray, metric: str = "euclidean") -> floa
 def load_student(path: str | Path, manifest: dict[str, Any]) -> torch.nn.Module:
     state = load_checkpoint(path)
     check_compatible(state, {"kind": "student"}, path)
+    require_fields(state, ("arch", "in_channels", "num_classes", "module"), path)
     check_compatible(state, {"bands": list(manifest["modalities"]["rgb"]["bands"]),
                              "classes": list(manifest["classes"])}, path)
     check_compatible(state, {"dataset_version": manifest["dataset_version"]}, path)
     with untouched_rng():
         student = build_backbone(state["arch"], state["in_channels"], state["num_classes"])
-    student.load_state_dict({k.removeprefix("backbone."): v for k, v in state["module"].items()
-                             if k.startswith("backbone.")})
+    load_weights(student, {k.removeprefix("backbone."): v for k, v in state["module"].items()
+                           if k.startswith("backbone.")}, path, f"a {state['arch']} student")
     return student.eval()
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ...data.dataset import ShardDataset
-from ...train.checkpoint import check_compatible, load_checkpoint, untouched_rng
+from ...train.checkpoint import check_compatible, load_checkpoint, load_weights, require_fields, untouched_rng
 from ...train.engine import Runtime
 from ...train.feed import Split, split_outputs
 from .matcher import Matcher, embed, rgb_band_indices
@@ -24,11 +24,12 @@ def load_matcher(path: str | Path, manifest: dict[str, Any]) -> Matcher:
     state = load_checkpoint(path)
     check_compatible(state, {"kind": "matcher"}, path)
     check_compatible(state, {"dataset_version": manifest["dataset_version"]}, path)
+    require_fields(state, ("arch", "matcher_params", "module"), path)
     ms = manifest["modalities"]["ms"]
     with untouched_rng():
         matcher = Matcher(len(ms["bands"]), rgb_band_indices(ms["bands"], ms.get("rgb_bands")), state["arch"],
                           **state["matcher_params"])
-    matcher.load_state_dict(state["module"])
+    load_weights(matcher, state["module"], path, f"a {state['arch']} matcher")
     return matcher.eval().requires_grad_(False)
 
 

@@ -77,6 +77,10 @@ def _print_result(result: dict) -> None:
           f"best epoch {result['best_epoch'] + 1}/{result['epochs']}")
 
 
+TRAIN_RESUME_HINT = ("add --resume to the same command to continue from the last checkpoint (last.pt, written every "
+                     "--checkpoint-every seconds)")
+
+
 def _cmd_train_teacher(args: argparse.Namespace) -> int:
     from .train.api import train_classifier
 
@@ -195,14 +199,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from .leaderboard.board import read_board, submit
-    from .leaderboard.render import build_table, readme, render
+    from .leaderboard.board import read_board, readme_path, submit
+    from .leaderboard.render import README_MARK, build_table, render
 
     board_path = Path(args.board)
     if args.action == "submit":
-        added = submit(args.results, board_path)
-        (board_path.parent / "README.md").write_text(readme(read_board(board_path)) + "\n")
-        print(f"{board_path}: {added} row(s) added; {board_path.parent / 'README.md'} regenerated")
+        added = submit(args.results, board_path, readme=True)
+        target = readme_path(board_path)
+        generated = target.exists() and target.read_text(errors="replace").startswith(README_MARK)
+        print(f"{board_path}: {added} row(s) added; " + (f"{target} regenerated" if generated else
+              f"{target} is not one this tool wrote: left alone (`leaderboard show` prints the tables)"))
         return 0
     board = read_board(board_path)
     if args.dataset:
@@ -313,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     teacher = commands.add_parser("train-teacher", help="train the MS teacher (select on val, test once)")
     _add_run_arguments(teacher)
-    teacher.set_defaults(func=_cmd_train_teacher)
+    teacher.set_defaults(func=_cmd_train_teacher, resume_hint=TRAIN_RESUME_HINT)
 
     student = commands.add_parser("train-student", help="train an RGB student, alone or distilled from a teacher")
     _add_run_arguments(student)
@@ -325,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     student.add_argument("--log-transport-cost", action="store_true",
                          help="log the teacher-student Wasserstein distance every epoch (Fig. 2)")
     _add_sembridge_arguments(student)
-    student.set_defaults(func=_cmd_train_student)
+    student.set_defaults(func=_cmd_train_student, resume_hint=TRAIN_RESUME_HINT)
 
     transport = commands.add_parser("transport-cost", help="Wasserstein distance between teacher and student outputs")
     transport.add_argument("dataset_dir", nargs="?")
@@ -341,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     matcher = commands.add_parser("train-matcher", help="train SemBridge's SSM matcher on MS train images")
     _add_run_arguments(matcher)
-    matcher.set_defaults(func=_cmd_train_matcher, arch=None)
+    matcher.set_defaults(func=_cmd_train_matcher, arch=None, resume_hint=TRAIN_RESUME_HINT)
 
     evaluate = commands.add_parser(
         "eval", help="train what a method needs (teacher, matcher) and its students for one or all pairs")
@@ -416,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ackd-bench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("ackd-bench: interrupted; rerun the same command to resume", file=sys.stderr)
+        hint = getattr(args, "resume_hint", "rerun the same command to resume")
+        print(f"ackd-bench: interrupted; {hint}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()

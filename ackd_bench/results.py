@@ -112,12 +112,22 @@ def _coerce(name: str, value: Any) -> Any:
     return str(value)
 
 
+def check_plain_text(name: str, value: str | None) -> None:
+    if value is None:
+        return
+    if len(value) > 200 or value[:1] in ("=", "+", "-", "@") or re.search(r"[\x00-\x1f<>]", value):
+        raise ValueError(f"{name}: {value[:40]!r} is not plain text (at most 200 characters, no control characters "
+                         "or < >, not starting with = + - @ as a spreadsheet formula would)")
+
+
 def validate_record(raw: dict[str, Any], known_versions: dict[str, set[str]] | None = None) -> dict[str, Any]:
     """A raw row (from JSON or CSV) -> a typed record; ValueError names the first bad field."""
     missing = [k for k in RESULT_FIELDS if k not in raw]
     if missing:
         raise ValueError(f"missing column(s) {', '.join(missing)}")
     record = {name: _coerce(name, raw[name]) for name in RESULT_FIELDS}
+    for name in ("device", "code_version"):  # free text that ends up in CSVs, spreadsheets and pages
+        check_plain_text(name, record[name])
     for name in METRICS:
         value = record[name]
         if value is None:

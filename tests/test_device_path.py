@@ -344,3 +344,47 @@ def test_threads_follow_the_cores_the_runs_at_once_and_other_load(monkeypatch):
     assert threads.set_threads(3) == 3 and threads.set_threads(None, 4) == 1
     with pytest.raises(AckdError, match="--threads 0: expected a positive integer"):
         threads.set_threads(0)
+
+
+def _interrupt_when(proc, path, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not path.exists():
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=120)[1]
+
+
+def test_ctrl_c_during_training_says_how_to_resume_and_resume_finishes(toy_dir, tmp_path):
+    args = ["train-student", str(toy_dir), "--arch", "S", "--profile", "smoke", "--epochs", "4", "--quiet",
+            "--checkpoint-every", "0"]
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "ackd_bench.cli", *args, "--out", str(run_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stderr = _interrupt_when(proc, run_dir / "checkpoints" / "last.pt")
+    assert proc.returncode == 130, stderr
+    from ackd_bench.cli import TRAIN_RESUME_HINT
+
+    assert stderr.strip() == f"ackd-bench: interrupted; {TRAIN_RESUME_HINT}"
+    resumed = run_cli(*args, "--out", str(run_dir), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert [row["epoch"] for row in _log_rows(run_dir)] == ["0", "1", "2", "3"]
+
+
+def test_ctrl_c_during_a_build_then_a_rerun_finishes_it(tmp_path):
+    from ackd_bench.data.manifest import verify_manifest
+
+    out = tmp_path / "toy"
+    proc = subprocess.Popen([sys.executable, "-m", "ackd_bench.cli", "build", "toy", "--out", str(out), "--quiet",
+                             "--no-mi"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (list(out.glob("*.partial")) or list(out.glob(".*.writing"))):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode in (0, 130), stderr  # 0: it finished before the signal landed
+    if proc.returncode == 130:
+        assert stderr.strip() == "ackd-bench: interrupted; rerun the same command to resume"
+        assert not (out / "manifest.json").exists()
+    rerun = run_cli("build", "toy", "--out", str(out), "--quiet", "--no-mi")
+    assert rerun.returncode == 0, rerun.stderr
+    assert verify_manifest(out)["dataset_version"].startswith("39a303ae3e530850")

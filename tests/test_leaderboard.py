@@ -182,3 +182,58 @@ def test_leaderboard_cli_submit_show_plot(tmp_path, capsys):
     bad = _write_csv(tmp_path / "bad.csv", [_record(seed=5, oa=250)])
     assert main(["leaderboard", "submit", str(bad), "--board", str(board)]) == 2
     assert "bad.csv:2: oa: 250" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"oa": "nan"}, "oa: expected a finite number, got 'nan'"),
+    ({"f1": "inf"}, "f1: expected a finite number"),
+    ({"device": "=HYPERLINK(\"http://x\",\"cpu\")"}, "device: '=HYPERLINK"),
+    ({"device": "<script>alert(1)</script>"}, "device: '<script>"),
+    ({"code_version": "@SUM(A1)"}, "code_version: '@SUM(A1)' is not plain text"),
+])
+def test_nan_formula_and_markup_rows_are_rejected_whole(tmp_path, changes, message):
+    board = tmp_path / "board.csv"
+    bad = _write_csv(tmp_path / "bad.csv", [_record(seed=1), _record(**{"seed": 2, **changes})])
+    with pytest.raises(SubmissionError) as error:
+        submit([bad], board)
+    assert f"{bad}:3: {message}" in str(error.value) and "nothing written" in str(error.value)
+    assert not board.exists()
+
+
+def test_show_escapes_what_a_hand_edited_board_holds(tmp_path, capsys):
+    board = tmp_path / "board.csv"
+    submit([_write_csv(tmp_path / "r.csv", [_record(seed=s) for s in range(2)])], board)
+    text = board.read_text().replace("cpu", "<b>cpu</b>", 1)
+    board.write_text(text)
+    assert main(["leaderboard", "show", "--board", str(board), "--table", "4", "--format", "html"]) == 2
+    err = capsys.readouterr().err
+    assert f"{board}:2: device: '<b>cpu</b>' is not plain text" in err and len(err.strip().splitlines()) == 1
+    board.write_text(text.replace("<b>cpu</b>", "cpu"))
+    assert main(["leaderboard", "show", "--board", str(board), "--table", "4", "--format", "html"]) == 0
+    page = capsys.readouterr().out
+    assert "<caption>" in page and "<script" not in page
+    from ackd_bench.leaderboard.render import spreadsheet_safe
+
+    assert spreadsheet_safe("=1+2") == "'=1+2" and spreadsheet_safe("93.1 ± 0.4") == "93.1 ± 0.4"
+
+
+def test_ten_concurrent_submits_lose_no_row_and_the_readme_matches_the_board(tmp_path):
+    from ackd_bench.leaderboard.render import README_MARK, readme
+
+    board = tmp_path / "board.csv"
+    files = [_write_csv(tmp_path / f"r{i}.csv", [_record(seed=10 * i + k) for k in range(2)]) for i in range(10)]
+    code = "import sys; from ackd_bench.leaderboard.board import submit; submit([sys.argv[1]], sys.argv[2], readme=True)"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(f), str(board)]) for f in files]
+    assert [p.wait(timeout=300) for p in procs] == [0] * 10
+    rows = read_board(board)
+    assert sorted(r["seed"] for r in rows) == sorted(10 * i + k for i in range(10) for k in range(2))
+    written = (tmp_path / "README.md").read_text()
+    assert written.startswith(README_MARK) and written == readme(rows) + "\n"  # regenerated under the lock
+
+
+def test_submit_never_overwrites_a_users_own_readme(tmp_path, capsys):
+    (tmp_path / "README.md").write_text("# my notes\n")
+    board = tmp_path / "my.csv"
+    assert main(["leaderboard", "submit", str(_write_csv(tmp_path / "r.csv", [_record()])), "--board", str(board)]) == 0
+    assert (tmp_path / "README.md").read_text() == "# my notes\n"
+    assert "is not one this tool wrote: left alone" in capsys.readouterr().out

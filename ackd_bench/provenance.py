@@ -61,11 +61,26 @@ def fsync_and_rename(tmp_path: str | os.PathLike, final_path: str | os.PathLike)
         os.close(dir_fd)
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux tells it (changing it races threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(final_path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temp path beside final_path; on success it replaces final_path, on error it is removed."""
+    """Yield a temp path beside final_path; on success it replaces final_path, on error it is removed.
+    The file gets the mode a plain open() would give it (mkstemp's is 0600 whatever the umask)."""
     final_path = Path(final_path)
     fd, tmp = tempfile.mkstemp(prefix=f".{final_path.name}.", suffix=suffix, dir=final_path.parent)
+    os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
     try:
         yield Path(tmp)

@@ -25,7 +25,7 @@ from .distributed import init_from_env, shutdown
 from .engine import Engine, FitResult, OptimConfig, Runtime, resolve_device, seed_everything
 from .feed import RESIDENT_MODES
 from .profiles import load_profile
-from .runs import device_name, evaluate, prepare_run_dir
+from .runs import device_name, evaluate, prepare_run_dir, run_lock
 from .student import DistillationTask, StudentModule, TeacherSource
 from .teacher_cache import build_or_load_cache, load_teacher, require_teacher
 
@@ -106,33 +106,47 @@ def execute(spec: RunSpec, options: RunOptions, build_task: Callable, finish: Ca
     (default: one test evaluation of the selected classifier and its result record).
     `build_task(runtime, cfg)` returns (task, backbone evaluated on test)."""
     started = time.time()
-    manifest, seed, digest = spec.manifest, spec.config["seed"], spec.digest
-    run_dir = run_dir_for(options, manifest["dataset"], spec.label, spec.config)
+    run_dir = run_dir_for(options, spec.manifest["dataset"], spec.label, spec.config)
+    if (reused := _reused(run_dir, options)) is not None:
+        return reused
+    cfg = OptimConfig.from_dict(spec.section)  # a bad value stops here, before the run directory exists
+    rt = make_runtime(options)
+    try:
+        with run_lock(run_dir, rt.ctx.is_main):
+            return _execute_locked(spec, options, build_task, finish, run_dir, rt, cfg, started)
+    finally:
+        shutdown(rt.ctx)
+
+
+def _reused(run_dir: Path, options: RunOptions) -> dict[str, Any] | None:
     finished = read_result(run_dir)
     if options.reuse_finished and finished is not None and not (options.force or options.resume is True):
         return {**finished, "run_dir": str(run_dir), "best_epoch": None, "reused": True}
+    return None
+
+
+def _execute_locked(spec: RunSpec, options: RunOptions, build_task: Callable, finish: Callable | None, run_dir: Path,
+                    rt: Runtime, cfg: OptimConfig, started: float) -> dict[str, Any]:
+    seed, digest = spec.config["seed"], spec.digest
+    if (reused := _reused(run_dir, options)) is not None:  # again: it may have finished while this one waited
+        return reused
     resume = (run_dir / "checkpoints" / "last.pt").exists() if options.resume == "auto" else bool(options.resume)
-    rt = make_runtime(options)
-    try:
-        if rt.ctx.is_main:
-            prepare_run_dir(run_dir, resume=resume, force=options.force)
-            write_json_atomic(run_dir / "config.json", {**spec.config, "config_hash": digest})
-        seed_everything(seed)
-        cfg = OptimConfig.from_dict(spec.section)
-        task, backbone = build_task(rt, cfg)
-        meta = {**spec.checkpoint_meta, "config": spec.config, "config_hash": digest, "code_version": code_version()}
-        engine = Engine(task, cfg, rt, run_dir, meta)
-        fit = engine.fit(resume=resume)
-        engine.load_best()
-        if finish is not None:
-            result = finish(rt, fit, run_dir)
-        else:
-            result = _classification_record(spec, rt, cfg, fit, backbone, started)
-        if rt.ctx.is_main:
-            write_result(run_dir, result) if finish is None else write_json_atomic(run_dir / "result.json", result)
-        return {**result, "run_dir": str(run_dir), "best_epoch": fit.best_epoch}
-    finally:
-        shutdown(rt.ctx)
+    if rt.ctx.is_main:
+        prepare_run_dir(run_dir, resume=resume, force=options.force)
+        write_json_atomic(run_dir / "config.json", {**spec.config, "config_hash": digest})
+    seed_everything(seed)
+    task, backbone = build_task(rt, cfg)
+    meta = {**spec.checkpoint_meta, "config": spec.config, "config_hash": digest, "code_version": code_version()}
+    engine = Engine(task, cfg, rt, run_dir, meta)
+    fit = engine.fit(resume=resume)
+    engine.load_best()
+    if finish is not None:
+        result = finish(rt, fit, run_dir)
+    else:
+        result = _classification_record(spec, rt, cfg, fit, backbone, started)
+    if rt.ctx.is_main:
+        write_result(run_dir, result) if finish is None else write_json_atomic(run_dir / "result.json", result)
+    return {**result, "run_dir": str(run_dir), "best_epoch": fit.best_epoch}
 
 
 def _classification_record(spec: RunSpec, rt: Runtime, cfg: OptimConfig, fit: FitResult, backbone, started: float):

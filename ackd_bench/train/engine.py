@@ -54,6 +54,17 @@ class OptimConfig:
     optimizer: str = "adam"
     scheduler: str = "none"  # "none" or "cosine" (per epoch)
 
+    def __post_init__(self):
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise AckdError(f"{name} {value!r} (the profile's, or --{name.replace('_', '-')}): expected a positive integer")
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+                raise AckdError(f"{name} {value!r} (the profile's, or --{name.replace('_', '-')}): expected a finite number"
+                                + (" above 0" if name == "lr" else " >= 0"))
+
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> "OptimConfig":
         known = {f for f in cls.__dataclass_fields__}

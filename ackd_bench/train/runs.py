@@ -3,20 +3,58 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import socket
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..data.dataset import ShardDataset
+from ..provenance import write_json_atomic
 from .engine import Runtime, TrainingError
 from .feed import Split, StreamedSplit, split_outputs
 from .metrics import multi_label_metrics, single_label_metrics
 
 RUN_FILES = ("checkpoints", "log.csv", "result.json", "result.csv", "config.json", "tensorboard")
+
+
+@contextmanager
+def run_lock(run_dir: Path, enabled: bool = True) -> Iterator[None]:
+    """One writer per run directory. The lock is an OS file lock beside the directory (released by
+    the kernel when its holder dies, so a killed run leaves no stale lock); a second writer stops
+    in one line naming the first (pid, host, start time), read from the owner file beside it."""
+    if not enabled:
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_dir.parent / f".{run_dir.name}.lock"), timeout=0)
+    owner_file = run_dir.parent / f".{run_dir.name}.owner.json"
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            owner = json.loads(owner_file.read_text())
+            who = f"pid {owner['pid']} on {owner['host']}, started {owner['started']}"
+        except (OSError, ValueError, KeyError):
+            who = "owner unknown"
+        raise TrainingError(f"{run_dir}: another process is writing this run ({who}); wait for it to finish, or "
+                            "give this one its own --out") from None
+    try:
+        write_json_atomic(owner_file, {"pid": os.getpid(), "host": socket.gethostname(),
+                                       "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        yield
+    finally:
+        owner_file.unlink(missing_ok=True)
+        lock.release()
 
 
 def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:

@@ -199,10 +199,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from .leaderboard.board import read_board, readme_path, submit
+    from .leaderboard.board import default_board, read_board, readme_path, submit
     from .leaderboard.render import README_MARK, build_table, render
 
-    board_path = Path(args.board)
+    board_path = Path(args.board) if args.board else default_board()
     if args.action == "submit":
         added = submit(args.results, board_path, readme=True)
         target = readme_path(board_path)
@@ -271,12 +271,6 @@ def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbones (off by default)")
     parser.add_argument("--threads", type=int, help="CPU threads per run (default: the cores this process may use, "
                                                     "divided by the runs started at once, less those other processes keep busy)")
-
-
-def _default_board() -> Path:
-    from .leaderboard.board import DEFAULT_BOARD
-
-    return DEFAULT_BOARD
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -395,7 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     board = commands.add_parser("leaderboard", help="submit results to the leaderboard, show or plot it")
     board.add_argument("action", choices=["submit", "show", "plot"])
     board.add_argument("results", nargs="*", help="submit: result.json / result.csv files or run directories")
-    board.add_argument("--board", default=str(_default_board()), help="leaderboard CSV")
+    board.add_argument("--board", help="leaderboard CSV (default: your own board, $ACKD_BENCH_HOME/leaderboard.csv "
+                                       "or ~/.local/share/ackd-bench/leaderboard.csv; the project's published board "
+                                       "is leaderboard/leaderboard.csv)")
     board.add_argument("--table", type=int, action="append", choices=[3, 4, 5, 6], help="show: which table(s)")
     board.add_argument("--dataset", action="append", help="show/plot: only these datasets")
     board.add_argument("--format", default="md", choices=["md", "csv", "latex", "html"])
@@ -415,7 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `leaderboard submit --board B.csv r.json`: files after an option are still files to submit
+    if extra and isinstance(getattr(args, "results", None), list) and not any(e.startswith("-") for e in extra):
+        args.results += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except AckdError as exc:

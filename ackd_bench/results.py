@@ -28,6 +28,7 @@ RESULT_FIELDS: dict[str, tuple[type, bool]] = {
     "teacher": (str, True),        # R | M | S
     "student": (str, True),        # R | M | S, None for teacher runs
     "seed": (int, False),
+    "profile": (str, False),       # the training profile (paper, smoke, ...): with epochs, part of the run key
     "epochs": (int, False),
     "oa": (float, True),
     "f1": (float, False),
@@ -44,7 +45,12 @@ METHODS = ("teacher", "none", *BASELINE_LOSSES, "sembridge", *(f"sembridge+{m}" 
 ARCHS = ("R", "M", "S")
 ABLATIONS = ("ssm", "dynm", "ot1", "ot2")
 METRICS = ("oa", "f1", "val_oa", "val_f1")
-RUN_KEY = ("dataset_version", "method", "ablation", "teacher", "student", "seed")
+RUN_KEY = ("dataset_version", "method", "ablation", "teacher", "student", "seed", "profile", "epochs")
+
+
+def canonical_method(method: str) -> str:
+    """One name per experiment: `sembridge+kd` is `sembridge` (SemBridge on its default base loss)."""
+    return "sembridge" if method == "sembridge+kd" else method
 
 
 def make_record(**values: Any) -> dict[str, Any]:
@@ -126,17 +132,19 @@ def validate_record(raw: dict[str, Any], known_versions: dict[str, set[str]] | N
     if missing:
         raise ValueError(f"missing column(s) {', '.join(missing)}")
     record = {name: _coerce(name, raw[name]) for name in RESULT_FIELDS}
-    for name in ("device", "code_version"):  # free text that ends up in CSVs, spreadsheets and pages
+    for name in ("device", "code_version", "profile"):  # free text that ends up in CSVs, spreadsheets and pages
         check_plain_text(name, record[name])
-    for name in METRICS:
-        value = record[name]
-        if value is None:
-            continue
-        if 1.0 < value <= 100.0:
-            value /= 100.0  # percentages are accepted and stored as fractions
-        if not 0.0 <= value <= 1.0:
+    record["method"] = canonical_method(record["method"])
+    given = {name: record[name] for name in METRICS if record[name] is not None}
+    percent = any(1.0 < v <= 100.0 for v in given.values())  # a record is in fractions or in percent, never both
+    for name, value in given.items():
+        if not 0.0 <= value <= 100.0:
             raise ValueError(f"{name}: {raw[name]} is outside [0, 1] (or [0, 100] as a percentage)")
-        record[name] = value
+        if percent and value <= 1.0 and value != 0.0:
+            others = ", ".join(f"{k}={raw[k]}" for k, v in given.items() if v > 1.0)
+            raise ValueError(f"{name}: {raw[name]} is a fraction but {others} is a percentage: give every metric "
+                             "of a record in the same unit")
+        record[name] = value / 100.0 if percent else value
     method = record["method"]
     if method not in METHODS:
         raise ValueError(f"method: unknown '{method}'")

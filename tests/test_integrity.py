@@ -76,3 +76,115 @@ def test_two_identical_runs_started_together_write_one_log(toy_dir, tmp_path):
     # usually the second finds the first at work; if it started after the first had finished, it
     # refuses to overwrite the finished run
     assert any("another process is writing this run" in err or "already finished" in err for _, err in outcomes)
+
+
+# --- the board ---------------------------------------------------------------------------------
+
+def _record(**changes):
+    from ackd_bench.leaderboard.board import known_versions
+
+    record = {"dataset": "toy", "dataset_version": next(iter(known_versions()["toy"])), "method": "kd",
+              "kd_loss": "kd", "sembridge": False, "ablation": "", "teacher": "S", "student": "S", "seed": 0,
+              "profile": "smoke", "epochs": 2, "oa": 0.9, "f1": 0.88, "val_oa": 0.91, "val_f1": 0.9, "n_test": 111,
+              "config_hash": "a" * 64, "code_version": "0.1.0", "wall_seconds": 12.5, "device": "cpu"}
+    return {**record, **changes}
+
+
+def test_the_default_board_lives_outside_the_checkout(tmp_path, monkeypatch):
+    from ackd_bench.leaderboard.board import PUBLISHED_BOARD, default_board
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("ACKD_BENCH_HOME", str(home))
+    published = [PUBLISHED_BOARD, PUBLISHED_BOARD.with_name("README.md")]
+    before = [p.read_bytes() if p.exists() else None for p in published]
+    result_file = tmp_path / "r.json"
+    result_file.write_text(json.dumps(_record()))
+    # options before the files, as users type them
+    result = run_cli("leaderboard", "submit", "--board", str(default_board()), str(result_file))
+    assert result.returncode == 0, result.stderr
+    result = run_cli("leaderboard", "submit", str(result_file.with_name("r2.json")))
+    assert result.returncode == 2 and "r2.json: not found" in result.stderr
+    assert (home / "leaderboard.csv").exists() and (home / "README.md").exists()
+    assert [p.read_bytes() if p.exists() else None for p in published] == before
+
+
+def test_one_experiment_has_one_name_and_settings_are_not_averaged():
+    from ackd_bench.leaderboard.render import build_table, render
+    from ackd_bench.results import run_key, validate_record
+
+    a = validate_record(_record(method="sembridge+kd", sembridge=True, seed=1))
+    b = validate_record(_record(method="sembridge", sembridge=True, seed=1))
+    assert a["method"] == "sembridge" and run_key(a) == run_key(b)  # a duplicate under either name
+    smoke = validate_record(_record(seed=1, epochs=2, oa=0.50))
+    longer = validate_record(_record(seed=1, epochs=8, oa=0.90))
+    demo = validate_record(_record(seed=1, profile="demo", epochs=8, oa=0.70))
+    assert len({run_key(r) for r in (smoke, longer, demo)}) == 3  # not duplicates of each other
+    more = validate_record(_record(seed=2, epochs=8, oa=0.80))
+    text = render(build_table(4, [smoke, longer, demo, more], datasets=["toy"], with_paper=False, pairs=["S/S"]), "md")
+    assert "85.0 ± 7.1" in text  # the two 8-epoch smoke runs only: (90 + 80) / 2
+
+
+def test_readme_flow_demo_then_smoke_runs_then_submit_and_show(toy_dir, tmp_path, monkeypatch):
+    from ackd_bench.harness.demo import run_demo
+
+    monkeypatch.setenv("ACKD_BENCH_HOME", str(tmp_path / "home"))
+    runs = tmp_path / "runs"
+    run_demo(tmp_path / "data", runs, pair="S/S", profile="smoke", progress=False)
+    smoke = run_cli("train-student", str(tmp_path / "data" / "toy"), "--arch", "S", "--profile", "smoke",
+                    "--epochs", "1", "--runs-root", str(runs), "--quiet")
+    assert smoke.returncode == 0, smoke.stderr
+    results = sorted(str(p) for p in runs.glob("toy/*/result.json"))
+    submitted = run_cli("leaderboard", "submit", *results)
+    assert submitted.returncode == 0, submitted.stderr
+    assert f"{len([r for r in results if 'matcher' not in r])} row(s) added" in submitted.stdout
+    shown = run_cli("leaderboard", "show", "--table", "3", "--dataset", "toy", "--no-paper")
+    assert shown.returncode == 0 and "S/S  +SemBridge" in shown.stdout
+
+
+# --- one clear line for what a user can get wrong ------------------------------------------------
+
+def test_ablate_without_sembridge_and_unknown_sweep_methods(toy_dir, tmp_path):
+    _one_line(run_cli("train-student", str(toy_dir), "--arch", "S", "--method", "none", "--ablate", "foo",
+                      "--out", str(tmp_path / "r"), "--quiet"), "--ablate foo", "--method none")
+    _one_line(run_cli("sweep", "--datasets", str(toy_dir), "--methods", "nope", "--runs-root", str(tmp_path)),
+              "--methods nope: not in Tables 3-6")
+
+
+def test_a_404_from_a_mirror_does_not_promise_a_resume(http_server, monkeypatch, tmp_path):
+    from ackd_bench.data.sources.fetch import MIRROR_ENV
+
+    _served, url = http_server
+    monkeypatch.setenv(MIRROR_ENV, url)
+    result = run_cli("build", "s2s-eu", "--out", str(tmp_path / "x"), "--quiet")
+    _one_line(result, f"{url}/EuroSATallBands.zip: HTTP 404", f"{MIRROR_ENV} is set to {url}", "--source-dir")
+    assert "resume" not in result.stderr
+
+
+@pytest.mark.parametrize("edit,fragment", [
+    (lambda m: m.__setitem__("shards", "oops"), "field 'shards' is a str, expected a list"),
+    (lambda m: m["modalities"]["rgb"].pop("mean"), "modalities.rgb lacks mean"),
+])
+def test_a_malformed_manifest_is_one_line_for_info_and_training(toy_dir, tmp_path, edit, fragment):
+    import shutil
+
+    copy = shutil.copytree(toy_dir, tmp_path / "toy")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    edit(manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    _one_line(run_cli("info", str(copy)), fragment)
+    _one_line(run_cli("train-student", str(copy), "--arch", "S", "--profile", "smoke", "--out", str(tmp_path / "r"),
+                      "--quiet"), fragment)
+
+
+def test_unreadable_submissions_ledgers_and_plot_targets(toy_dir, tmp_path):
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("dataset,device\ntoy,caf\xe9\n".encode("latin-1"))
+    _one_line(run_cli("leaderboard", "submit", str(latin), "--board", str(tmp_path / "b.csv")),
+              f"{latin}: not UTF-8 text")
+    ledger = tmp_path / "runs" / "sweeps" / "sweep.json"
+    ledger.parent.mkdir(parents=True)
+    ledger.write_text("{broken")
+    _one_line(run_cli("sweep", "--datasets", str(toy_dir), "--methods", "none", "--pairs", "S/S", "--tables", "3",
+                      "--runs-root", str(tmp_path / "runs")), f"{ledger}: not a readable sweep ledger")
+    _one_line(run_cli("leaderboard", "plot", "--board", str(tmp_path / "b.csv"), "--out",
+                      str(tmp_path / "missing" / "x.png")), "folder", "does not exist")

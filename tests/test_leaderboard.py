@@ -17,7 +17,7 @@ PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "000_75283808
 def _record(**changes):
     record = {
         "dataset": "toy", "dataset_version": next(iter(known_versions()["toy"])), "method": "kd", "kd_loss": "kd",
-        "sembridge": False, "ablation": "", "teacher": "R", "student": "R", "seed": 0, "epochs": 2, "oa": 0.9,
+        "sembridge": False, "ablation": "", "teacher": "R", "student": "R", "seed": 0, "profile": "smoke", "epochs": 2, "oa": 0.9,
         "f1": 0.88, "val_oa": 0.91, "val_f1": 0.9, "n_test": 111, "config_hash": "a" * 64,
         "code_version": "0.1.0", "wall_seconds": 12.5, "device": "cpu",
     }
@@ -36,7 +36,10 @@ def test_registered_toy_version_matches_a_fresh_build(toy_dir):
 
 
 def test_percentages_are_converted_and_fractions_kept():
-    assert validate_record(_record(oa=93.7))["oa"] == pytest.approx(0.937)
+    percent = validate_record(_record(oa=93.7, f1=88.0, val_oa=91.0, val_f1=90.0))
+    assert percent["oa"] == pytest.approx(0.937) and percent["f1"] == pytest.approx(0.88)
+    with pytest.raises(ValueError, match=r"f1: 0.88 is a fraction but oa=1.5 is a percentage"):
+        validate_record(_record(oa=1.5))  # 1.5 % or a typo of a fraction: never guessed
     assert validate_record(_record(oa="0.5"))["oa"] == 0.5
     assert validate_record(_record(method="teacher", kd_loss=None, student=None, oa=None))["oa"] is None
 

@@ -54,10 +54,19 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
                            "`ackd-bench build --force`")
     if found != FORMAT:
         raise DatasetError(f"{path}: not an ackd-bench manifest (expected format '{FORMAT}')")
-    for key in ("dataset", "dataset_version", "classes", "modalities", "shards", "counts"):
+    for key, kind in (("dataset", str), ("dataset_version", str), ("classes", list), ("modalities", dict),
+                      ("shards", list), ("counts", dict)):
         if key not in manifest:
             raise DatasetError(f"{path}: missing field '{key}'")
+        if not isinstance(manifest[key], kind):
+            raise DatasetError(f"{path}: field '{key}' is a {type(manifest[key]).__name__}, expected a {kind.__name__}")
+    for modality, spec in manifest["modalities"].items():
+        lacking = [k for k in ("bands", "image_size", "mean", "std") if not isinstance(spec, dict) or k not in spec]
+        if lacking:
+            raise DatasetError(f"{path}: modalities.{modality} lacks {', '.join(lacking)}")
     for entry in manifest["shards"]:
+        if not isinstance(entry, dict):
+            raise DatasetError(f"{path}: a shard entry is a {type(entry).__name__}, expected an object")
         missing = [k for k in ("file", "modality", "split", "samples", "bytes", "sha256", "content_sha256") if k not in entry]
         if missing:
             raise DatasetError(f"{path}: shard entry {entry.get('file', '?')} lacks {', '.join(missing)}")
@@ -157,6 +166,7 @@ def verify_for_training(root: str | Path) -> dict[str, Any]:
             write_json_atomic(stamp, seen)
         except OSError:  # a read-only copy: verified now, again next time
             pass
+    check_against_shards(root, manifest)  # labels and attributes only: cheap next to the pixels
     return manifest
 
 

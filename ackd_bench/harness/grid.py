@@ -61,6 +61,10 @@ def _students(table: int, pairs: list[str]) -> list[tuple[str, str, str, str]]:
 
 def expand_grid(datasets: list[str], *, methods: list[str] | None = None, pairs: list[str] | None = None,
                 seeds: list[int] = (0,), tables: list[int] = TABLES) -> list[RunRequest]:
+    known = {"teacher", *(m for t in TABLES for m, *_ in _students(t, list(PAIRS)))}
+    unknown = sorted(set(methods or ()) - known)
+    if unknown:
+        raise AckdError(f"--methods {' '.join(unknown)}: not in Tables 3-6; expected some of {' '.join(sorted(known))}")
     pairs = list(PAIRS if pairs in (None, ["all"], ("all",)) else pairs)
     bad = [p for p in pairs if p not in PAIRS]
     if bad:

@@ -304,7 +304,15 @@ class Ledger:
 
     def __init__(self, path: Path):
         self.path = path
-        self.entries: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
+        self.entries: dict[str, dict[str, Any]] = {}
+        if path.exists():
+            try:
+                self.entries = json.loads(path.read_text())
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise AckdError(f"{path}: not a readable sweep ledger ({exc}); move it aside to start the sweep's "
+                                "record afresh (finished runs are still found by their result.json)") from None
+            if not isinstance(self.entries, dict):
+                raise AckdError(f"{path}: not a sweep ledger (expected a JSON object)")
 
     def pending(self, requests: list[RunRequest]) -> list[RunRequest]:
         return [r for r in requests if self.entries.get(r.key, {}).get("status") != "done"]

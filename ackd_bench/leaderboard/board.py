@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,17 @@ from ..provenance import atomic_path
 from ..results import RESULT_FIELDS, records_to_csv, run_key, validate_record
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_BOARD = REPO / "leaderboard" / "leaderboard.csv"
+PUBLISHED_BOARD = REPO / "leaderboard" / "leaderboard.csv"  # the project's published board: only with --board
+
+
+def default_board() -> Path:
+    """A user's own board, outside any checkout ($ACKD_BENCH_HOME, else $XDG_DATA_HOME/ackd-bench,
+    else ~/.local/share/ackd-bench): submitting never dirties the code version of later runs."""
+    home = os.environ.get("ACKD_BENCH_HOME")
+    if not home:
+        data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        home = str(Path(data) / "ackd-bench")
+    return Path(home) / "leaderboard.csv"
 VERSIONS = REPO / "leaderboard" / "dataset_versions.csv"
 
 
@@ -51,25 +62,34 @@ def read_candidates(paths: list[str | Path]) -> list[Candidate]:
             path = path / "result.json"
         if not path.is_file():
             raise SubmissionError(f"{path}: not found")
-        if path.suffix == ".json":
-            try:
-                data = json.loads(path.read_text())
-            except json.JSONDecodeError as exc:
-                raise SubmissionError(f"{path}: not valid JSON ({exc})") from None
-            for i, raw in enumerate(data if isinstance(data, list) else [data]):
-                if isinstance(raw, dict) and raw.get("kind") == "matcher":
-                    continue  # a matcher run has no classification result: not a leaderboard record
-                candidates.append(Candidate(f"{path}:{i + 1}", raw if isinstance(raw, dict) else {}))
-            continue
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames is None or set(RESULT_FIELDS) - set(reader.fieldnames):
-                missing = sorted(set(RESULT_FIELDS) - set(reader.fieldnames or []))
-                raise SubmissionError(f"{path}: not a results CSV (missing columns: {', '.join(missing)})")
-            for i, raw in enumerate(reader):
-                if None in raw or None in raw.values():
-                    raise SubmissionError(f"{path}:{i + 2}: malformed CSV row (wrong number of fields)")
-                candidates.append(Candidate(f"{path}:{i + 2}", raw))
+        try:
+            candidates += _read_file(path)
+        except UnicodeDecodeError as exc:
+            raise SubmissionError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    return candidates
+
+
+def _read_file(path: Path) -> list[Candidate]:
+    candidates = []
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise SubmissionError(f"{path}: not valid JSON ({exc})") from None
+        for i, raw in enumerate(data if isinstance(data, list) else [data]):
+            if isinstance(raw, dict) and raw.get("kind") == "matcher":
+                continue  # a matcher run has no classification result: not a leaderboard record
+            candidates.append(Candidate(f"{path}:{i + 1}", raw if isinstance(raw, dict) else {}))
+        return candidates
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or set(RESULT_FIELDS) - set(reader.fieldnames):
+            missing = sorted(set(RESULT_FIELDS) - set(reader.fieldnames or []))
+            raise SubmissionError(f"{path}: not a results CSV (missing columns: {', '.join(missing)})")
+        for i, raw in enumerate(reader):
+            if None in raw or None in raw.values():
+                raise SubmissionError(f"{path}:{i + 2}: malformed CSV row (wrong number of fields)")
+            candidates.append(Candidate(f"{path}:{i + 2}", raw))
     return candidates
 
 
@@ -127,11 +147,11 @@ def validate_all(candidates: list[Candidate], existing: list[dict[str, Any]],
     return records
 
 
-def submit(paths: list[str | Path], board: str | Path = DEFAULT_BOARD, versions_file: Path = VERSIONS,
+def submit(paths: list[str | Path], board: str | Path | None = None, versions_file: Path = VERSIONS,
            readme: bool = False) -> int:
     """Validate and append; returns the number of rows added. With `readme`, the board's README
     of tables is regenerated under the same lock, so it always shows the board as written."""
-    board = Path(board)
+    board = Path(board) if board is not None else default_board()
     versions = known_versions(versions_file)
     candidates = read_candidates(paths)
     if not candidates:

@@ -7,16 +7,22 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import AckdError
 from .render import PAIRS
 
 
 def plot_oa(board: list[dict[str, Any]], out: str | Path, methods: list[str] | None = None) -> Path:
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise AckdError(f"--out {out}: folder {out.parent} does not exist")
+    students = [r for r in board if r["method"] != "teacher"]
+    if not students:
+        raise AckdError("nothing to plot: the board holds no student runs (submit some first)")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    students = [r for r in board if r["method"] != "teacher"]
     datasets = sorted({r["dataset"] for r in students})
     methods = methods or sorted({r["method"] for r in students if not r["ablation"]})
     fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(6 * max(1, len(datasets)), 4), squeeze=False)
@@ -36,7 +42,6 @@ def plot_oa(board: list[dict[str, Any]], out: str | Path, methods: list[str] | N
         ax.set_ylabel("test OA (%)")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    out = Path(out)
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out

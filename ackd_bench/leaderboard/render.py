@@ -108,15 +108,26 @@ def _sub_columns(table: int, pairs: tuple[str, ...] = PAIRS) -> list[str]:
     return {3: ["OA", "F1"], 4: [*pairs, "Avg."], 5: ["OA", "F1"], 6: ["OA"]}[table]
 
 
+def one_setting(records: list[dict]) -> list[dict]:
+    """The runs of one training setting (profile, epochs): seeds of different settings are never
+    averaged. The setting with the most runs wins, then the longest training."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r.get("profile", ""), r.get("epochs", 0)), []).append(r)
+    if len(groups) <= 1:
+        return records
+    return max(groups.items(), key=lambda item: (len(item[1]), item[0][1]))[1]
+
+
 def _cells(table: int, sub: str, records: list[dict], paper: bool) -> Cell:
     if table == 4:
         if sub == "Avg.":
             return Cell()  # filled in afterwards from the row's pair cells
         t, s = sub.split("/")
         rows = [r for r in records if (r.get("teacher") or "") == t and (r.get("student") or "") == s]
-        return paper_cell(rows, "oa") if paper else board_cell(rows, "oa")
+        return paper_cell(rows, "oa") if paper else board_cell(one_setting(rows), "oa")
     metric = sub.lower()
-    return paper_cell(records, metric) if paper else board_cell(records, metric)
+    return paper_cell(records, metric) if paper else board_cell(one_setting(records), metric)
 
 
 def build_table(table: int, board: list[dict[str, Any]], datasets: list[str] | None = None,

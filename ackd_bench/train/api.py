@@ -18,7 +18,7 @@ from ..methods.registry import baseline_dirs
 from ..models import build_backbone, canonical_arch
 from ..models.backbones import short_arch
 from ..provenance import code_version, config_hash, sha256_file, write_json_atomic
-from ..results import ABLATIONS, make_record, read_result, write_result
+from ..results import ABLATIONS, canonical_method, make_record, read_result, write_result
 from ..threads import set_threads
 from .classifier import ClassifierTask
 from .distributed import init_from_env, shutdown
@@ -155,7 +155,7 @@ def _classification_record(spec: RunSpec, rt: Runtime, cfg: OptimConfig, fit: Fi
     metrics = evaluate(backbone, test, rt, cfg.batch_size)
     return make_record(
         dataset=manifest["dataset"], dataset_version=manifest["dataset_version"], **spec.record,
-        seed=spec.config["seed"], epochs=cfg.epochs, oa=metrics["oa"], f1=metrics["f1"],
+        seed=spec.config["seed"], profile=spec.config["profile"], epochs=cfg.epochs, oa=metrics["oa"], f1=metrics["f1"],
         val_oa=fit.best_val.get("oa"), val_f1=fit.best_val["f1"], n_test=metrics["n"],
         config_hash=spec.digest, code_version=code_version(), wall_seconds=round(time.time() - started, 3),
         device=device_name(rt),
@@ -277,6 +277,10 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
                   log_transport_cost: bool = False, options: RunOptions | None = None) -> dict[str, Any]:
     """An RGB student: alone (`none`), distilled by a baseline loss with naive same-class pairing
     (`kd`, `dkd`, ...), or with SemBridge on top of a baseline (`sembridge`, `sembridge+dkd`, ...)."""
+    method = canonical_method(method)
+    if ablate and not parse_method(method)[1]:
+        raise AckdError(f"--ablate {ablate if isinstance(ablate, str) else ','.join(ablate)}: switches off SemBridge "
+                        f"components, but --method {method} has none; use --method sembridge[+LOSS]")
     if method == "none":
         return train_classifier(dataset_dir, arch, role="student", profile=profile, seed=seed, overrides=overrides,
                                 options=options)

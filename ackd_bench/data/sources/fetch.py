@@ -89,6 +89,14 @@ def http_download(url: str, target: Path) -> None:
                     bar.update(len(block))
                 handle.flush()
                 os.fsync(handle.fileno())
+    except requests.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        if status is not None and 400 <= status < 500:  # the file is not there: rerunning cannot help
+            hint = f"; {MIRROR_ENV} is set to {os.environ[MIRROR_ENV]}" if os.environ.get(MIRROR_ENV) else ""
+            raise DatasetError(f"{url}: HTTP {status}: the server does not serve this file{hint}; check the URL, or "
+                               "pass the file with --source-dir") from None
+        raise DatasetError(f"{url}: download failed (HTTP {status}); rerun to resume from {part.name} "
+                           f"({part.stat().st_size if part.exists() else 0} bytes)") from None
     except requests.RequestException as exc:
         raise DatasetError(f"{url}: download failed ({type(exc).__name__}: {exc}); rerun to resume from "
                            f"{part.name} ({part.stat().st_size if part.exists() else 0} bytes)") from None

@@ -164,7 +164,7 @@ class StudentJob:
         train_student(self.dataset, self.arch, method="kd", teacher=self.teacher, profile="paper",
                       seed=request.seed, overrides=self.overrides,
                       options=RunOptions(run_dir=self.runs_root / f"k-{request.seed}", device=self.device,
-                                         progress=False, force=True))
+                                         progress=False, force=True, threads=config.threads))
         return {"status": "done"}
 
 
@@ -202,8 +202,10 @@ def main() -> None:
 
         # 1 + 2: pure compute against the real steps
         overrides = {"epochs": args.epochs, "batch_size": batch}
+        # the pure-compute loop's threads, not the load-dependent default: both sides on equal terms
+        threads = torch.get_num_threads()
         options = lambda run: RunOptions(run_dir=tmp / "runs" / run, device=args.device, progress=False,  # noqa: E731
-                                         checkpoint_every=600)
+                                         checkpoint_every=600, threads=threads)
         rows, measured, pure_cache = [], {}, {}
         matcher = train_matcher(dataset, "R" if "resnet34" in archs else archs[0], profile="paper",
                                 overrides={"epochs": args.epochs}, options=options("matcher"))

@@ -214,8 +214,9 @@ class TrainFeed:
             order = plan.order.to(self.rt.device)
             for step, (start, stop) in enumerate(plan.bounds):
                 indices = order[start:stop]
-                images = self.split.images(indices)
-                yield {"image": apply_flips(images, flips[step, :stop - start]), **self.split.targets(indices)}
+                images = apply_flips(self.split.images(indices), flips[step, :stop - start])
+                # torch.where may hand back a contiguous tensor: channels-last again for cuDNN
+                yield {"image": self.rt.layout(images), **self.split.targets(indices)}
             return
         self.sampler.plan = plan
         for step, batch in enumerate(self.loader):

@@ -91,14 +91,37 @@ def verify_manifest(root: str | Path, *, checksums: bool = True, progress: bool 
     if checksums:
         entries = tqdm(manifest["shards"], desc="verify sha256", unit="shard", disable=not progress, leave=False)
         for entry in entries:
-            path = root / entry["file"]
-            actual = sha256_file(path)
-            if actual != entry["sha256"]:
-                raise DatasetError(f"{path}: sha256 mismatch: {MANIFEST} expects {entry['sha256']}, file has {actual}")
+            check_sha256(root / entry["file"], entry)
         if dataset_version(manifest["shards"]) != manifest["dataset_version"]:
             raise DatasetError(f"{root / MANIFEST}: dataset_version does not match the shard content hashes it lists")
         check_against_shards(root, manifest)
     return manifest
+
+
+def check_sha256(path: Path, entry: dict[str, Any], hint: str = "") -> None:
+    actual = sha256_file(path)
+    if actual != entry["sha256"]:
+        raise DatasetError(f"{path}: sha256 mismatch: {MANIFEST} expects {entry['sha256']}, file has {actual}{hint}")
+
+
+def pixel_bytes(manifest: dict[str, Any], modality: str | None = None, split: str | None = None) -> int:
+    """Bytes of the listed samples' pixels in their stored dtype (what holding them in memory takes).
+    Samples are summed over shards, not over `counts`, which counts a multi-label sample once per
+    class it carries."""
+    import numpy as np
+
+    from .shards import IMAGE_DTYPES
+
+    total = 0
+    for entry in manifest["shards"]:
+        if (modality or entry["modality"]) != entry["modality"] or (split or entry["split"]) != entry["split"]:
+            continue
+        spec = manifest["modalities"][entry["modality"]]
+        size = spec["image_size"]
+        height, width = (size, size) if isinstance(size, int) else size
+        itemsize = np.dtype(spec.get("dtype") or IMAGE_DTYPES[entry["modality"]]).itemsize
+        total += entry["samples"] * len(spec["bands"]) * height * width * itemsize
+    return total
 
 
 def check_against_shards(root: Path, manifest: dict[str, Any]) -> None:
@@ -155,10 +178,7 @@ def verify_for_training(root: str | Path) -> dict[str, Any]:
                 continue
         except (OSError, ValueError):
             pass
-        actual = sha256_file(path)
-        if actual != entry["sha256"]:
-            raise DatasetError(f"{path}: sha256 mismatch: {MANIFEST} expects {entry['sha256']}, file has {actual} "
-                               "(damaged or modified); rebuild with `ackd-bench build --force`")
+        check_sha256(path, entry, " (damaged or modified); rebuild with `ackd-bench build --force`")
         try:
             from ..provenance import write_json_atomic
 

@@ -394,13 +394,6 @@ class ShardReader:
                 raise DatasetError(f"{self.paths[shard]}: cannot read sample {local}: {exc}") from None
         return out
 
-    def images_nbytes(self) -> int:
-        """Bytes of every sample's pixels in their stored dtype (what holding them in memory takes)."""
-        if len(self) == 0:
-            return 0
-        images = self._dataset(0, "images")
-        return len(self) * int(np.prod(images.shape[1:])) * images.dtype.itemsize
-
     def read_all(self, field: str = "images") -> np.ndarray:
         """Every sample of `field`, all shards in order, read straight into one array."""
         first = self._dataset(0, field)

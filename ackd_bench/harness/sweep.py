@@ -34,7 +34,6 @@ from .grid import RunRequest
 LAUNCHERS = ("local", "submitit-local", "slurm")
 GiB = 1024**3
 RUN_OVERHEAD_BYTES = 3 * GiB  # model, optimiser, activations and the CUDA context of one run
-BYTES_PER_SAMPLE_VALUE = {"ms": 2, "rgb": 1}  # uint16 MS, uint8 RGB (when the manifest names no dtype)
 
 
 @dataclass
@@ -130,31 +129,12 @@ class SlurmGroupJob:
 
 # --- several runs on one device ------------------------------------------------------------------
 
-def dataset_bytes(manifest: dict[str, Any]) -> int:
-    """Pixels of every split of every modality, as a run holds them when its splits are resident
-    in device memory. Samples are summed over shards, not over manifest["counts"], which counts a
-    multi-label sample once per class it carries."""
-    total = 0
-    for modality, spec in manifest["modalities"].items():
-        samples = sum(entry["samples"] for entry in manifest["shards"] if entry["modality"] == modality)
-        size = spec["image_size"]
-        height, width = (size, size) if isinstance(size, int) else size
-        itemsize = _itemsize(spec.get("dtype")) or BYTES_PER_SAMPLE_VALUE[modality]
-        total += samples * len(spec["bands"]) * height * width * itemsize
-    return total
-
-
-def _itemsize(dtype: str | None) -> int | None:
-    import numpy as np
-
-    return np.dtype(dtype).itemsize if dtype else None
-
-
 def run_footprint_bytes(dataset_dir: str | Path) -> int:
-    """Estimated device memory of one run on this dataset: its pixels plus a fixed overhead."""
-    from ..data.manifest import read_manifest
+    """Estimated device memory of one run on this dataset: every split's pixels, as held when
+    resident, plus a fixed overhead."""
+    from ..data.manifest import pixel_bytes, read_manifest
 
-    return dataset_bytes(read_manifest(dataset_dir)) + RUN_OVERHEAD_BYTES
+    return pixel_bytes(read_manifest(dataset_dir)) + RUN_OVERHEAD_BYTES
 
 
 def largest_footprint_bytes(datasets: list[str]) -> int:
@@ -178,12 +158,14 @@ def cuda_free_bytes(device: str) -> int | None:
     or cannot be queried (the runs then report the device problem themselves)."""
     import torch
 
-    name = "cuda" if device == "auto" else device
-    if not name.startswith("cuda") or not torch.cuda.is_available():
-        return None
+    from ..train.engine import resolve_device
+
     try:
-        free, _total = torch.cuda.mem_get_info(torch.device(name))
-    except (RuntimeError, AssertionError, ValueError):
+        resolved = resolve_device(device)  # the device the runs themselves will resolve
+        if resolved.type != "cuda":
+            return None
+        free, _total = torch.cuda.mem_get_info(resolved)
+    except (AckdError, RuntimeError, AssertionError, ValueError):
         return None
     return int(free)
 

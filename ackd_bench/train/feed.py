@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..data.dataset import ShardDataset
+from ..data.manifest import pixel_bytes
 from ..errors import AckdError
 from .distributed import DistContext
 from .engine import Runtime
@@ -138,9 +139,14 @@ class StreamedSplit:
 Split = ResidentSplit | StreamedSplit
 
 
+def as_split(data: ShardDataset | Split, rt: Runtime) -> Split:
+    """A dataset read on demand, or a split as it is."""
+    return data if isinstance(data, Split) else StreamedSplit(data, rt)
+
+
 def split_bytes(datasets: Sequence[ShardDataset]) -> int:
     """Device memory that holding these splits' images takes (their stored dtype)."""
-    return sum(d.reader.images_nbytes() for d in datasets)
+    return sum(pixel_bytes(d.manifest, d.modality, d.split) for d in datasets)
 
 
 def memory_budget(device: torch.device) -> int:

@@ -19,7 +19,7 @@ from torch import nn
 from ..data.dataset import ShardDataset
 from ..provenance import write_json_atomic
 from .engine import Runtime, TrainingError
-from .feed import Split, StreamedSplit, split_outputs
+from .feed import Split, as_split, split_outputs
 from .metrics import multi_label_metrics, single_label_metrics
 
 RUN_FILES = ("checkpoints", "log.csv", "result.json", "result.csv", "config.json", "tensorboard")
@@ -80,7 +80,7 @@ def predict(model: nn.Module, data: ShardDataset | Split, rt: Runtime, batch_siz
             indices: np.ndarray | None = None, outputs: Sequence[str] = ("logits",)) -> dict[str, torch.Tensor]:
     """Outputs of `model` for `indices` (default: all) of a dataset or split, float32 on the CPU,
     in index order on every rank."""
-    split = data if isinstance(data, Split) else StreamedSplit(data, rt)
+    split = as_split(data, rt)
     return {k: v.cpu() for k, v in split_outputs(model, split, rt, batch_size, indices, outputs).items()}
 
 
@@ -90,7 +90,7 @@ def eval_batch_size(batch_size: int) -> int:
 
 
 def evaluate(model: nn.Module, data: ShardDataset | Split, rt: Runtime, batch_size: int) -> dict[str, Any]:
-    split = data if isinstance(data, Split) else StreamedSplit(data, rt)
+    split = as_split(data, rt)
     logits = split_outputs(model, split, rt, eval_batch_size(batch_size))["logits"].cpu().numpy()
     if split.dataset.multilabel:
         return {**multi_label_metrics(split.all_multilabels(), logits), "n": len(split)}

@@ -25,7 +25,7 @@ from ...errors import AckdError
 from ...models import build_backbone
 from ...models.backbones import FEATURE_DIM
 from ...train.engine import OptimConfig, Runtime, Task
-from ...train.feed import Split, StreamedSplit, TrainFeed, open_splits, split_outputs
+from ...train.feed import Split, TrainFeed, as_split, open_splits, split_outputs
 from ...train.runs import eval_batch_size
 
 
@@ -103,7 +103,7 @@ class Matcher(nn.Module):
 @torch.no_grad()
 def embed(encode, data: ShardDataset | Split, rt: Runtime, batch_size: int = 256, transform=None) -> torch.Tensor:
     """Embeddings of every sample of a dataset or split, float32 on the device."""
-    split = data if isinstance(data, Split) else StreamedSplit(data, rt)
+    split = as_split(data, rt)
 
     def outputs(images: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"embedding": encode(transform(images) if transform else images)}

@@ -108,24 +108,23 @@ def test_ctkd_ramp_and_reversed_temperature_gradient():
     assert cosine_ramp(2.5, 5) == pytest.approx(-0.5)
     s, t = _out([[1.0, 2, 3], [0, 2, 1]]), _out([[3.0, 1, 0], [2, 2, 0]])
 
-    def theta_grad(epoch, reversal=True):
-        ctkd = build_distiller("ctkd", 3)
-        if not reversal:
-            ctkd.ramp_epochs = 0  # lambda = -1 from the start
+    def theta_grad(epoch, params=None):
+        ctkd = build_distiller("ctkd", 3, params)
         loss = ctkd(s, t, TARGETS, epoch)["ctkd"]
         loss.backward()
         return ctkd.theta.grad.item(), loss
 
-    g0, _ = theta_grad(0)
-    assert g0 == 0.0  # lambda = 0: the temperature is not trained yet
-    g_late, loss = theta_grad(10)
-    ctkd = build_distiller("ctkd", 3)
-    tau = ctkd.tau_min + ctkd.tau_range * torch.sigmoid(ctkd.theta)
-    plain = torch.autograd.grad(
-        torch.nn.functional.kl_div(torch.log_softmax(s["logits"] / tau, 1), torch.log_softmax(t["logits"] / tau, 1),
-                                   reduction="batchmean", log_target=True) * tau.squeeze() ** 2, ctkd.theta)[0]
-    assert g_late == pytest.approx(-plain.item(), rel=1e-5)  # reversed exactly once
-    assert float(build_distiller("ctkd", 3).diagnostics(0)["tau"]) == pytest.approx(11.0)  # 1 + 20 * sigmoid(0)
+    assert theta_grad(0)[0] == 0.0  # lambda = 0: the temperature is not trained yet
+    for params, scaled, tau0 in ((None, False, 1 + 20 / (1 + math.exp(-1))), ({"t_squared": True, "theta_init": 0.0}, True, 11.0)):
+        g_late, loss = theta_grad(10, params)
+        ctkd = build_distiller("ctkd", 3, params)
+        tau = ctkd.tau_min + ctkd.tau_range * torch.sigmoid(ctkd.theta)
+        kl = torch.nn.functional.kl_div(torch.log_softmax(s["logits"] / tau, 1), torch.log_softmax(t["logits"] / tau, 1),
+                                        reduction="batchmean", log_target=True) * (tau.squeeze() ** 2 if scaled else 1)
+        plain = torch.autograd.grad(kl, ctkd.theta)[0]
+        assert g_late == pytest.approx(-plain.item(), rel=1e-5)  # reversed exactly once
+        assert loss.item() == pytest.approx(kl.item(), rel=1e-6)
+        assert float(ctkd.diagnostics(0)["tau"]) == pytest.approx(tau0, rel=1e-6)
 
 
 def test_lskd_is_invariant_to_logit_shift_and_scale():

@@ -67,22 +67,24 @@ def test_ssm_on_toy_agrees_with_brute_force(matcher_run, toy_dir):
     assert (ms.labels[batched] == rgb.labels).all()
 
 
-def test_dynm_equals_a_per_sample_loop_on_random_logits():
+def test_dynm_student_teacher_equals_a_per_sample_loop_on_random_logits():
     rng = np.random.default_rng(0)
     student_logits = torch.tensor(rng.normal(size=(60, 5)) * 3, dtype=torch.float32)
     teacher_logits = torch.tensor(rng.normal(size=(40, 5)) * 3, dtype=torch.float32)
     student_labels = rng.integers(0, 5, size=60)
     galleries = [np.flatnonzero(rng.integers(0, 5, size=40) == c) for c in range(5)]
     galleries = [g if len(g) else np.array([c]) for c, g in enumerate(galleries)]
-    batched = dynm_match(student_logits, teacher_logits, student_labels, galleries, gamma=3.0, chunk=7)
+    batched = dynm_match(student_logits, teacher_logits, student_labels, galleries, gamma=3.0, chunk=7,
+                         divergence="student-teacher")
     for n in range(60):
         p_s = F.softmax(student_logits[n] / 3, dim=0)
         kls = [(p_s * (p_s.log() - F.log_softmax(teacher_logits[k] / 3, dim=0))).sum().item()
                for k in galleries[student_labels[n]]]
         assert batched[n] == galleries[student_labels[n]][int(np.argmin(kls))]
-    omega = kl_matrix(student_logits[:3], teacher_logits[:4], 3.0)
-    assert omega.shape == (3, 4) and (omega >= -1e-6).all()
-    assert kl_matrix(student_logits[:2], student_logits[:2], 3.0).diagonal().abs().max() < 1e-5
+    for divergence in ("teacher-student", "student-teacher"):
+        omega = kl_matrix(student_logits[:3], teacher_logits[:4], 3.0, divergence)
+        assert omega.shape == (3, 4) and (omega >= -1e-6).all()
+        assert kl_matrix(student_logits[:2], student_logits[:2], 3.0, divergence).diagonal().abs().max() < 1e-5
 
 
 def test_multilabel_teacher_sits_in_every_gallery_of_its_labels():

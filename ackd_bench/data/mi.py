@@ -27,6 +27,7 @@ from sklearn.metrics import mutual_info_score
 
 from ..errors import DatasetError
 from ..provenance import atomic_path
+from ..train.pairing import class_galleries
 from .dataset import ShardDataset
 
 
@@ -83,9 +84,11 @@ def within_class_mi(root: str | Path, *, pairs: int = 100, bins: int = 16, seed:
     spec = ms.manifest["modalities"]["ms"]
     paired = paired_view(ms)
     rng = np.random.default_rng(seed)
+    # a multi-label MS patch (BigEarthNet) belongs to every class it carries, not only to its first
+    ms_galleries = class_galleries(ms)
     rows = []
     for c, name in enumerate(ms.classes):
-        ms_members, rgb_members = np.flatnonzero(ms.labels == c), np.flatnonzero(rgb.labels == c)
+        ms_members, rgb_members = ms_galleries[c], np.flatnonzero(rgb.labels == c)
         others = np.flatnonzero(rgb.labels != c)
         for side, members in (("MS", ms_members), ("RGB", rgb_members)):
             if len(members) < pairs:

@@ -5,7 +5,8 @@ gradient-reversal layer: theta ascends the KD loss (making the task harder) whil
 descends it. The reversal strength lambda follows a cosine ramp from 0 to -1 over `ramp_epochs`
 (reference code: 5; the CTKD authors: 10) and is applied once, inside the reversal layer's
 backward (lambda is negative; nothing else negates). The KL is computed in log space, which keeps
-it finite for any temperature; as in CTKD it is multiplied by tau^2.
+it finite for any temperature. The reference code starts theta at 1 and leaves the KL unscaled;
+the CTKD authors start at 0 and multiply by tau^2 (`theta_init`, `t_squared`).
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ def cosine_ramp(epoch: int, ramp_epochs: int, end: float = -1.0) -> float:
 class CTKD(Distiller):
     name = "ctkd"
 
-    def __init__(self, num_classes: int, tau_min: float = 1.0, tau_range: float = 20.0, ramp_epochs: int = 5):
+    def __init__(self, num_classes: int, tau_min: float = 1.0, tau_range: float = 20.0, ramp_epochs: int = 5,
+                 t_squared: bool = False, theta_init: float = 1.0):
         super().__init__(num_classes)
-        self.theta = nn.Parameter(torch.zeros(1))
-        self.tau_min, self.tau_range, self.ramp_epochs = tau_min, tau_range, ramp_epochs
+        self.theta = nn.Parameter(torch.full((1,), float(theta_init)))
+        self.tau_min, self.tau_range, self.ramp_epochs, self.t_squared = tau_min, tau_range, ramp_epochs, t_squared
 
     def temperature(self, epoch: int) -> torch.Tensor:
         theta = ScaleGradient.apply(self.theta, cosine_ramp(epoch, self.ramp_epochs))
@@ -51,8 +53,8 @@ class CTKD(Distiller):
 
     def forward(self, student, teacher, targets, epoch):
         tau = self.temperature(epoch)
-        loss = kl_teacher_student(student["logits"].float(), teacher["logits"].float(), tau) * tau.squeeze() ** 2
-        return {"ctkd": loss.squeeze()}
+        loss = kl_teacher_student(student["logits"].float(), teacher["logits"].float(), tau)
+        return {"ctkd": (loss * tau.squeeze() ** 2 if self.t_squared else loss).squeeze()}
 
     def diagnostics(self, epoch: int) -> dict[str, torch.Tensor]:
         return {"tau": (self.tau_min + self.tau_range * torch.sigmoid(self.theta.detach())).squeeze()}

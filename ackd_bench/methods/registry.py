@@ -36,6 +36,9 @@ def load_method_defaults(name: str) -> dict[str, Any]:
             spec = yaml.safe_load(path.read_text())
             if not isinstance(spec, dict) or not isinstance(spec.get("params"), dict):
                 raise AckdError(f"{path}: expected a mapping with a 'params' mapping")
+            weights = spec.get("alone_weights")
+            if not (isinstance(weights, dict) and set(weights) == {"task", "kd"}):
+                raise AckdError(f"{path}: expected 'alone_weights: {{task: W, kd: W}}' (the method's own CE:KD weights)")
             return spec
     raise AckdError(f"baselines/{name}.yaml not found (looked in {', '.join(map(str, baseline_dirs()))})")
 
@@ -44,5 +47,5 @@ def build_distiller(name: str, num_classes: int, overrides: dict[str, Any] | Non
     params = {**load_method_defaults(name)["params"], **(overrides or {})}
     try:
         return BASELINES[name](num_classes, **params)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise AckdError(f"baselines/{name}.yaml: bad parameter ({exc})") from None

@@ -1,13 +1,14 @@
 """VPR = DistilVPR (Wang et al., AAAI 2024): cross-modal relational distillation on embeddings.
 
-Implemented terms, on L2-normalised pooled embeddings (B x B matrices), following the authors' code:
-- cross-relation terms ("st2ss"): the student-student matrix is pulled towards the
-  (stop-gradient) student-teacher matrix, by MSE, in three geometries: Euclidean distance, cosine
-  similarity, and geodesic distance after the exponential map onto a Poincare ball of curvature
-  c = 0.1. Weight 0.1 each, as in the authors' published commands. The authors' optional "tt2st"
-  terms (student-teacher towards teacher-teacher) are off by default there and here (weight 0).
+Implemented terms (B x B relation matrices of pooled embeddings), following the authors' code:
+- cross-relation terms on L2-normalised embeddings ("st2ss"): the student-student matrix is pulled
+  towards the (stop-gradient) student-teacher matrix, by MSE, in three geometries: Euclidean
+  distance, cosine similarity, and geodesic distance after the exponential map onto a Poincare
+  ball of curvature c = 0.1; and ("tt2st") the student-teacher matrix towards the teacher-teacher one.
 - RKD-G: RKD distance and angle plus the mean-normalised Poincare geodesic-distance relation
-  (smooth-L1, weights 1/1/1), overall weight 1 (the authors use 1 or 10 per dataset).
+  (smooth-L1, weights 1/1/1) on the raw embeddings (`rkdg_embeddings: raw`, the reference code) or
+  on the L2-normalised ones (`l2`).
+Weights are in baselines/vpr.yaml (the reference: 0.1, 0.1 and 10).
 """
 
 from __future__ import annotations
@@ -45,9 +46,12 @@ class VPR(Distiller):
     teacher_outputs = ("pooled",)
 
     def __init__(self, num_classes: int, curvature: float = 0.1, cross_weight: float = 0.1,
-                 tt2st_weight: float = 0.0, rkdg_weight: float = 1.0):
+                 tt2st_weight: float = 0.1, rkdg_weight: float = 10.0, rkdg_embeddings: str = "raw"):
         super().__init__(num_classes)
+        if rkdg_embeddings not in ("raw", "l2"):
+            raise ValueError(f"rkdg_embeddings is {rkdg_embeddings!r}: expected raw or l2")
         self.c, self.cross_weight, self.tt2st_weight, self.rkdg_weight = curvature, cross_weight, tt2st_weight, rkdg_weight
+        self.rkdg_embeddings = rkdg_embeddings
 
     def _relations(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
         return {
@@ -57,8 +61,8 @@ class VPR(Distiller):
         }
 
     def forward(self, student, teacher, targets, epoch):
-        s = F.normalize(student["pooled"].float(), dim=1)
-        t = F.normalize(teacher["pooled"].float().detach(), dim=1)
+        raw_s, raw_t = student["pooled"].float(), teacher["pooled"].float().detach()
+        s, t = F.normalize(raw_s, dim=1), F.normalize(raw_t, dim=1)
         ss, st, tt = self._relations(s, s), self._relations(s, t), self._relations(t, t)
         terms = {}
         for geometry in ss:
@@ -66,9 +70,14 @@ class VPR(Distiller):
             if self.tt2st_weight:
                 loss = loss + self.tt2st_weight * F.mse_loss(st[geometry], tt[geometry])
             terms[f"vpr_{geometry}"] = loss
+        terms["vpr_rkdg"] = self.rkdg_weight * self._rkdg(*((raw_s, raw_t) if self.rkdg_embeddings == "raw" else (s, t)))
+        return terms
+
+    def _rkdg(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        off_diagonal = 1 - torch.eye(len(s), device=s.device)
         distance = F.smooth_l1_loss(mean_normalised(pairwise_distances(s)), mean_normalised(pairwise_distances(t)))
         angle = F.smooth_l1_loss(triplet_angles(s), triplet_angles(t))
-        geodesic = F.smooth_l1_loss(mean_normalised(ss["geodesic"] * (1 - torch.eye(len(s), device=s.device))),
-                                    mean_normalised(tt["geodesic"] * (1 - torch.eye(len(t), device=t.device))))
-        terms["vpr_rkdg"] = self.rkdg_weight * (distance + angle + geodesic)
-        return terms
+        geodesic = F.smooth_l1_loss(
+            mean_normalised(poincare_distances(expmap0(s, self.c), expmap0(s, self.c), self.c) * off_diagonal),
+            mean_normalised(poincare_distances(expmap0(t, self.c), expmap0(t, self.c), self.c) * off_diagonal))
+        return distance + angle + geodesic

@@ -5,6 +5,9 @@ Every backbone returns `tokens` (B, N, 512) from its last stage, `pooled` (B, 51
 (B, K). Where the last stage is not 512 wide (MobileNetV2: 1280, ShuffleNetV2: 1024), a 1x1
 convolution + BN + ReLU projects it to 512 so that feature-based losses (RKD, VPR, CORAL) compare
 vectors of one size across architectures; the classifier then reads the 512-d pooled vector.
+
+ShuffleNetV2 comes in torchvision's widths; the reference code uses x0.5 (its last stage is 1024
+wide at every width), this project's `bench` profile x1.0 (options.shufflenet_width).
 """
 
 from __future__ import annotations
@@ -33,27 +36,31 @@ def _projection(width: int) -> nn.Module:
     return nn.Sequential(nn.Conv2d(width, FEATURE_DIM, 1, bias=False), nn.BatchNorm2d(FEATURE_DIM), nn.ReLU(inplace=True))
 
 
-def _resnet34(in_channels: int) -> tuple[nn.Module, int]:
+SHUFFLENET_WIDTHS = {0.5: models.shufflenet_v2_x0_5, 1.0: models.shufflenet_v2_x1_0,
+                     1.5: models.shufflenet_v2_x1_5, 2.0: models.shufflenet_v2_x2_0}
+
+
+def _resnet34(in_channels: int, width: float = 1.0) -> tuple[nn.Module, int]:
     net = models.resnet34(weights=None)
     net.conv1 = _widen_first_conv(net.conv1, in_channels)
     body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
     return body, 512
 
 
-def _mobilenetv2(in_channels: int) -> tuple[nn.Module, int]:
+def _mobilenetv2(in_channels: int, width: float = 1.0) -> tuple[nn.Module, int]:
     net = models.mobilenet_v2(weights=None)
     net.features[0][0] = _widen_first_conv(net.features[0][0], in_channels)
     return net.features, net.last_channel
 
 
-def _shufflenetv2(in_channels: int) -> tuple[nn.Module, int]:
-    net = models.shufflenet_v2_x1_0(weights=None)
+def _shufflenetv2(in_channels: int, width: float = 1.0) -> tuple[nn.Module, int]:
+    net = SHUFFLENET_WIDTHS[width](weights=None)
     net.conv1[0] = _widen_first_conv(net.conv1[0], in_channels)
     body = nn.Sequential(net.conv1, net.maxpool, net.stage2, net.stage3, net.stage4, net.conv5)
     return body, net.conv5[0].out_channels
 
 
-ARCHITECTURES: dict[str, Callable[[int], tuple[nn.Module, int]]] = {
+ARCHITECTURES: dict[str, Callable[[int, float], tuple[nn.Module, int]]] = {
     "resnet34": _resnet34,
     "mobilenetv2": _mobilenetv2,
     "shufflenetv2": _shufflenetv2,
@@ -75,12 +82,20 @@ def short_arch(name: str) -> str:
     return next(short for short, full in SHORT_NAMES.items() if full == arch)
 
 
+def arch_width(arch: str, shufflenet_width: float) -> float:
+    """The width multiplier a profile gives an architecture (only ShuffleNetV2 has a choice)."""
+    return float(shufflenet_width) if canonical_arch(arch) == "shufflenetv2" else 1.0
+
+
 class Backbone(nn.Module):
-    def __init__(self, arch: str, in_channels: int, num_classes: int):
+    def __init__(self, arch: str, in_channels: int, num_classes: int, width: float = 1.0):
         super().__init__()
         self.arch = canonical_arch(arch)
-        self.in_channels, self.num_classes = in_channels, num_classes
-        self.body, width = ARCHITECTURES[self.arch](in_channels)
+        allowed = SHUFFLENET_WIDTHS if self.arch == "shufflenetv2" else (1.0,)
+        if float(width) not in allowed:
+            raise AckdError(f"{self.arch} width {width}: expected one of {', '.join(map(str, allowed))}")
+        self.in_channels, self.num_classes, self.width = in_channels, num_classes, float(width)
+        self.body, width = ARCHITECTURES[self.arch](in_channels, float(width))
         self.project = _projection(width)
         dropout = CLASSIFIER_DROPOUT[self.arch]
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(FEATURE_DIM, num_classes)) if dropout else nn.Linear(FEATURE_DIM, num_classes)
@@ -92,5 +107,5 @@ class Backbone(nn.Module):
         return {"tokens": tokens, "pooled": pooled, "logits": self.classifier(pooled)}
 
 
-def build_backbone(arch: str, in_channels: int, num_classes: int) -> Backbone:
-    return Backbone(arch, in_channels, num_classes)
+def build_backbone(arch: str, in_channels: int, num_classes: int, width: float = 1.0) -> Backbone:
+    return Backbone(arch, in_channels, num_classes, width)

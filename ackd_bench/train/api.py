@@ -16,7 +16,7 @@ from ..errors import AckdError
 from ..methods import build_distiller, load_method_defaults
 from ..methods.registry import baseline_dirs
 from ..models import build_backbone, canonical_arch
-from ..models.backbones import short_arch
+from ..models.backbones import arch_width, short_arch
 from ..provenance import code_version, config_hash, sha256_file, write_json_atomic
 from ..results import ABLATIONS, canonical_method, make_record, read_result, write_result
 from ..threads import set_threads
@@ -152,7 +152,7 @@ def _execute_locked(spec: RunSpec, options: RunOptions, build_task: Callable, fi
 def _classification_record(spec: RunSpec, rt: Runtime, cfg: OptimConfig, fit: FitResult, backbone, started: float):
     manifest = spec.manifest
     test = ShardDataset(manifest["_root"], spec.test_modality, "test", manifest=manifest)
-    metrics = evaluate(backbone, test, rt, cfg.batch_size)
+    metrics = evaluate(backbone, test, rt, cfg.batch_size, spec.config["options"]["multilabel_f1"])
     return make_record(
         dataset=manifest["dataset"], dataset_version=manifest["dataset_version"], **spec.record,
         seed=spec.config["seed"], profile=spec.config["profile"], epochs=cfg.epochs, oa=metrics["oa"], f1=metrics["f1"],
@@ -163,21 +163,25 @@ def _classification_record(spec: RunSpec, rt: Runtime, cfg: OptimConfig, fit: Fi
 
 
 def _profile_section(profile: str, role: str, overrides: dict[str, Any] | None, seed: int | None):
+    """The role's optimiser section, the seed and the whole profile (its options and method overrides)."""
     profile_data = load_profile(profile, {role: overrides or {}})
-    return profile_data[role], int(seed if seed is not None else profile_data["seed"])
+    return profile_data[role], int(seed if seed is not None else profile_data["seed"]), profile_data
 
 
 def _classifier_spec(manifest, arch, role, profile, seed, overrides) -> RunSpec:
     modality = "ms" if role == "teacher" else "rgb"
-    section, seed = _profile_section(profile, role, overrides, seed)
+    section, seed, profile_data = _profile_section(profile, role, overrides, seed)
+    options = profile_data["options"]
     meta = dataset_meta(manifest, modality)
     method = "teacher" if role == "teacher" else "none"
     short = short_arch(arch)
+    width = arch_width(arch, options["shufflenet_width"])
     return RunSpec(
         manifest=manifest, section=section, test_modality=modality,
-        config={"kind": role, "method": method, "arch": arch, "seed": seed, "profile": profile, "optim": section, **meta},
+        config={"kind": role, "method": method, "arch": arch, "width": width, "seed": seed, "profile": profile,
+                "options": options, "optim": section, **meta},
         label=f"{role}-{short}" + ("" if role == "teacher" else "-none") + f"-s{seed}",
-        checkpoint_meta={**meta, "kind": role, "arch": arch, "in_channels": len(meta["bands"]),
+        checkpoint_meta={**meta, "kind": role, "arch": arch, "width": width, "in_channels": len(meta["bands"]),
                          "num_classes": len(meta["classes"])},
         record={"method": method, "kd_loss": None, "sembridge": False, "ablation": "",
                 "teacher": short if role == "teacher" else None, "student": None if role == "teacher" else short},
@@ -196,8 +200,9 @@ def train_classifier(dataset_dir: str | Path, arch: str, *, role: str, profile: 
 
     def build_task(rt: Runtime, cfg: OptimConfig):
         datasets = [ShardDataset(dataset_dir, modality, split, manifest=manifest) for split in ("train", "val")]
-        backbone = build_backbone(arch, len(meta["bands"]), len(meta["classes"]))
-        return ClassifierTask(backbone, *datasets, cfg, spec.section.get("augment", []), spec.config["seed"], rt), backbone
+        backbone = build_backbone(arch, len(meta["bands"]), len(meta["classes"]), spec.config["width"])
+        return ClassifierTask(backbone, *datasets, cfg, spec.section.get("augment", []), spec.config["seed"], rt,
+                              spec.config["options"]["multilabel_f1"]), backbone
 
     return execute(spec, options or RunOptions(), build_task)
 
@@ -213,15 +218,19 @@ def sembridge_defaults() -> dict[str, Any]:
 def matcher_spec(dataset_dir: str | Path, arch: str | None = None, profile: str = "paper", seed: int | None = None,
                  overrides: dict[str, Any] | None = None) -> RunSpec:
     manifest = load_dataset(dataset_dir)
-    defaults = sembridge_defaults()["matcher"]
+    sembridge = sembridge_defaults()
+    defaults = sembridge["matcher"]
     arch = canonical_arch(arch or defaults["arch"])
-    section, seed = _profile_section(profile, "matcher", overrides, seed)
+    section, seed, profile_data = _profile_section(profile, "matcher", overrides, seed)
+    options = profile_data["options"]
     meta = dataset_meta(manifest, "ms")
-    params = {k: defaults[k] for k in ("dim", "dropout", "temperature", "soft_targets")}
+    params = {"dim": defaults["dim"], "dropout": defaults["dropout"], **sembridge["matcher_losses"][options["matcher_loss"]],
+              "pseudo_rgb": options["pseudo_rgb"]}
     return RunSpec(
         manifest=manifest, section=section,
         config={"kind": "matcher", "arch": arch, "matcher_params": params, "seed": seed, "profile": profile,
-                "optim": section, "rgb_bands": manifest["modalities"]["ms"].get("rgb_bands"), **meta},
+                "options": options, "optim": section, "rgb_bands": manifest["modalities"]["ms"].get("rgb_bands"),
+                **meta},
         label=f"matcher-{short_arch(arch)}-s{seed}",
         checkpoint_meta={**meta, "kind": "matcher", "arch": arch, "matcher_params": params},
     )
@@ -231,21 +240,21 @@ def train_matcher(dataset_dir: str | Path, arch: str | None = None, *, profile: 
                   seed: int | None = None, overrides: dict[str, Any] | None = None,
                   options: RunOptions | None = None) -> dict[str, Any]:
     """SSM's matcher: MS and pseudo-RGB encoders trained contrastively on MS train images."""
-    from ..methods.sembridge.matcher import Matcher, MatcherTask, rgb_band_indices
+    from ..methods.sembridge.matcher import MatcherTask, build_matcher
 
     spec = matcher_spec(dataset_dir, arch, profile, seed, overrides)
     manifest = spec.manifest
-    ms = manifest["modalities"]["ms"]
-    indices = rgb_band_indices(ms["bands"], ms.get("rgb_bands"))
+    build_matcher(manifest, spec.config["arch"], spec.config["matcher_params"])  # a missing band stops here
 
     def build_task(rt: Runtime, cfg: OptimConfig):
         train, val = (ShardDataset(dataset_dir, "ms", s, manifest=manifest) for s in ("train", "val"))
-        matcher = Matcher(len(ms["bands"]), indices, spec.config["arch"], **spec.config["matcher_params"])
+        matcher = build_matcher(manifest, spec.config["arch"], spec.config["matcher_params"])
         return MatcherTask(matcher, train, val, cfg, spec.section.get("augment", []), spec.config["seed"], rt), None
 
     def finish(rt: Runtime, fit: FitResult, run_dir: Path) -> dict[str, Any]:
         return {"kind": "matcher", "dataset": manifest["dataset"], "dataset_version": manifest["dataset_version"],
-                "arch": spec.config["arch"], "seed": spec.config["seed"], "epochs": spec.section["epochs"],
+                "arch": spec.config["arch"], "seed": spec.config["seed"], "profile": spec.config["profile"],
+                "epochs": spec.section["epochs"],
                 "val_top1": fit.best_val["top1"], "val_clip_loss": fit.best_val["clip_loss"],
                 "config_hash": spec.digest, "code_version": code_version(), "device": device_name(rt)}
 
@@ -288,19 +297,25 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
     arch = canonical_arch(arch)
     manifest = load_dataset(dataset_dir)
     kd_loss, sembridge = parse_method(method)
-    params = {**load_method_defaults(kd_loss)["params"], **(method_params or {})}
+    section, seed, profile_data = _profile_section(profile, "student", overrides, seed)
+    choices = profile_data["options"]
+    method_spec = load_method_defaults(kd_loss)
+    params = {**method_spec["params"], **profile_data["methods"].get(kd_loss, {}), **(method_params or {})}
     ablation = parse_ablation(ablate)
     if ablation and not sembridge:
         raise AckdError("--ablate switches off SemBridge components: use it with --method sembridge[+LOSS]")
     teacher_path = require_teacher(teacher, method)
     # loaded (metadata and weights checked) before the run directory exists: a bad file leaves nothing
     teacher_model, teacher_state = load_teacher(teacher_path, manifest)
-    section, seed = _profile_section(profile, "student", overrides, seed)
     weights = dict(section["loss_weights"])
+    if not sembridge and choices["baseline_weights"] == "per-method":
+        weights.update(method_spec["alone_weights"])
     meta = dataset_meta(manifest, "rgb")
     teacher_short, short = short_arch(teacher_state["arch"]), short_arch(arch)
+    width = arch_width(arch, choices["shufflenet_width"])
     config = {"kind": "student", "method": method, "kd_loss": kd_loss, "method_params": params, "arch": arch,
-              "seed": seed, "profile": profile, "optim": section, "teacher_sha256": sha256_file(teacher_path),
+              "width": width, "seed": seed, "profile": profile, "options": choices, "optim": section,
+              "loss_weights": weights, "teacher_sha256": sha256_file(teacher_path),
               "teacher_arch": teacher_state["arch"], **meta}
     sb: dict[str, Any] = {}
     matcher_model = None
@@ -309,8 +324,9 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
         sb = {**defaults["params"], **(sembridge_params or {})}
         weights["kd"] = float(sb["lambda1"])
         weights["ot"] = 1.0 - float(weights["task"]) - float(sb["lambda1"])
-        schedule = dynm_schedule or defaults["dynm_schedule"].get(manifest["dataset"], defaults["dynm_schedule"]["default"])
-        sb["dynm_schedule"] = [int(x) for x in schedule]
+        sb["dynm_epochs"] = dynm_epochs(defaults, manifest["dataset"], choices["dynm_epochs"], int(section["epochs"]),
+                                        dynm_schedule)
+        sb["dynm_divergence"] = choices["dynm_divergence"]
         if "ssm" not in ablation:
             if matcher is None:
                 raise AckdError("SemBridge's SSM needs a matcher: pass --matcher CHECKPOINT (from train-matcher) "
@@ -319,12 +335,12 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
 
             matcher_model = load_matcher(matcher, manifest)
             sb["matcher_sha256"] = sha256_file(matcher)
-        config.update({"sembridge": sb, "ablation": ablation, "loss_weights": weights})
+        config.update({"sembridge": sb, "ablation": ablation})
     config["pairing"] = "sembridge" if sembridge else "random-same-class"
     label = f"student-{short}-{method}" + (f"-no-{'-'.join(ablation)}" if ablation else "") + f"-T{teacher_short}-s{seed}"
     spec = RunSpec(
         manifest=manifest, config=config, section=section, label=label,
-        checkpoint_meta={**meta, "kind": "student", "arch": arch, "in_channels": len(meta["bands"]),
+        checkpoint_meta={**meta, "kind": "student", "arch": arch, "width": width, "in_channels": len(meta["bands"]),
                          "num_classes": len(meta["classes"])},
         record={"method": method, "kd_loss": kd_loss, "sembridge": sembridge, "ablation": ",".join(ablation),
                 "teacher": teacher_short, "student": short},
@@ -338,14 +354,14 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
             source = TeacherSource(rt, cache=cache)
         else:
             source = TeacherSource(rt, teacher=teacher_model.to(rt.device))
-        backbone = build_backbone(arch, len(meta["bands"]), len(meta["classes"]))
+        backbone = build_backbone(arch, len(meta["bands"]), len(meta["classes"]), width)
         distiller = build_distiller(kd_loss, len(meta["classes"]), params)
         alignment = None
         if sembridge and not {"ot1", "ot2"} <= set(ablation):
             from ..methods.sembridge.alignment import KnowledgeAlignment
 
             alignment = KnowledgeAlignment("ot1" not in ablation, "ot2" not in ablation, int(sb["dim"]), int(sb["heads"]))
-        module = StudentModule(backbone, distiller, weights, alignment)
+        module = StudentModule(backbone, distiller, weights, alignment, choices["loss_precision"])
         task = DistillationTask(module, rgb_train, rgb_val, ms_train, source, cfg, section.get("augment", []), seed, rt,
                                 log_transport_cost=log_transport_cost)
         if sembridge:
@@ -356,7 +372,6 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
 
 
 def _sembridge_pairing(task: DistillationTask, sb: dict, ablation: list[str], matcher, cache, rt, cfg, seed):
-    from ..methods.sembridge.matching import dynm_schedule as schedule_of
     from ..methods.sembridge.pairing import SemBridgePairing, ssm_pairs
     from .pairing import random_same_class
 
@@ -365,9 +380,22 @@ def _sembridge_pairing(task: DistillationTask, sb: dict, ablation: list[str], ma
     else:
         initial = ssm_pairs(matcher, task.rgb_split, task.ms_train, task.galleries, rt,
                             cfg.batch_size)
-    schedule = schedule_of(*sb["dynm_schedule"], epochs=cfg.epochs)
     gallery_logits = None
     if "dynm" not in ablation:  # where the student's splits are: on the device when they are resident
         gallery_logits = (task.source.cache or cache).tensors["logits"]
         gallery_logits = gallery_logits.to(rt.device) if task.rgb_split.resident else gallery_logits
-    return SemBridgePairing(initial, schedule, gallery_logits, task.galleries, float(sb["gamma"]), cfg.batch_size)
+    return SemBridgePairing(initial, sb["dynm_epochs"], gallery_logits, task.galleries, float(sb["gamma"]), cfg.batch_size,
+                            sb["dynm_divergence"])
+
+
+def dynm_epochs(defaults: dict[str, Any], dataset: str, source: str, epochs: int,
+                schedule: tuple[int, int, int] | None = None) -> list[int]:
+    """DynM's re-match epochs: an explicit Eq. 12 schedule (`--dynm-schedule`) first, then the
+    reference code's list for the dataset (`source` "reference"), else Eq. 12 with the dataset's
+    (e0, step, growth), continued to the last epoch."""
+    from ..methods.sembridge.matching import dynm_schedule as schedule_of
+
+    if schedule is None and source == "reference" and dataset in defaults["dynm_epochs"]:
+        return [int(e) for e in defaults["dynm_epochs"][dataset] if int(e) < epochs]
+    triple = schedule or defaults["dynm_schedule"].get(dataset, defaults["dynm_schedule"]["default"])
+    return schedule_of(*[int(x) for x in triple], epochs=epochs)

@@ -34,9 +34,9 @@ class ClassifierModule(nn.Module):
 
 class ClassifierTask(Task):
     def __init__(self, backbone: Backbone, train: ShardDataset, val: ShardDataset, cfg: OptimConfig,
-                 augment: Sequence[str], seed: int, rt: Runtime):
+                 augment: Sequence[str], seed: int, rt: Runtime, multilabel_f1: str = "samples"):
         self.module = ClassifierModule(backbone, train.multilabel)
-        self.cfg, self.rt, self.multilabel = cfg, rt, train.multilabel
+        self.cfg, self.rt, self.multilabel, self.multilabel_f1 = cfg, rt, train.multilabel, multilabel_f1
         self.train_split, self.val_split = open_splits([train, val], rt)
         self.feed = TrainFeed(self.train_split, cfg.batch_size, seed, augment, rt, stream=2)
 
@@ -47,6 +47,6 @@ class ClassifierTask(Task):
         return {"images": batch["image"], "targets": batch["multilabel"] if self.multilabel else batch["label"]}
 
     def validate(self) -> dict[str, float | None]:
-        metrics = evaluate(self.module.backbone, self.val_split, self.rt, self.cfg.batch_size)
+        metrics = evaluate(self.module.backbone, self.val_split, self.rt, self.cfg.batch_size, self.multilabel_f1)
         score = metrics["f1"] if self.multilabel else metrics["oa"]
         return {"oa": metrics["oa"], "f1": metrics["f1"], "score": score}

@@ -98,6 +98,17 @@ class Runtime:
         return self.layout(images.to(self.device, non_blocking=True))
 
 
+LOSS_PRECISIONS = ("fp32", "autocast")
+
+
+def loss_precision(mode: str, device_type: str):
+    """Where loss terms are computed: in float32 even inside an autocast region ("fp32": distances,
+    Gram matrices and tempered softmaxes lose too much in bf16), or in whatever the region gives."""
+    if mode not in LOSS_PRECISIONS:
+        raise ValueError(f"loss precision {mode!r}: expected one of {', '.join(LOSS_PRECISIONS)}")
+    return torch.autocast(device_type, enabled=False) if mode == "fp32" else nullcontext()
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """`auto`, `cpu`, `cuda` or `cuda:N` as a torch.device with an index where it is CUDA.
 

@@ -1,4 +1,4 @@
-"""OA and macro-F1 (single-label), sample-F1 at 0.5 (multi-label teacher), via scikit-learn."""
+"""OA and macro-F1 (single-label) and F1 for the multi-label teacher, via scikit-learn."""
 
 from __future__ import annotations
 
@@ -15,8 +15,20 @@ def single_label_metrics(labels: np.ndarray, logits: np.ndarray) -> dict[str, fl
     }
 
 
-def multi_label_metrics(targets: np.ndarray, logits: np.ndarray, threshold: float = 0.5) -> dict[str, float | None]:
-    """Sample-averaged F1 of sigmoid(logits) >= threshold; OA is undefined for multi-label (the
-    paper prints '/'), so it is None."""
-    predictions = (1.0 / (1.0 + np.exp(-logits))) >= threshold
-    return {"oa": None, "f1": float(f1_score(targets.astype(bool), predictions, average="samples", zero_division=0))}
+MULTILABEL_F1 = {
+    # the reference code (val.py:41, 55): raw logits above 0.5 (sigmoid 0.62), F1 averaged over classes
+    "macro-logit-0.5": (0.5, "macro"),
+    # sigmoid(logits) >= 0.5, F1 averaged over samples
+    "samples": (0.0, "samples"),
+}
+
+
+def multi_label_metrics(targets: np.ndarray, logits: np.ndarray, form: str = "samples") -> dict[str, float | None]:
+    """F1 of thresholded logits in one of the MULTILABEL_F1 forms; OA is undefined for multi-label
+    (the paper prints '/'), so it is None."""
+    if form not in MULTILABEL_F1:
+        raise ValueError(f"multi-label F1 {form!r}: expected one of {', '.join(MULTILABEL_F1)}")
+    logit_threshold, average = MULTILABEL_F1[form]
+    predictions = logits > logit_threshold if average == "macro" else logits >= logit_threshold
+    f1 = f1_score(targets.astype(bool), predictions, average=average, zero_division=0)
+    return {"oa": None, "f1": float(f1)}

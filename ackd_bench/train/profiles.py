@@ -1,8 +1,16 @@
-"""Training profiles (`recipes/profile-NAME.yaml`): optimiser, schedule and loss weights as data."""
+"""Training profiles (`recipes/profile-NAME.yaml`): optimiser, schedule, loss weights and the
+fidelity options, as data.
+
+A profile may `extends:` another; its mappings are merged into the parent's, key by key. The
+`options` section names every choice where the paper's reference code and this project differ
+(docs/FIDELITY.md has one row per option); `methods` overrides a distiller's `baselines/*.yaml`
+parameters. Both enter every run's config, and so its hash.
+"""
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -12,24 +20,81 @@ from ..errors import AckdError
 
 SECTIONS = ("teacher", "student", "matcher")
 
+# option -> the values it takes; the first is the reference code's (the `paper` profile's)
+OPTIONS: dict[str, tuple[Any, ...]] = {
+    "dynm_divergence": ("teacher-student", "student-teacher"),  # KL(p_T||p_S) as the code; KL(p_S||p_T) as Eq. 10
+    "dynm_epochs": ("reference", "eq12"),  # main_config.py's lists; Eq. 12 continued to the last epoch
+    "baseline_weights": ("per-method", "shared"),  # each distiller's own CE:KD; the profile's task/kd for all
+    "shufflenet_width": (0.5, 1.0),
+    "multilabel_f1": ("macro-logit-0.5", "samples"),  # val.py; sample-averaged F1 at sigmoid >= 0.5
+    "loss_precision": ("fp32", "autocast"),
+    "matcher_loss": ("reference", "normalised"),
+    "pseudo_rgb": ("first-bands-image-max", "rgb-bands"),
+}
+
 
 def profile_names() -> list[str]:
     return sorted({p.stem[len("profile-"):] for d in recipe_dirs() for p in d.glob("profile-*.yaml")})
 
 
-def load_profile(name: str, overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """A profile by name, with per-section overrides (e.g. {"student": {"epochs": 5}})."""
+def _profile_file(name: str) -> Path:
     for directory in recipe_dirs():
         path = directory / f"profile-{name}.yaml"
         if path.is_file():
-            profile = yaml.safe_load(path.read_text())
-            break
-    else:
-        raise AckdError(f"unknown training profile '{name}': expected one of {', '.join(profile_names())}")
+            return path
+    raise AckdError(f"unknown training profile '{name}': expected one of {', '.join(profile_names())}")
+
+
+def _merged(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(parent)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _raw_profile(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    if name in seen:
+        raise AckdError(f"training profile '{name}' extends itself (through {' -> '.join(seen)})")
+    path = _profile_file(name)
+    profile = yaml.safe_load(path.read_text())
+    if not isinstance(profile, dict):
+        raise AckdError(f"{path}: expected a mapping")
+    parent = profile.pop("extends", None)
+    if parent is not None:
+        profile = _merged(_raw_profile(str(parent), (*seen, name)), profile)
+    profile["name"] = name
+    profile.setdefault("_path", str(path))
+    return profile
+
+
+def check_options(options: Any, path: str) -> dict[str, Any]:
+    if not isinstance(options, dict):
+        raise AckdError(f"{path}: missing 'options' mapping ({', '.join(OPTIONS)})")
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise AckdError(f"{path}: unknown option(s) {', '.join(unknown)}: expected some of {', '.join(OPTIONS)}")
+    for key, allowed in OPTIONS.items():
+        if key not in options:
+            raise AckdError(f"{path}: options.{key} is missing: expected one of {', '.join(map(str, allowed))}")
+        if options[key] not in allowed:
+            raise AckdError(f"{path}: options.{key} is {options[key]!r}: expected one of {', '.join(map(str, allowed))}")
+    return options
+
+
+def load_profile(name: str, overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A profile by name, with per-section overrides (e.g. {"student": {"epochs": 5}})."""
+    profile = _raw_profile(name)
+    path = profile.pop("_path")
     missing = [s for s in SECTIONS if s not in profile]
     if missing:
         raise AckdError(f"{path}: missing section(s) {', '.join(missing)}")
-    profile = copy.deepcopy(profile)
+    check_options(profile.get("options"), path)
+    methods = profile.setdefault("methods", {})
+    if not isinstance(methods, dict) or not all(isinstance(v, dict) for v in methods.values()):
+        raise AckdError(f"{path}: 'methods' must map a method name to its parameter overrides")
     for section, values in (overrides or {}).items():
         profile[section].update({k: v for k, v in values.items() if v is not None})
     return profile

@@ -89,11 +89,12 @@ def eval_batch_size(batch_size: int) -> int:
     return max(batch_size, 1024)
 
 
-def evaluate(model: nn.Module, data: ShardDataset | Split, rt: Runtime, batch_size: int) -> dict[str, Any]:
+def evaluate(model: nn.Module, data: ShardDataset | Split, rt: Runtime, batch_size: int,
+             multilabel_f1: str = "samples") -> dict[str, Any]:
     split = as_split(data, rt)
     logits = split_outputs(model, split, rt, eval_batch_size(batch_size))["logits"].cpu().numpy()
     if split.dataset.multilabel:
-        return {**multi_label_metrics(split.all_multilabels(), logits), "n": len(split)}
+        return {**multi_label_metrics(split.all_multilabels(), logits, multilabel_f1), "n": len(split)}
     return {**single_label_metrics(split.dataset.labels, logits), "n": len(split)}
 
 

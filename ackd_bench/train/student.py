@@ -13,7 +13,7 @@ from ..data.dataset import ShardDataset
 from ..methods import Distiller
 from ..methods.sembridge.alignment import KnowledgeAlignment
 from ..models import Backbone
-from .engine import OptimConfig, Runtime, Task
+from .engine import OptimConfig, Runtime, Task, loss_precision
 from .feed import Split, TrainFeed, open_splits
 from .pairing import PairedStudentData, class_galleries, check_galleries, random_same_class
 from .runs import evaluate
@@ -22,26 +22,29 @@ from .teacher_cache import TeacherCache
 
 class StudentModule(nn.Module):
     """Student backbone + distiller (+ SemBridge's alignment): Eq. 20,
-    w_task * CE + w_kd * sum(distiller terms) + w_ot * s_ot * (L_ot1 + L_ot2)."""
+    w_task * CE + w_kd * sum(distiller terms) + w_ot * s_ot * (L_ot1 + L_ot2), the loss terms in
+    float32 unless `precision` is "autocast"."""
 
     def __init__(self, backbone: Backbone, distiller: Distiller, weights: dict[str, float],
-                 alignment: KnowledgeAlignment | None = None):
+                 alignment: KnowledgeAlignment | None = None, precision: str = "fp32"):
         super().__init__()
         self.backbone, self.distiller, self.alignment = backbone, distiller, alignment
         self.w_task, self.w_kd = float(weights["task"]), float(weights["kd"])
         self.w_ot = float(weights.get("ot", 0.0)) * float(weights.get("ot_scale", 1.0))
+        self.precision = precision
 
     def forward(self, images: torch.Tensor, targets: torch.Tensor, teacher: dict[str, torch.Tensor],
                 epoch: int) -> dict[str, torch.Tensor]:
         out = self.backbone(images)
-        student = {k: v.float() for k, v in out.items()}
-        task = F.cross_entropy(student["logits"], targets)
-        terms = self.distiller(student, teacher, targets, epoch)
-        loss = self.w_task * task + self.w_kd * sum(terms.values())
-        if self.alignment is not None:
-            ot_terms = self.alignment(student, teacher)
-            loss = loss + self.w_ot * sum(ot_terms.values())
-            terms.update(ot_terms)
+        with loss_precision(self.precision, images.device.type):
+            student = {k: v.float() for k, v in out.items()} if self.precision == "fp32" else out
+            task = F.cross_entropy(student["logits"], targets)
+            terms = self.distiller(student, teacher, targets, epoch)
+            loss = self.w_task * task + self.w_kd * sum(terms.values())
+            if self.alignment is not None:
+                ot_terms = self.alignment(student, teacher)
+                loss = loss + self.w_ot * sum(ot_terms.values())
+                terms.update(ot_terms)
         diagnostics = self.distiller.diagnostics(epoch)
         return {"loss": loss, "task": task.detach(), **{k: v.detach() for k, v in terms.items()}, **diagnostics}
 

@@ -40,7 +40,7 @@ def load_teacher(path: str | Path, manifest: dict[str, Any]) -> tuple[nn.Module,
     """The teacher of a checkpoint, frozen in eval mode, after checking it fits the dataset."""
     state = check_teacher(path, manifest)
     with untouched_rng():
-        teacher = build_backbone(state["arch"], state["in_channels"], state["num_classes"])
+        teacher = build_backbone(state["arch"], state["in_channels"], state["num_classes"], state.get("width", 1.0))
     load_weights(teacher, {k.removeprefix("backbone."): v for k, v in state["module"].items()}, path,
                  f"a {state['arch']} teacher with {state['in_channels']} bands and {state['num_classes']} classes")
     teacher.eval().requires_grad_(False)

@@ -47,7 +47,7 @@ def load_student(path: str | Path, manifest: dict[str, Any]) -> torch.nn.Module:
                              "classes": list(manifest["classes"])}, path)
     check_compatible(state, {"dataset_version": manifest["dataset_version"]}, path)
     with untouched_rng():
-        student = build_backbone(state["arch"], state["in_channels"], state["num_classes"])
+        student = build_backbone(state["arch"], state["in_channels"], state["num_classes"], state.get("width", 1.0))
     load_weights(student, {k.removeprefix("backbone."): v for k, v in state["module"].items()
                            if k.startswith("backbone.")}, path, f"a {state['arch']} student")
     return student.eval()

@@ -1,14 +1,16 @@
 """The SSM matcher: MS and RGB encoders trained CLIP-style on MS images only (Eq. 6-9).
 
-Each MS train image is paired with its own pseudo-RGB (its true R, G, B bands, stretched to the RGB
-side's range): the positive of a symmetric InfoNCE (baselines/sembridge.yaml: L2-normalised
-embeddings, temperature 0.1, identity targets; the reference's temperature-1 soft targets
-collapse with encoders trained from scratch). At matching
-time real RGB images go through the RGB encoder and are compared with the MS gallery.
+Each MS train image is paired with its own pseudo-RGB: the positive of a symmetric InfoNCE. At
+matching time real RGB images go through the RGB encoder and are compared with the MS gallery.
+Two forms of each piece, chosen by the profile (docs/FIDELITY.md rows 10 and 11):
 
-The stretch is a per-band linear map from the MS band's train mean/std to the RGB channel's; in
-the normalised input space both sides use, that is exactly the MS band's normalised value, so the
-pseudo-RGB is the normalised (B04, B03, B02) slice of the MS input.
+- loss (`baselines/sembridge.yaml` matcher_losses): the reference's raw embeddings, temperature 1
+  and learned soft targets, or L2-normalised embeddings at temperature 0.1 with identity targets
+  (the reference form collapses with encoders trained from scratch);
+- pseudo-RGB: the reference's first three MS bands, each image divided by its own maximum and
+  mapped to [-1, 1] as its RGB images are; or the MS input's R, G, B bands as normalised (a
+  per-band linear map from the MS band's train mean/std to the RGB channel's is, in the
+  normalised input space both sides use, exactly the MS band's normalised value).
 """
 
 from __future__ import annotations
@@ -44,18 +46,23 @@ class ProjectionHead(nn.Module):
         return self.norm(self.dropout(self.fc(F.gelu(projected))) + projected)
 
 
+PSEUDO_RGB = ("first-bands-image-max", "rgb-bands")
+
+
 def clip_loss(ms_embeddings: torch.Tensor, rgb_embeddings: torch.Tensor, temperature: float = 0.1,
-              soft_targets: bool = True) -> torch.Tensor:
-    """Symmetric InfoNCE between L2-normalised embeddings at a temperature.
+              soft_targets: bool = True, normalise: bool = True, learned_targets: bool = False) -> torch.Tensor:
+    """Symmetric InfoNCE between (optionally L2-normalised) embeddings at a temperature.
 
     With soft targets (the reference's CLIP variant) each row's target is the softmax of the
-    average within-modality similarity, held fixed (stop-gradient); otherwise the identity.
+    average within-modality similarity, learned with the encoders (`learned_targets`, the
+    reference) or held fixed; otherwise the identity. (The reference multiplies that average by
+    the temperature where this divides: the same at its temperature of 1.)
     """
-    ms = F.normalize(ms_embeddings, dim=1)
-    rgb = F.normalize(rgb_embeddings, dim=1)
+    ms = F.normalize(ms_embeddings, dim=1) if normalise else ms_embeddings
+    rgb = F.normalize(rgb_embeddings, dim=1) if normalise else rgb_embeddings
     logits = rgb @ ms.t() / temperature
     if soft_targets:
-        with torch.no_grad():  # learning the targets themselves lets both sides collapse together
+        with torch.set_grad_enabled(learned_targets and torch.is_grad_enabled()):
             targets = F.softmax((ms @ ms.t() + rgb @ rgb.t()) / 2 / temperature, dim=-1)
     else:
         targets = torch.eye(len(ms), device=ms.device, dtype=logits.dtype)
@@ -75,15 +82,27 @@ def rgb_band_indices(ms_bands: Sequence[str], rgb_bands: Sequence[str] | None) -
 
 class Matcher(nn.Module):
     def __init__(self, ms_channels: int, rgb_indices: Sequence[int], arch: str = "resnet34", dim: int = 256,
-                 dropout: float = 0.1, temperature: float = 0.1, soft_targets: bool = True):
+                 dropout: float = 0.1, temperature: float = 0.1, soft_targets: bool = True, normalise: bool = True,
+                 learned_targets: bool = False, pseudo_rgb: str = "rgb-bands",
+                 band_mean: Sequence[float] | None = None, band_std: Sequence[float] | None = None):
         super().__init__()
+        if pseudo_rgb not in PSEUDO_RGB:
+            raise AckdError(f"matcher pseudo_rgb {pseudo_rgb!r}: expected one of {', '.join(PSEUDO_RGB)}")
         # the encoders' classifiers are unused: num_classes=1 keeps them tiny
         self.ms_encoder = build_backbone(arch, ms_channels, 1)
         self.rgb_encoder = build_backbone(arch, 3, 1)
         self.ms_head = ProjectionHead(FEATURE_DIM, dim, dropout)
         self.rgb_head = ProjectionHead(FEATURE_DIM, dim, dropout)
+        self.pseudo_rgb_mode = pseudo_rgb
+        if pseudo_rgb == "first-bands-image-max":
+            if band_mean is None or band_std is None:
+                raise AckdError("the reference pseudo-RGB needs the MS bands' train mean and std (the manifest's)")
+            rgb_indices = [0, 1, 2]
+            self.register_buffer("band_mean", torch.tensor(list(band_mean)[:3]).view(1, 3, 1, 1), persistent=False)
+            self.register_buffer("band_std", torch.tensor(list(band_std)[:3]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("rgb_indices", torch.tensor(list(rgb_indices)), persistent=False)
-        self.temperature, self.soft_targets = temperature, soft_targets
+        self.loss_form = {"temperature": temperature, "soft_targets": soft_targets, "normalise": normalise,
+                          "learned_targets": learned_targets}
 
     def embed_ms(self, ms: torch.Tensor) -> torch.Tensor:
         return self.ms_head(self.ms_encoder(ms)["pooled"])
@@ -92,12 +111,28 @@ class Matcher(nn.Module):
         return self.rgb_head(self.rgb_encoder(rgb)["pooled"])
 
     def pseudo_rgb(self, ms: torch.Tensor) -> torch.Tensor:
-        return ms.index_select(1, self.rgb_indices.to(ms.device))
+        bands = ms.index_select(1, self.rgb_indices.to(ms.device))
+        if self.pseudo_rgb_mode == "rgb-bands":
+            return bands
+        raw = bands.float() * self.band_std + self.band_mean  # the stored values, before normalisation
+        peak = raw.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+        return (raw / peak * 2 - 1).to(ms.dtype)  # ToTensor's [0, 1], then Normalize(0.5, 0.5)
+
+    def loss(self, ms_embeddings: torch.Tensor, rgb_embeddings: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(ms_embeddings.device.type, enabled=False):  # similarities and softmax in float32
+            return clip_loss(ms_embeddings.float(), rgb_embeddings.float(), **self.loss_form)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        loss = clip_loss(self.embed_ms(images), self.embed_rgb(self.pseudo_rgb(images)), self.temperature,
-                         self.soft_targets)
+        loss = self.loss(self.embed_ms(images), self.embed_rgb(self.pseudo_rgb(images)))
         return {"loss": loss, "clip": loss.detach()}
+
+
+def build_matcher(manifest: dict[str, Any], arch: str, params: dict[str, Any]) -> Matcher:
+    """The matcher a dataset and a run's `matcher_params` describe (training and loading alike)."""
+    ms = manifest["modalities"]["ms"]
+    reference = params.get("pseudo_rgb", "rgb-bands") == "first-bands-image-max"
+    indices = [0, 1, 2] if reference else rgb_band_indices(ms["bands"], ms.get("rgb_bands"))
+    return Matcher(len(ms["bands"]), indices, arch, **params, band_mean=ms.get("mean"), band_std=ms.get("std"))
 
 
 @torch.no_grad()
@@ -133,7 +168,7 @@ class MatcherTask(Task):
         ms = embed(self.module.embed_ms, self.val_split, self.rt, batch)
         rgb = embed(self.module.embed_rgb, self.val_split, self.rt, batch, transform=self.module.pseudo_rgb)
         self.module.train(was_training)
-        loss = float(clip_loss(ms, rgb, self.module.temperature, self.module.soft_targets))
+        loss = float(self.module.loss(ms, rgb))
         hits = (F.normalize(rgb, dim=1) @ F.normalize(ms, dim=1).t()).argmax(dim=1).eq(torch.arange(len(ms), device=ms.device))
         return {"clip_loss": loss, "top1": float(hits.float().mean()), "score": float(hits.float().mean()) - 1e-3 * loss}
 

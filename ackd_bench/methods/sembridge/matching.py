@@ -50,19 +50,30 @@ def ssm_match(student_embeddings: torch.Tensor, teacher_embeddings: torch.Tensor
     return _per_class(student_labels, galleries, lambda rows, cols: s[rows] @ t[cols].t(), chunk, t.device)
 
 
-def kl_matrix(student_logits: torch.Tensor, teacher_logits: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Omega (Eq. 10): KL(p_S || p_T) at temperature gamma for every (student, teacher) pair."""
-    log_s = F.log_softmax(student_logits.float() / gamma, dim=1)
-    log_t = F.log_softmax(teacher_logits.float() / gamma, dim=1)
-    neg_entropy = (log_s.exp() * log_s).sum(dim=1, keepdim=True)
-    return neg_entropy - log_s.exp() @ log_t.t()
+DIVERGENCES = ("teacher-student", "student-teacher")
+
+
+def kl_matrix(student_logits: torch.Tensor, teacher_logits: torch.Tensor, gamma: float,
+              divergence: str = "teacher-student") -> torch.Tensor:
+    """Omega (Eq. 10) at temperature gamma for every (student, teacher) pair: KL(p_T || p_S) as the
+    reference code computes it ("teacher-student"), or KL(p_S || p_T) as Eq. 10 writes it."""
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"DynM divergence {divergence!r}: expected one of {', '.join(DIVERGENCES)}")
+    with torch.autocast(student_logits.device.type, enabled=False):
+        log_s = F.log_softmax(student_logits.float() / gamma, dim=1)
+        log_t = F.log_softmax(teacher_logits.float() / gamma, dim=1)
+        if divergence == "student-teacher":
+            return (log_s.exp() * log_s).sum(dim=1, keepdim=True) - log_s.exp() @ log_t.t()
+        return (log_t.exp() * log_t).sum(dim=1).unsqueeze(0) - log_s @ log_t.exp().t()
 
 
 def dynm_match(student_logits: torch.Tensor, teacher_logits: torch.Tensor, student_labels: np.ndarray,
-               galleries: list[np.ndarray], gamma: float = 3.0, chunk: int = 4096) -> np.ndarray:
+               galleries: list[np.ndarray], gamma: float = 3.0, chunk: int = 4096,
+               divergence: str = "teacher-student") -> np.ndarray:
     """Each student sample gets the teacher of its class with the smallest Omega (Eq. 11)."""
     student_logits = student_logits.to(teacher_logits.device)
-    return _per_class(
-        student_labels, galleries, lambda rows, cols: -kl_matrix(student_logits[rows], teacher_logits[cols], gamma), chunk,
-        teacher_logits.device,
-    )
+
+    def score(rows, cols):
+        return -kl_matrix(student_logits[rows], teacher_logits[cols], gamma, divergence)
+
+    return _per_class(student_labels, galleries, score, chunk, teacher_logits.device)

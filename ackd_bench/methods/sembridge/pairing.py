@@ -16,7 +16,7 @@ from ...data.dataset import ShardDataset
 from ...train.checkpoint import check_compatible, load_checkpoint, load_weights, require_fields, untouched_rng
 from ...train.engine import Runtime
 from ...train.feed import Split, split_outputs
-from .matcher import Matcher, embed, rgb_band_indices
+from .matcher import Matcher, build_matcher, embed
 from .matching import dynm_match, ssm_match
 
 
@@ -25,10 +25,8 @@ def load_matcher(path: str | Path, manifest: dict[str, Any]) -> Matcher:
     check_compatible(state, {"kind": "matcher"}, path)
     check_compatible(state, {"dataset_version": manifest["dataset_version"]}, path)
     require_fields(state, ("arch", "matcher_params", "module"), path)
-    ms = manifest["modalities"]["ms"]
     with untouched_rng():
-        matcher = Matcher(len(ms["bands"]), rgb_band_indices(ms["bands"], ms.get("rgb_bands")), state["arch"],
-                          **state["matcher_params"])
+        matcher = build_matcher(manifest, state["arch"], state["matcher_params"])
     load_weights(matcher, state["module"], path, f"a {state['arch']} matcher")
     return matcher.eval().requires_grad_(False)
 
@@ -43,11 +41,11 @@ def ssm_pairs(matcher: Matcher, rgb_train: ShardDataset | Split, ms_train: Shard
 
 class SemBridgePairing:
     def __init__(self, initial: np.ndarray, schedule: list[int], gallery_logits: torch.Tensor | None,
-                 galleries: list[np.ndarray], gamma: float, batch_size: int):
+                 galleries: list[np.ndarray], gamma: float, batch_size: int, divergence: str = "teacher-student"):
         """`gallery_logits`: the teacher cache's logits, wherever the cache lives (device when resident)."""
         self.pairs = np.asarray(initial, dtype=np.int64)
         self.schedule, self.gallery_logits, self.galleries = list(schedule), gallery_logits, galleries
-        self.gamma, self.batch_size = gamma, batch_size
+        self.gamma, self.batch_size, self.divergence = gamma, batch_size, divergence
         self.rematched: list[int] = []
 
     @property
@@ -57,7 +55,8 @@ class SemBridgePairing:
     def for_epoch(self, epoch: int, task) -> np.ndarray:
         if self.dynamic and epoch in self.schedule and epoch not in self.rematched:
             logits = split_outputs(task.module.backbone, task.rgb_split, task.rt, self.batch_size)["logits"]
-            self.pairs = dynm_match(logits, self.gallery_logits, task.rgb_train.labels, self.galleries, self.gamma)
+            self.pairs = dynm_match(logits, self.gallery_logits, task.rgb_train.labels, self.galleries, self.gamma,
+                                    divergence=self.divergence)
             self.rematched.append(epoch)
         return self.pairs
 

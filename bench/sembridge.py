@@ -29,12 +29,13 @@ from ackd_bench.train.engine import resolve_device
 
 
 def per_sample_loop(student_logits, teacher_logits, labels, galleries, gamma, subset):
-    """The reference approach: one student at a time against its class's gallery."""
+    """The reference approach: one student at a time against its class's gallery, KL(p_T || p_S)."""
     matches = []
     for n in subset:
         gallery = galleries[labels[n]]
         log_s = F.log_softmax(student_logits[n] / gamma, dim=0)
-        kls = [(log_s.exp() * (log_s - F.log_softmax(teacher_logits[k] / gamma, dim=0))).sum() for k in gallery]
+        log_ts = [F.log_softmax(teacher_logits[k] / gamma, dim=0) for k in gallery]
+        kls = [(log_t.exp() * (log_t - log_s)).sum() for log_t in log_ts]
         matches.append(gallery[int(torch.stack(kls).argmin())])
     return matches
 

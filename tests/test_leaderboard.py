@@ -108,8 +108,8 @@ def test_table_rendering_against_a_hand_written_table():
         "",
         "| method | toy OA | toy F1 |",
         "|---|---|---|",
-        "| Vanilla KD | 91.0 ± 1.4 [90.0, 92.0] | 82.0 ± 2.8 [80.0, 84.0] |",
-        "|   + SemBridge (Vanilla KD) | **95.0 (n=1)** | **90.0 (n=1)** |",
+        "| Vanilla KD (smoke profile) | 91.0 ± 1.4 [90.0, 92.0] | 82.0 ± 2.8 [80.0, 84.0] |",
+        "|   + SemBridge (Vanilla KD) (smoke profile) | **95.0 (n=1)** | **90.0 (n=1)** |",
         "| RKD | – | – |",
         "|   + SemBridge (RKD) | – | – |",
         "| DKD | – | – |",
@@ -125,7 +125,17 @@ def test_table_rendering_against_a_hand_written_table():
     latex = render(table, "latex")
     assert r"\textbf{95.0 (n=1)}" in latex and r"91.0 $\pm$ 1.4" in latex
     assert "<b>95.0 (n=1)</b>" in render(table, "html")
-    assert render(table, "csv").splitlines()[2] == "  + SemBridge (Vanilla KD),95.0 (n=1)*,90.0 (n=1)*"
+    assert render(table, "csv").splitlines()[2] == "  + SemBridge (Vanilla KD) (smoke profile),95.0 (n=1)*,90.0 (n=1)*"
+
+
+def test_each_profile_is_its_own_named_row():
+    board = [validate_record(_record(seed=0, oa=0.90, f1=0.80)),
+             validate_record(_record(seed=0, oa=0.70, f1=0.60, profile="paper")),
+             validate_record(_record(seed=1, oa=0.74, f1=0.64, profile="paper"))]
+    rows = {label: cells for label, cells in build_table(5, board, datasets=["toy"], with_paper=False).rows}
+    assert rows["Vanilla KD (smoke profile)"][0].text == "90.0 (n=1)"
+    assert rows["Vanilla KD (paper profile)"][0].text.startswith("72.0 ± 2.8")
+    assert "Vanilla KD" not in rows  # no row mixes or hides its profile
 
 
 def test_paper_reference_rows_and_best_marks():

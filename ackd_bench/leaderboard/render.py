@@ -147,9 +147,14 @@ def build_table(table: int, board: list[dict[str, Any]], datasets: list[str] | N
         if table == 3:  # teacher and student-alone rows belong to their pair's block
             pair = label.split()[0]
             paper_match = [r for r in paper_match if r["pair"] == pair]
-        for source, rows in (("board", board_match), ("paper", paper_match)):
-            if source == "paper" and not with_paper:
-                continue
+        by_profile: dict[str, list[dict]] = {}
+        for r in board_match:  # a profile is a different experiment: its own row, named
+            by_profile.setdefault(str(r.get("profile") or "unknown"), []).append(r)
+        sources = [(f"{label} ({profile} profile)", "board", rows) for profile, rows in sorted(by_profile.items())]
+        sources = sources or [(label, "board", [])]
+        if with_paper:
+            sources.append((f"{label} [paper]", "paper", paper_match))
+        for row_label, source, rows in sources:
             cells = []
             for dataset, sub in result.columns:
                 selected = [r for r in rows if r["dataset"] == dataset]
@@ -158,7 +163,7 @@ def build_table(table: int, board: list[dict[str, Any]], datasets: list[str] | N
                 _fill_averages(result.columns, cells)
             if source == "paper" and all(c.value is None for c in cells):
                 continue
-            result.rows.append((label + (" [paper]" if source == "paper" else ""), cells))
+            result.rows.append((row_label, cells))
     return result
 
 

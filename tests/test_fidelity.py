@@ -1,0 +1,265 @@
+"""One test per row of docs/FIDELITY.md: each option's reference form (the `paper` profile) against
+values computed by hand from the reference code's formula, and its project form (the `bench`
+profile) where the two differ."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ackd_bench.errors import AckdError
+from ackd_bench.methods import build_distiller, load_method_defaults
+from ackd_bench.methods.sembridge.matcher import Matcher, clip_loss
+from ackd_bench.methods.sembridge.matching import dynm_match, kl_matrix
+from ackd_bench.models import build_backbone
+from ackd_bench.train.api import RunOptions, dynm_epochs, sembridge_defaults, train_classifier, train_student
+from ackd_bench.train.metrics import multi_label_metrics
+from ackd_bench.train.profiles import OPTIONS, load_profile
+from ackd_bench.train.student import StudentModule
+
+
+def softmax(x):
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def test_profiles_name_every_option_and_paper_takes_the_reference_value():
+    paper, bench = load_profile("paper"), load_profile("bench")
+    assert paper["options"] == {name: values[0] for name, values in OPTIONS.items()}
+    assert {k for k in OPTIONS if bench["options"][k] != paper["options"][k]} == set(OPTIONS) - {"loss_precision"}
+    assert load_profile("smoke")["options"] == bench["options"]  # tests and the demo run the bench choices
+
+
+def test_row1_dynm_divergence_is_kl_teacher_student_as_the_reference_code():
+    s = np.array([[2.0, 0.0, -1.0]])
+    teachers = np.array([[0.0, 3.0, 0.0], [4.0, 2.0, 1.0]])
+    p_s = softmax(s[0] / 3)
+    by_hand = {
+        "teacher-student": [sum(pt * math.log(pt / ps) for pt, ps in zip(softmax(t / 3), p_s)) for t in teachers],
+        "student-teacher": [sum(ps * math.log(ps / pt) for pt, ps in zip(softmax(t / 3), p_s)) for t in teachers],
+    }
+    for divergence, expected in by_hand.items():
+        omega = kl_matrix(torch.tensor(s), torch.tensor(teachers), 3.0, divergence)
+        assert omega[0].tolist() == pytest.approx(expected, rel=1e-6)
+    # on random logits the two directions disagree for a sizeable share of students
+    rng = np.random.default_rng(0)
+    student_logits, teacher_logits = (torch.tensor(rng.normal(size=(n, 5)) * 3, dtype=torch.float32) for n in (200, 50))
+    labels, galleries = np.zeros(200, dtype=int), [np.arange(50)]
+    reference = dynm_match(student_logits, teacher_logits, labels, galleries, 3.0, divergence="teacher-student")
+    eq10 = dynm_match(student_logits, teacher_logits, labels, galleries, 3.0, divergence="student-teacher")
+    assert 0.1 < (reference != eq10).mean() < 0.9
+    with pytest.raises(ValueError, match="expected one of teacher-student, student-teacher"):
+        kl_matrix(student_logits, teacher_logits, 3.0, "symmetric")
+
+
+def test_row2_dynm_epochs_are_main_configs_lists_or_eq12_continued():
+    defaults = sembridge_defaults()
+    assert dynm_epochs(defaults, "s2s-eu", "reference", 200) == [30, 60, 95, 135]
+    assert dynm_epochs(defaults, "s2s-eu", "eq12", 200) == [30, 60, 95, 135, 180]
+    assert dynm_epochs(defaults, "s2s-cn", "reference", 200) == [45, 60, 80, 105, 135]
+    assert dynm_epochs(defaults, "s2s-cn", "eq12", 200) == [45, 60, 80, 105, 135, 170]
+    assert dynm_epochs(defaults, "m2s-gl", "reference", 200) == dynm_epochs(defaults, "m2s-gl", "eq12", 200) == [15, 45, 80, 120, 165]
+    assert dynm_epochs(defaults, "s2s-eu", "reference", 100) == [30, 60, 95]
+    assert dynm_epochs(defaults, "toy", "reference", 8) == [2, 4, 7]  # no reference list: Eq. 12
+    assert dynm_epochs(defaults, "s2s-eu", "reference", 200, (10, 10, 0)) == list(range(10, 200, 10))  # explicit wins
+
+
+class FixedBackbone(nn.Module):
+    """A student whose outputs are given tensors (with a parameter, so there is something to train)."""
+
+    def __init__(self, outputs):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.outputs = outputs
+
+    def forward(self, images):
+        return {k: v * self.scale for k, v in self.outputs.items()}
+
+
+def test_row3_baselines_alone_use_their_own_ce_kd_weights():
+    expected = {"kd": (1.0, 1.0), "dkd": (1.0, 1.0), "ctkd": (0.1, 0.9), "lskd": (0.3, 0.7), "rkd": (0.3, 0.7),
+                "logits": (0.3, 0.7), "vpr": (1.0, 1.0)}
+    for method, (task, kd) in expected.items():
+        assert load_method_defaults(method)["alone_weights"] == {"task": task, "kd": kd}
+    # CTKD.py:77's value, by hand: 0.1 CE + 0.9 KL(p_T || p_S) at tau = 1 + 20 sigmoid(1), no tau^2
+    s, t, y = np.array([1.0, 2.0, 0.5]), np.array([3.0, 0.0, 1.0]), 1
+    tau = 1 + 20 / (1 + math.exp(-1))
+    ce = -math.log(softmax(s)[y])
+    kl = sum(pt * math.log(pt / ps) for pt, ps in zip(softmax(t / tau), softmax(s / tau)))
+    module = StudentModule(FixedBackbone({"logits": torch.tensor(s[None], dtype=torch.float32)}),
+                           build_distiller("ctkd", 3), {"task": 0.1, "kd": 0.9})
+    out = module(torch.zeros(1, 3, 2, 2), torch.tensor([y]), {"logits": torch.tensor(t[None], dtype=torch.float32)}, 10)
+    assert out["loss"].item() == pytest.approx(0.1 * ce + 0.9 * kl, rel=1e-5)
+
+
+def test_row4_ctkd_reference_scale_and_start(tmp_path):
+    reference, authors = build_distiller("ctkd", 3), build_distiller("ctkd", 3, {"t_squared": True, "theta_init": 0.0})
+    assert reference.diagnostics(0)["tau"].item() == pytest.approx(1 + 20 / (1 + math.exp(-1)), rel=1e-6)  # 15.62
+    assert authors.diagnostics(0)["tau"].item() == pytest.approx(11.0)
+    s, t = {"logits": torch.tensor([[1.0, 2.0, 0.5]])}, {"logits": torch.tensor([[3.0, 0.0, 1.0]])}
+    kl = sum(pt * math.log(pt / ps) for pt, ps in zip(softmax(np.array([3.0, 0, 1]) / 11), softmax(np.array([1.0, 2, 0.5]) / 11)))
+    assert authors(s, t, None, 0)["ctkd"].item() == pytest.approx(121 * kl, rel=1e-5)
+
+
+def test_row5_shufflenet_width_follows_the_profile():
+    half, full = build_backbone("S", 3, 10, 0.5), build_backbone("S", 3, 10, 1.0)
+    stage_widths = lambda b: [2 * b.body[i][-1].branch2[-3].out_channels for i in (2, 3, 4)]  # noqa: E731
+    assert stage_widths(half) == [48, 96, 192] and stage_widths(full) == [116, 232, 464]  # torchvision x0.5 / x1.0
+    assert half(torch.zeros(2, 3, 32, 32))["pooled"].shape == (2, 512)
+    with pytest.raises(AckdError, match="resnet34 width 0.5: expected one of 1.0"):
+        build_backbone("R", 3, 10, 0.5)
+
+
+def test_row6_and_row11_paper_profile_feeds_unaugmented_images_and_reference_pseudo_rgb():
+    paper = load_profile("paper")
+    assert paper["teacher"]["augment"] == paper["student"]["augment"] == paper["matcher"]["augment"] == []
+    assert load_profile("bench")["student"]["augment"] == ["hflip", "vflip"]
+    # utils/dataset.py:69-70 by hand: bands 1-3 of the stored image, over the image's max, to [-1, 1]
+    raw = np.array([[[100.0, 300.0]], [[50.0, 400.0]], [[200.0, 0.0]], [[900.0, 900.0]]])  # 4 bands, 1 x 2 pixels
+    mean, std = np.array([10.0, 20.0, 30.0, 40.0]), np.array([2.0, 4.0, 5.0, 8.0])
+    normalised = torch.tensor((raw - mean[:, None, None]) / std[:, None, None], dtype=torch.float32)[None]
+    matcher = Matcher(4, [2, 1, 0], pseudo_rgb="first-bands-image-max", band_mean=mean, band_std=std)
+    expected = raw[:3] / 400.0 * 2 - 1  # band 4 (900) is not among the first three
+    assert matcher.pseudo_rgb(normalised)[0].numpy() == pytest.approx(expected, abs=1e-5)
+    project = Matcher(4, [2, 1, 0])
+    assert torch.equal(project.pseudo_rgb(normalised), normalised[:, [2, 1, 0]])
+
+
+def test_row7_multilabel_teacher_f1_is_the_reference_macro_f1_of_logits_above_half():
+    targets = np.array([[1, 0, 1], [0, 1, 0]])
+    logits = np.array([[0.6, 0.4, -1.0], [0.3, 0.7, 0.55]])
+    # logits > 0.5: [[1,0,0],[0,1,1]] -> class F1s 1, 1, 0 -> macro 2/3 (val.py:41, 55)
+    assert multi_label_metrics(targets, logits, "macro-logit-0.5")["f1"] == pytest.approx(2 / 3)
+    # sigmoid >= 0.5: [[1,1,0],[1,1,1]] -> sample F1s 2/4 and 2/4 -> 0.5
+    assert multi_label_metrics(targets, logits, "samples")["f1"] == pytest.approx(0.5)
+
+
+def test_row8_loss_terms_stay_float32_inside_bf16_autocast():
+    torch.manual_seed(0)
+    centre = torch.randn(1, 512) * 10
+    student = {"pooled": centre + 1e-2 * torch.randn(16, 512), "logits": torch.randn(16, 4)}
+    teacher = {"pooled": centre + 1e-2 * torch.randn(16, 512), "logits": torch.randn(16, 4)}
+    targets = torch.randint(0, 4, (16,))
+    images = torch.zeros(16, 3, 2, 2)
+
+    def rkd_term(precision, autocast):
+        module = StudentModule(FixedBackbone(student), build_distiller("rkd", 4), {"task": 0.3, "kd": 0.7},
+                               precision=precision)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            return module(images, targets, teacher, 0)["rkd_distance"].item()
+
+    exact = rkd_term("fp32", autocast=False)
+    assert rkd_term("fp32", autocast=True) == pytest.approx(exact, rel=1e-6)
+    assert abs(rkd_term("autocast", autocast=True) - exact) > 0.1 * abs(exact)  # clustered features in bf16
+
+
+def _rkdg_by_hand(s, t, c=0.1):
+    def pdist(x):
+        return np.array([[np.linalg.norm(a - b) for b in x] for a in x])
+
+    def angles(x):
+        out = []
+        for i in range(len(x)):
+            for j in range(len(x)):
+                for k in range(len(x)):
+                    u, v = x[j] - x[i], x[k] - x[i]
+                    nu, nv = max(np.linalg.norm(u), 1e-12), max(np.linalg.norm(v), 1e-12)
+                    out.append(float(u @ v / nu / nv))
+        return np.array(out)
+
+    def to_ball(x):
+        n = np.linalg.norm(x, axis=1, keepdims=True)
+        y = np.tanh(math.sqrt(c) * n) * x / (math.sqrt(c) * n)
+        limit = (1 - 1e-3) / math.sqrt(c)
+        yn = np.linalg.norm(y, axis=1, keepdims=True)
+        return np.where(yn > limit, y / yn * limit, y)
+
+    def geodesic(x):
+        b = to_ball(x)
+        d = np.zeros((len(b), len(b)))
+        for i in range(len(b)):
+            for j in range(len(b)):
+                if i != j:
+                    num = 2 * c * np.sum((b[i] - b[j]) ** 2)
+                    den = (1 - c * b[i] @ b[i]) * (1 - c * b[j] @ b[j])
+                    d[i, j] = math.acosh(1 + num / den) / math.sqrt(c)
+        return d
+
+    def smooth_l1(a, b):
+        diff = np.abs(a - b)
+        return float(np.mean(np.where(diff < 1, 0.5 * diff**2, diff - 0.5)))
+
+    def mean_norm(d):
+        return d / d[d > 0].mean()
+
+    return (smooth_l1(mean_norm(pdist(s)), mean_norm(pdist(t))) + smooth_l1(angles(s), angles(t))
+            + smooth_l1(mean_norm(geodesic(s)), mean_norm(geodesic(t))))
+
+
+def test_row9_vpr_rkdg_on_raw_embeddings_weighted_ten():
+    rng = np.random.default_rng(3)
+    s, t = rng.normal(size=(4, 6)) * 2, rng.normal(size=(4, 6)) * 2
+    out = lambda x: {"pooled": torch.tensor(x, dtype=torch.float32), "logits": torch.zeros(4, 2)}  # noqa: E731
+    reference = build_distiller("vpr", 2)(out(s), out(t), None, 0)["vpr_rkdg"].item()
+    assert reference == pytest.approx(10 * _rkdg_by_hand(s, t), rel=1e-4)
+    l2 = build_distiller("vpr", 2, {"rkdg_embeddings": "l2", "rkdg_weight": 1.0})(out(s), out(t), None, 0)["vpr_rkdg"]
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    assert l2.item() == pytest.approx(_rkdg_by_hand(unit(s), unit(t)), rel=1e-4)
+
+
+def test_row10_reference_matcher_loss_by_hand_and_its_learned_targets():
+    ms = np.array([[1.0, 0.0], [0.0, 2.0]])
+    rgb = np.array([[1.0, 1.0], [0.0, 1.0]])
+    logits = rgb @ ms.T  # temperature 1, raw embeddings (model/CLIP.py:41)
+    targets = np.stack([softmax(row) for row in (ms @ ms.T + rgb @ rgb.T) / 2])
+
+    def cross_entropy(pred, target):
+        return np.array([-(target[i] * np.log(softmax(pred[i]))).sum() for i in range(len(pred))])
+
+    expected = ((cross_entropy(logits, targets) + cross_entropy(logits.T, targets.T)) / 2).mean()
+    ms_t = torch.tensor(ms, dtype=torch.float32, requires_grad=True)
+    rgb_t = torch.tensor(rgb, dtype=torch.float32)
+    form = sembridge_defaults()["matcher_losses"]["reference"]
+    loss = clip_loss(ms_t, rgb_t, **form)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    learned = torch.autograd.grad(loss, ms_t)[0]
+    fixed = torch.autograd.grad(clip_loss(ms_t, rgb_t, **{**form, "learned_targets": False}), ms_t)[0]
+    assert not torch.allclose(learned, fixed)  # the reference lets the targets train too
+    normalised = clip_loss(ms_t, rgb_t, **sembridge_defaults()["matcher_losses"]["normalised"])
+    unit_ms, unit_rgb = ms / np.linalg.norm(ms, axis=1, keepdims=True), rgb / np.linalg.norm(rgb, axis=1, keepdims=True)
+    eye = np.eye(2)
+    sims = unit_rgb @ unit_ms.T / 0.1
+    assert normalised.item() == pytest.approx(((cross_entropy(sims, eye) + cross_entropy(sims.T, eye)) / 2).mean(), rel=1e-5)
+
+
+def test_paper_profile_runs_end_to_end_with_its_reference_choices(toy_dir, tmp_path):
+    """Teacher, matcher and SemBridge and CTKD students under `paper`, one short epoch each: the
+    options reach the runs, their configs and checkpoints."""
+    options = RunOptions(runs_root=tmp_path, progress=False)
+    small = {"epochs": 1, "batch_size": 16}
+    teacher = train_classifier(toy_dir, "S", role="teacher", profile="paper", overrides=small, options=options)
+    teacher_ckpt = torch.load(f"{teacher['run_dir']}/checkpoints/best.pt", weights_only=True)
+    assert teacher_ckpt["width"] == 0.5 and teacher_ckpt["module"]["backbone.body.2.0.branch1.2.weight"].shape[0] == 24
+    from ackd_bench.train.api import train_matcher
+
+    matcher = train_matcher(toy_dir, "S", profile="paper", overrides=small, options=options)
+    matcher_config = json.loads(open(f"{matcher['run_dir']}/config.json").read())
+    assert matcher_config["matcher_params"]["normalise"] is False and matcher_config["optim"]["optimizer"] == "adamw"
+    assert matcher_config["matcher_params"]["pseudo_rgb"] == "first-bands-image-max"
+    teacher_path = f"{teacher['run_dir']}/checkpoints/best.pt"
+    alone = train_student(toy_dir, "S", method="ctkd", teacher=teacher_path, profile="paper", overrides=small,
+                          options=options)
+    config = json.loads(open(f"{alone['run_dir']}/config.json").read())
+    assert config["loss_weights"]["task"] == 0.1 and config["loss_weights"]["kd"] == 0.9
+    assert config["method_params"]["t_squared"] is False and config["options"]["loss_precision"] == "fp32"
+    assert alone["profile"] == "paper"
+    sembridge = train_student(toy_dir, "S", method="sembridge+ctkd", teacher=teacher_path,
+                              matcher=f"{matcher['run_dir']}/checkpoints/best.pt", profile="paper",
+                              overrides=small, options=options)
+    config = json.loads(open(f"{sembridge['run_dir']}/config.json").read())
+    assert (config["loss_weights"]["task"], config["loss_weights"]["kd"]) == (0.3, 0.4)  # train.py:268
+    assert config["sembridge"]["dynm_divergence"] == "teacher-student"

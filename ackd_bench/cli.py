@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import AckdError, DatasetError
+from .experiment import BUILTIN_LOSSES
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -216,12 +217,22 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.action == "plot":
         from .leaderboard.plot import plot_oa
 
-        print(plot_oa(board, args.out))
+        print(plot_oa(board, args.out or "leaderboard_oa.png"))
+        return 0
+    if args.action == "site":
+        from .leaderboard.site import write_site
+
+        print(write_site(board, args.out or "leaderboard-site", datasets=args.dataset or None, min_seeds=args.min_seeds))
         return 0
     datasets = args.dataset or None
     for number in args.table or [3, 4, 5, 6]:
-        print(render(build_table(number, board, datasets=datasets, with_paper=not args.no_paper), args.format))
+        table = build_table(number, board, datasets=datasets, with_paper=not args.no_paper, min_seeds=args.min_seeds)
+        print(render(table, args.format))
         print()
+    if args.stats:
+        from .leaderboard.summary import render_summary
+
+        print(render_summary(board, "html" if args.format == "html" else "md"))
     return 0
 
 
@@ -231,6 +242,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     run_demo(args.root, args.runs_root, pair=args.pair, device=args.device, progress=not args.quiet,
              threads=args.threads)
     return 0
+
+
+METHOD_HELP = (f"none (no distillation), a loss ({', '.join(BUILTIN_LOSSES)}, an installed outside method, or "
+               "package.module:Class), sembridge (= sembridge+kd) or sembridge+LOSS")
 
 
 def _add_sembridge_arguments(parser: argparse.ArgumentParser) -> None:
@@ -245,7 +260,7 @@ def _add_sembridge_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset_dir", help="a directory made by `ackd-bench build`")
     parser.add_argument("--arch", default="R", help="resnet34|mobilenetv2|shufflenetv2 or R|M|S (default R)")
-    parser.add_argument("--profile", default="paper", help="training profile: paper (default) or smoke")
+    parser.add_argument("--profile", default="paper", help="training profile: paper (default: the reference code), bench, demo or smoke")
     parser.add_argument("--seed", type=int, help="default: the profile's seed")
     parser.add_argument("--epochs", type=int, help="override the profile's epochs")
     parser.add_argument("--batch-size", type=int, help="override the profile's batch size (global, across ranks)")
@@ -282,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     build = commands.add_parser("build", help="build a benchmark dataset (HDF5 shards + manifest)")
-    build.add_argument("dataset", help="recipe name: toy, s2s-eu, s2s-cn, m2s-gl (or any recipes/*.yaml)")
+    build.add_argument("dataset", help="recipe name: toy, s2s-eu, s2s-cn, m2s-gl (or any recipe in $ACKD_BENCH_RECIPES)")
     build.add_argument("--out", help="output directory (default: ROOT/DATASET)")
     build.add_argument("--root", default="data", help="parent directory for datasets (default: ./data)")
     build.add_argument("--source-dir", help="directory holding source archives or extracted trees you already have "
@@ -317,8 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     student = commands.add_parser("train-student", help="train an RGB student, alone or distilled from a teacher")
     _add_run_arguments(student)
-    student.add_argument("--method", default="none",
-                         help="none (no distillation) or a baseline: kd, rkd, dkd, logits, ctkd, lskd, vpr")
+    student.add_argument("--method", default="none", help=METHOD_HELP)
     student.add_argument("--teacher", help="teacher checkpoint (best.pt of a train-teacher run)")
     student.add_argument("--live-teacher", action="store_true",
                          help="run the teacher on every batch instead of reading its cached outputs")
@@ -346,8 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "eval", help="train what a method needs (teacher, matcher) and its students for one or all pairs")
     _add_run_arguments(evaluate)
-    evaluate.add_argument("--method", default="sembridge",
-                          help="none, a baseline (kd, dkd, ...), sembridge (= sembridge+kd) or sembridge+LOSS")
+    evaluate.add_argument("--method", default="sembridge", help=METHOD_HELP)
     evaluate.add_argument("--pair", default="R/R", help="teacher/student pair R/R (default), M/M, S/S, R/M, R/S, M/S or all")
     evaluate.add_argument("--teacher", help="use this teacher checkpoint instead of training one")
     evaluate.add_argument("--teacher-epochs", type=int, help="override the profile's teacher epochs")
@@ -358,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser("sweep", help="run the grid of the paper's Tables 3-6 (skips finished runs)")
     sweep.add_argument("--datasets", nargs="+", required=True, help="dataset directories")
-    sweep.add_argument("--methods", nargs="+", help="restrict to these methods (default: every method of the tables)")
+    sweep.add_argument("--methods", nargs="+", help="restrict to these methods (default: every built-in method of the "
+                                                    "tables); an installed outside LOSS adds its rows to Tables 4 and 5")
     sweep.add_argument("--pairs", nargs="+", default=["all"], help="pairs (default all)")
     sweep.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     sweep.add_argument("--tables", nargs="+", type=int, default=[3, 4, 5, 6])
@@ -387,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(func=_cmd_sweep)
 
     board = commands.add_parser("leaderboard", help="submit results to the leaderboard, show or plot it")
-    board.add_argument("action", choices=["submit", "show", "plot"])
+    board.add_argument("action", choices=["submit", "show", "plot", "site"])
     board.add_argument("results", nargs="*", help="submit: result.json / result.csv files or run directories")
     board.add_argument("--board", help="leaderboard CSV (default: your own board, $ACKD_BENCH_HOME/leaderboard.csv "
                                        "or ~/.local/share/ackd-bench/leaderboard.csv; the project's published board "
@@ -396,7 +410,12 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--dataset", action="append", help="show/plot: only these datasets")
     board.add_argument("--format", default="md", choices=["md", "csv", "latex", "html"])
     board.add_argument("--no-paper", action="store_true", help="show: leave out the paper's reference rows")
-    board.add_argument("--out", default="leaderboard_oa.png", help="plot: output PNG")
+    board.add_argument("--out", help="plot: output PNG (default leaderboard_oa.png); site: output folder "
+                                     "(default leaderboard-site)")
+    board.add_argument("--min-seeds", type=int, default=3,
+                       help="show/site: seeds every cell of a row needs for the row to count as complete (default 3)")
+    board.add_argument("--stats", action="store_true",
+                       help="show: add the across-cell statistics (IQM, probability of improvement)")
     board.set_defaults(func=_cmd_leaderboard)
 
     demo = commands.add_parser("demo", help="build toy, train teacher + matcher, run none/kd/sembridge, print Table 3")

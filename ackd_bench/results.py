@@ -1,5 +1,5 @@
-"""The result record every run writes (DESIGN section 7): schema, allowed values and validation
-live here, once.
+"""The result record every run writes: schema and validation live here, once (the allowed
+methods, pairs and ablations are `experiment.py`'s).
 
 Metrics are stored as fractions in [0, 1]. On read, a metric in (1, 100] is taken as a percentage
 and converted. `oa` is None for multi-label teachers (the paper prints '/').
@@ -15,14 +15,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .experiment import ABLATIONS, ARCHS, canonical_method, parse_method
+from .errors import AckdError
 from .provenance import atomic_path, write_json_atomic
 
 # name -> (type, nullable)
 RESULT_FIELDS: dict[str, tuple[type, bool]] = {
     "dataset": (str, False),
     "dataset_version": (str, False),
-    "method": (str, False),        # teacher | none | kd | rkd | ... | sembridge | sembridge+dkd | ...
-    "kd_loss": (str, True),        # the baseline loss, None for teacher / none
+    "method": (str, False),        # teacher | none | LOSS | sembridge | sembridge+LOSS (experiment.parse_method)
+    "kd_loss": (str, True),        # the distillation loss (built in or outside), None for teacher / none
     "sembridge": (bool, False),
     "ablation": (str, False),      # switched-off SemBridge components, comma-separated, "" for none
     "teacher": (str, True),        # R | M | S
@@ -39,18 +41,14 @@ RESULT_FIELDS: dict[str, tuple[type, bool]] = {
     "code_version": (str, False),
     "wall_seconds": (float, False),
     "device": (str, False),
+    # provenance a submission carries: the teacher checkpoint and where the method is published
+    "teacher_sha256": (str, True),
+    "paper_url": (str, True),
+    "code_url": (str, True),
 }
-BASELINE_LOSSES = ("kd", "rkd", "dkd", "logits", "ctkd", "lskd", "vpr")
-METHODS = ("teacher", "none", *BASELINE_LOSSES, "sembridge", *(f"sembridge+{m}" for m in BASELINE_LOSSES))
-ARCHS = ("R", "M", "S")
-ABLATIONS = ("ssm", "dynm", "ot1", "ot2")
+PROVENANCE_FIELDS = ("teacher_sha256", "paper_url", "code_url")  # absent from records older than them: None
 METRICS = ("oa", "f1", "val_oa", "val_f1")
 RUN_KEY = ("dataset_version", "method", "ablation", "teacher", "student", "seed", "profile", "epochs")
-
-
-def canonical_method(method: str) -> str:
-    """One name per experiment: `sembridge+kd` is `sembridge` (SemBridge on its default base loss)."""
-    return "sembridge" if method == "sembridge+kd" else method
 
 
 def make_record(**values: Any) -> dict[str, Any]:
@@ -76,7 +74,7 @@ def records_to_csv(records: list[dict[str, Any]], header: bool = True) -> str:
     if header:
         writer.writeheader()
     for record in records:
-        writer.writerow({k: "" if record[k] is None else record[k] for k in RESULT_FIELDS})
+        writer.writerow({k: "" if record.get(k) is None else record[k] for k in RESULT_FIELDS})
     return buffer.getvalue()
 
 
@@ -128,13 +126,22 @@ def check_plain_text(name: str, value: str | None) -> None:
 
 def validate_record(raw: dict[str, Any], known_versions: dict[str, set[str]] | None = None) -> dict[str, Any]:
     """A raw row (from JSON or CSV) -> a typed record; ValueError names the first bad field."""
-    missing = [k for k in RESULT_FIELDS if k not in raw]
+    missing = [k for k in RESULT_FIELDS if k not in raw and k not in PROVENANCE_FIELDS]
     if missing:
         raise ValueError(f"missing column(s) {', '.join(missing)}")
-    record = {name: _coerce(name, raw[name]) for name in RESULT_FIELDS}
-    for name in ("device", "code_version", "profile"):  # free text that ends up in CSVs, spreadsheets and pages
+    record = {name: _coerce(name, raw.get(name)) for name in RESULT_FIELDS}
+    for name in ("device", "code_version", "profile", "paper_url", "code_url"):  # text that reaches CSVs and pages
         check_plain_text(name, record[name])
-    record["method"] = canonical_method(record["method"])
+    for name in ("paper_url", "code_url"):
+        if record[name] is not None and not re.fullmatch(r"https://[^\s\"'<>]+", record[name]):
+            raise ValueError(f"{name}: {record[name][:40]!r} is not an https:// URL")
+    if record["teacher_sha256"] is not None and not re.fullmatch(r"[0-9a-f]{64}", record["teacher_sha256"]):
+        raise ValueError("teacher_sha256: expected 64 hex digits")
+    try:
+        method = parse_method(record["method"])
+    except AckdError as exc:
+        raise ValueError(f"method: {exc}") from None
+    record["method"] = method.name
     given = {name: record[name] for name in METRICS if record[name] is not None}
     percent = any(1.0 < v <= 100.0 for v in given.values())  # a record is in fractions or in percent, never both
     for name, value in given.items():
@@ -145,11 +152,7 @@ def validate_record(raw: dict[str, Any], known_versions: dict[str, set[str]] | N
             raise ValueError(f"{name}: {raw[name]} is a fraction but {others} is a percentage: give every metric "
                              "of a record in the same unit")
         record[name] = value / 100.0 if percent else value
-    method = record["method"]
-    if method not in METHODS:
-        raise ValueError(f"method: unknown '{method}'")
-    sembridge = method.startswith("sembridge")
-    expected_loss = None if method in ("teacher", "none") else ("kd" if method == "sembridge" else method.split("+")[-1])
+    sembridge, expected_loss, method = method.sembridge, method.loss, method.name
     if record["kd_loss"] != expected_loss:
         raise ValueError(f"kd_loss: '{record['kd_loss']}' does not fit method '{method}' (expected {expected_loss!r})")
     if record["sembridge"] != sembridge:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-# the demo's schedule (recipes/profile-demo.yaml) over each profile's options
+# the demo's schedule (ackd_bench/resources/profiles/demo.yaml) over each profile's options
 TOY_SCHEDULE = """
 teacher: {lr: 2.0e-3, batch_size: 16, epochs: 6}
 student: {lr: 2.0e-3, batch_size: 16, epochs: 8}
@@ -35,7 +35,7 @@ VARIANTS = {
 
 def write_variants(directory: Path) -> None:
     for name, head in VARIANTS.items():
-        (directory / f"profile-{name}.yaml").write_text(head + TOY_SCHEDULE)
+        (directory / f"{name}.yaml").write_text(head + TOY_SCHEDULE)
 
 
 def summary(values: list[float]) -> str:
@@ -56,7 +56,7 @@ def main() -> None:
 
     profiles_dir = Path(tempfile.mkdtemp(prefix="ackd-fidelity-profiles-"))
     write_variants(profiles_dir)
-    os.environ["ACKD_BENCH_RECIPES"] = str(profiles_dir)
+    os.environ["ACKD_BENCH_PROFILES"] = str(profiles_dir)
 
     from ackd_bench.data.build import build_dataset
     from ackd_bench.harness.evaluate import run_eval

@@ -49,7 +49,8 @@ def test_percentages_are_converted_and_fractions_kept():
     ({"oa": -0.1}, "oa: -0.1 is outside"),
     ({"seed": "one"}, "seed: expected an integer"),
     ({"f1": "high"}, "f1: expected a number"),
-    ({"method": "fitnet"}, "method: unknown 'fitnet'"),
+    ({"method": "Fit Net"}, "method: method 'Fit Net': expected teacher, none, LOSS"),
+    ({"method": "fitnet"}, "kd_loss: 'kd' does not fit method 'fitnet' (expected 'fitnet')"),
     ({"dataset_version": "f" * 64}, "dataset_version: ffffffffffffffff... is not a known version of toy"),
     ({"dataset": "s2s-mars"}, "dataset: unknown 's2s-mars'"),
     ({"ablation": "ot2,ssm"}, "ablation: 'ot2,ssm' is not a comma-separated subset"),
@@ -99,20 +100,28 @@ def test_concurrent_submits_lose_no_row(tmp_path):
     assert seeds == [0, 1, 2, 3, 4, 10, 11, 12, 13, 14]
 
 
+def _runs(method, oas, f1s, **changes):
+    loss = {"sembridge": "kd"}.get(method, method)
+    return [validate_record(_record(method=method, kd_loss=loss, sembridge=method.startswith("sembridge"), seed=seed,
+                                    oa=oa / 100, f1=f1 / 100, **changes))
+            for seed, (oa, f1) in enumerate(zip(oas, f1s))]
+
+
 def test_table_rendering_against_a_hand_written_table():
-    board = [validate_record(_record(seed=0, oa=0.90, f1=0.80)), validate_record(_record(seed=1, oa=0.92, f1=0.84)),
-             validate_record(_record(method="sembridge", sembridge=True, seed=0, oa=0.95, f1=0.9))]
+    # OA: KD 81 ± 1, t-interval 81 ± 4.303 / sqrt(3) = [78.5, 83.5]; SemBridge 91 ± 1, [88.5, 93.5]:
+    # separated, so bold. F1: KD [67.0, 77.0], SemBridge [72.5, 77.5]: they overlap, so nothing is.
+    board = (_runs("kd", [80, 81, 82], [70, 72, 74]) + _runs("sembridge", [90, 91, 92], [74, 75, 76])
+             + _runs("dkd", [84, 86], [74, 76]))  # two seeds: incomplete, listed apart
     table = build_table(5, board, datasets=["toy"], with_paper=False)
     expected = "\n".join([
-        "**Table 5** (OA / F1 in %, mean ± std [bootstrap 95% CI] over seeds; best in bold)",
+        "**Table 5** (OA / F1 in %, mean ± std (n) over seeds; bold: best, its 95% t-interval above all others)",
         "",
         "| method | toy OA | toy F1 |",
         "|---|---|---|",
-        "| Vanilla KD (smoke profile) | 91.0 ± 1.4 [90.0, 92.0] | 82.0 ± 2.8 [80.0, 84.0] |",
-        "|   + SemBridge (Vanilla KD) (smoke profile) | **95.0 (n=1)** | **90.0 (n=1)** |",
+        "| Vanilla KD (smoke profile) | 81.0 ± 1.0 (n=3) | 72.0 ± 2.0 (n=3) |",
+        "|   + SemBridge (Vanilla KD) (smoke profile) | **91.0 ± 1.0 (n=3)** | 75.0 ± 1.0 (n=3) |",
         "| RKD | – | – |",
         "|   + SemBridge (RKD) | – | – |",
-        "| DKD | – | – |",
         "|   + SemBridge (DKD) | – | – |",
         "| Logits | – | – |",
         "|   + SemBridge (Logits) | – | – |",
@@ -120,31 +129,36 @@ def test_table_rendering_against_a_hand_written_table():
         "|   + SemBridge (CTKD) | – | – |",
         "| LSKD | – | – |",
         "|   + SemBridge (LSKD) | – | – |",
+        "",
+        "**Table 5, incomplete (a cell with fewer than 3 seeds)** (OA / F1 in %, mean ± std (n) over seeds)",
+        "",
+        "| method | toy OA | toy F1 |",
+        "|---|---|---|",
+        "| DKD (smoke profile) | 85.0 ± 1.4 (n=2) | 75.0 ± 1.4 (n=2) |",
     ])
     assert render(table, "md") == expected
     latex = render(table, "latex")
-    assert r"\textbf{95.0 (n=1)}" in latex and r"91.0 $\pm$ 1.4" in latex
-    assert "<b>95.0 (n=1)</b>" in render(table, "html")
-    assert render(table, "csv").splitlines()[2] == "  + SemBridge (Vanilla KD) (smoke profile),95.0 (n=1)*,90.0 (n=1)*"
+    assert r"\textbf{91.0 $\pm$ 1.0 (n=3)}" in latex and r"81.0 $\pm$ 1.0" in latex
+    assert "<b>91.0 ± 1.0 (n=3)</b>" in render(table, "html")
+    assert render(table, "csv").splitlines()[2] == "  + SemBridge (Vanilla KD) (smoke profile),91.0 ± 1.0 (n=3)*,75.0 ± 1.0 (n=3)"
+    assert build_table(5, board, datasets=["toy"], with_paper=False, min_seeds=2).incomplete == []
 
 
 def test_each_profile_is_its_own_named_row():
-    board = [validate_record(_record(seed=0, oa=0.90, f1=0.80)),
-             validate_record(_record(seed=0, oa=0.70, f1=0.60, profile="paper")),
-             validate_record(_record(seed=1, oa=0.74, f1=0.64, profile="paper"))]
-    rows = {label: cells for label, cells in build_table(5, board, datasets=["toy"], with_paper=False).rows}
+    board = _runs("kd", [90], [80]) + _runs("kd", [70, 74], [60, 64], profile="paper")
+    rows = {label: cells for label, cells in build_table(5, board, datasets=["toy"], with_paper=False, min_seeds=1).rows}
     assert rows["Vanilla KD (smoke profile)"][0].text == "90.0 (n=1)"
-    assert rows["Vanilla KD (paper profile)"][0].text.startswith("72.0 ± 2.8")
+    assert rows["Vanilla KD (paper profile)"][0].text == "72.0 ± 2.8 (n=2)"
     assert "Vanilla KD" not in rows  # no row mixes or hides its profile
 
 
-def test_paper_reference_rows_and_best_marks():
+def test_paper_reference_rows_are_shown_and_never_marked():
     table = build_table(4, [], datasets=["s2s-eu"])
     rows = {label: cells for label, cells in table.rows}
     assert [c.text for c in rows["+SemBridge [paper]"]] == ["93.7", "91.7", "88.4", "92.1", "87.9", "87.8", "90.3"]
     assert rows["DKD [paper]"][1].text == "91.7"
     md = render(table, "md")
-    assert "**93.7**" in md and "| Vanilla KD | – |" in md
+    assert "**" not in md.split("\n", 1)[1] and "| Vanilla KD | – |" in md
 
 
 @pytest.mark.skipif(not PAPER.exists(), reason="../shared/paper is not beside this checkout")

@@ -10,9 +10,10 @@ from ackd_bench.data.dataset import ShardDataset
 from ackd_bench.methods import build_distiller
 from ackd_bench.methods.sembridge.alignment import KnowledgeAlignment
 from ackd_bench.methods.sembridge.coral import coral
-from ackd_bench.methods.sembridge.matcher import clip_loss, embed
+from ackd_bench.methods.sembridge.matcher import clip_loss
+from ackd_bench.train.matcher import embed, load_matcher
 from ackd_bench.methods.sembridge.matching import dynm_match, dynm_schedule, kl_matrix, ssm_match
-from ackd_bench.methods.sembridge.pairing import SemBridgePairing, load_matcher
+from ackd_bench.train.pairing import SemBridgePairing
 from ackd_bench.methods.sembridge.planner import AttentionPlan, Planner, cross_modal_plans, reweight
 from ackd_bench.models import build_backbone
 from ackd_bench.train.api import RunOptions, train_matcher

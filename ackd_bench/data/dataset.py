@@ -76,3 +76,14 @@ class ShardDataset(Dataset):
         raw = self.reader.read_images(indices)
         images = self.normalise(raw).unbind(0)
         return [self._sample(int(i), image) for i, image in zip(indices, images)]
+
+
+def class_galleries(ms: ShardDataset) -> list[np.ndarray]:
+    """MS sample indices per class; a multi-label patch belongs to every class among its labels."""
+    num_classes = len(ms.classes)
+    if ms.multilabel:
+        multi = np.concatenate(list(ms.reader.read_column("multilabels"))).astype(bool)
+        galleries = [np.flatnonzero(multi[:, c]) for c in range(num_classes)]
+    else:
+        galleries = [np.flatnonzero(ms.labels == c) for c in range(num_classes)]
+    return galleries

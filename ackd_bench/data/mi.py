@@ -27,8 +27,7 @@ from sklearn.metrics import mutual_info_score
 
 from ..errors import DatasetError
 from ..provenance import atomic_path
-from ..train.pairing import class_galleries
-from .dataset import ShardDataset
+from .dataset import ShardDataset, class_galleries
 
 
 def quantise(image: np.ndarray, bins: int) -> np.ndarray:

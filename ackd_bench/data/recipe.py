@@ -6,8 +6,6 @@ the YAML (the reasons for each choice) do not.
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,34 +13,20 @@ import yaml
 
 from ..errors import RecipeError
 from ..provenance import config_hash
+from ..resources import resource_dirs
 from .splits import validate_fractions
 
 COMPRESSIONS = ("lzf", "gzip", "none")
 REQUIRED_KEYS = ("name", "version", "classes", "image_size", "modalities", "splits", "shards")
 
 
-def recipe_dirs() -> list[Path]:
-    """Where recipes live: $ACKD_BENCH_RECIPES, the source checkout's recipes/, the installed copy."""
-    dirs = []
-    if env := os.environ.get("ACKD_BENCH_RECIPES"):
-        dirs.append(Path(env))
-    dirs.append(Path(__file__).resolve().parents[2] / "recipes")
-    dirs.append(Path(sys.prefix) / "share" / "ackd-bench" / "recipes")
-    return [d for d in dirs if d.is_dir()]
-
-
 def dataset_names() -> list[str]:
-    """Dataset recipes available (training profiles share the folder and are excluded)."""
-    names = set()
-    for directory in recipe_dirs():
-        for path in directory.glob("*.yaml"):
-            if not path.stem.startswith("profile-"):
-                names.add(path.stem)
-    return sorted(names)
+    """Dataset recipes available ($ACKD_BENCH_RECIPES first, then the packaged ones)."""
+    return sorted({path.stem for directory in resource_dirs("recipes") for path in directory.glob("*.yaml")})
 
 
 def recipe_path(name: str) -> Path:
-    for directory in recipe_dirs():
+    for directory in resource_dirs("recipes"):
         candidate = directory / f"{name}.yaml"
         if candidate.is_file():
             return candidate

@@ -32,7 +32,7 @@ def run_demo(root: str | Path = "data", runs_root: str | Path = "runs", pair: st
                             options=options)
     teacher = read_result(records[0]["teacher_run_dir"])
     board = [{k: r[k] for k in RESULT_FIELDS} for r in [*records, teacher]]
-    table = build_table(3, board, datasets=["toy"], with_paper=False, pairs=[pair])
+    table = build_table(3, board, datasets=["toy"], with_paper=False, pairs=[pair], min_seeds=1)
     kd = [r for r in board if r["method"] == "kd"]
     text = render(table, "md")
     if kd:

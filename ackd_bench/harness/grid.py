@@ -12,12 +12,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..errors import AckdError
+from ..experiment import BUILTIN_LOSSES, PAIRS, TABLES, parse_ablation, parse_method, parse_pairs, table_rows
+from ..methods.registry import distiller_class
 from ..provenance import config_hash
-from ..results import ABLATIONS, BASELINE_LOSSES
-
-PAIRS = ("R/R", "M/M", "S/S", "R/M", "R/S", "M/S")
-TABLES = (3, 4, 5, 6)
-UNIMODAL = ("kd", "rkd", "dkd", "logits", "ctkd", "lskd")  # Table 5 (VPR is cross-modal by design)
 
 
 @dataclass(frozen=True, order=True)
@@ -41,56 +38,53 @@ class RunRequest:
         return f"{self.kind}:{self.method}{'-no-' + self.ablation if self.ablation else ''} {pair} seed {self.seed}"
 
 
-def _students(table: int, pairs: list[str]) -> list[tuple[str, str, str, str]]:
-    """(method, teacher, student, ablation) rows of one table."""
-    out = []
-    if table == 3:
-        out += [("none", "", p.split("/")[1], "") for p in pairs]
-        out += [("sembridge", *p.split("/"), "") for p in pairs]
-    elif table == 4:
-        out += [(m, *p.split("/"), "") for m in (*BASELINE_LOSSES, "sembridge") for p in pairs]
-    elif table == 5:
-        out += [(m, "R", "R", "") for m in UNIMODAL]
-        out += [("sembridge" if m == "kd" else f"sembridge+{m}", "R", "R", "") for m in UNIMODAL]
-    elif table == 6:
-        out += [("sembridge", "R", "R", a) for a in ABLATIONS]
-    else:
-        raise AckdError(f"table {table}: expected one of {TABLES}")
-    return out
+def _runs(table: int, pairs: list[str], extra_losses: tuple[str, ...] = ()) -> list[tuple[str, str, str, str]]:
+    """(method, teacher, student, ablation) of every run a table's layout needs."""
+    return [(method, teacher, student, row.ablation) for row in table_rows(table, pairs, extra_losses)
+            for method, teacher, student in row.runs()]
 
 
 def expand_grid(datasets: list[str], *, methods: list[str] | None = None, pairs: list[str] | None = None,
                 seeds: list[int] = (0,), tables: list[int] = TABLES) -> list[RunRequest]:
-    known = {"teacher", *(m for t in TABLES for m, *_ in _students(t, list(PAIRS)))}
-    unknown = sorted(set(methods or ()) - known)
+    wanted = {parse_method(m).name for m in methods or ()}
+    extra = tuple(sorted({parse_method(m).loss for m in wanted} - {None, *BUILTIN_LOSSES}))
+    installed = tuple(loss for loss in extra if _installed(loss))  # an outside method runs once installed
+    known = {m for t in TABLES for m, *_ in _runs(t, list(PAIRS), installed)}
+    unknown = sorted(wanted - known)
     if unknown:
-        raise AckdError(f"--methods {' '.join(unknown)}: not in Tables 3-6; expected some of {' '.join(sorted(known))}")
-    pairs = list(PAIRS if pairs in (None, ["all"], ("all",)) else pairs)
-    bad = [p for p in pairs if p not in PAIRS]
-    if bad:
-        raise AckdError(f"--pairs {' '.join(bad)}: expected 'all' or some of {' '.join(PAIRS)}")
+        builtin = sorted(m for t in TABLES for m, *_ in _runs(t, list(PAIRS)))
+        raise AckdError(f"--methods {' '.join(unknown)}: not in Tables 3-6; expected some of {' '.join(sorted(set(builtin)))} "
+                        "or an installed outside method (entry point `ackd_bench.methods`)")
+    extra = installed
+    pairs = parse_pairs(pairs)
     requests: set[RunRequest] = set()
     for dataset in datasets:
         for seed in seeds:
             for table in tables:
-                for method, teacher, student, ablation in _students(table, pairs):
-                    if table in (5, 6) and "R/R" not in pairs:
+                for method, teacher, student, ablation in _runs(table, pairs, extra):
+                    if wanted and method not in wanted:
                         continue
-                    if methods and method not in methods:
-                        continue
-                    requests.add(RunRequest(1, dataset, "student", method, teacher, student, ablation, seed))
-                if 3 in tables and (not methods or "teacher" in methods):
-                    for pair in pairs:
-                        requests.add(RunRequest(0, dataset, "teacher", "teacher", pair.split("/")[0], "", "", seed))
+                    kind = "teacher" if method == "teacher" else "student"
+                    requests.add(RunRequest(0 if kind == "teacher" else 1, dataset, kind, method, teacher, student,
+                                            ablation, seed))
     for r in list(requests):  # dependencies
-        if r.kind == "student" and r.method != "none":
+        method = parse_method(r.method)
+        if r.kind == "student" and method.needs_teacher:
             requests.add(RunRequest(0, r.dataset, "teacher", "teacher", r.teacher, "", "", r.seed))
-        if r.method.startswith("sembridge") and "ssm" not in r.ablation.split(","):
+        if method.needs_matcher(parse_ablation(r.ablation)):
             requests.add(RunRequest(0, r.dataset, "matcher", "matcher", "", "", "", r.seed))
     return sorted(requests)
 
 
+def _installed(loss: str) -> bool:
+    try:
+        distiller_class(loss)
+    except AckdError:
+        return False
+    return True
+
+
 def count_by_table(pairs: list[str] | None = None) -> dict[int, int]:
     """Student runs per table for one dataset and seed (the tables overlap)."""
-    pairs = list(PAIRS if pairs is None else pairs)
-    return {t: len(_students(t, pairs)) for t in TABLES}
+    pairs = parse_pairs(pairs)
+    return {t: sum(1 for m, *_ in _runs(t, pairs) if m != "teacher") for t in TABLES}

@@ -70,8 +70,8 @@ def run_options(config: SweepConfig, resume: str = "auto"):
 
 def run_request(request: RunRequest, config: SweepConfig, resume: str = "auto") -> dict[str, Any]:
     """Execute one request (reusing finished runs); returns its result record and run directory."""
-    from ..train.api import train_classifier, train_matcher, train_student
-    from .evaluate import ensure_matcher, ensure_teacher
+    from ..train.api import train_classifier, train_matcher
+    from .evaluate import run_student
 
     options = run_options(config, resume)
     if request.kind == "teacher":
@@ -80,16 +80,10 @@ def run_request(request: RunRequest, config: SweepConfig, resume: str = "auto") 
     if request.kind == "matcher":
         return train_matcher(request.dataset, config.matcher_arch, profile=config.profile, seed=request.seed,
                              overrides=config.matcher_overrides, options=options)
-    teacher = matcher = None
-    if request.method != "none":
-        teacher = ensure_teacher(request.dataset, request.teacher, config.profile, request.seed,
-                                 config.teacher_overrides, options)
-    if request.method.startswith("sembridge") and "ssm" not in request.ablation.split(","):
-        matcher = ensure_matcher(request.dataset, config.profile, request.seed, config.matcher_overrides, options,
-                                 config.matcher_arch)
-    return train_student(request.dataset, request.student, method=request.method, teacher=teacher, matcher=matcher,
-                         profile=config.profile, seed=request.seed, overrides=config.student_overrides,
-                         ablate=request.ablation or None, options=options)
+    return run_student(request.dataset, request.method, request.teacher, request.student, profile=config.profile,
+                       seed=request.seed, student_overrides=config.student_overrides,
+                       teacher_overrides=config.teacher_overrides, matcher_overrides=config.matcher_overrides,
+                       matcher_arch=config.matcher_arch, ablate=request.ablation or None, options=options)
 
 
 def guarded(request: RunRequest, config: SweepConfig) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from filelock import FileLock
 
 from ..errors import AckdError
 from ..provenance import atomic_path
+from ..resources import resource_file
 from ..results import RESULT_FIELDS, records_to_csv, run_key, validate_record
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +33,7 @@ def default_board() -> Path:
         data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
         home = str(Path(data) / "ackd-bench")
     return Path(home) / "leaderboard.csv"
-VERSIONS = REPO / "leaderboard" / "dataset_versions.csv"
+VERSIONS = resource_file("leaderboard", "dataset_versions.csv")
 
 
 class SubmissionError(AckdError):
@@ -160,10 +161,13 @@ def submit(paths: list[str | Path], board: str | Path | None = None, versions_fi
     board.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(board) + ".lock", timeout=60):
         existing_text = board.read_text() if board.exists() else ""
-        records = validate_all(candidates, read_board(board), versions)
+        existing = read_board(board)
+        records = validate_all(candidates, existing, versions)
         with atomic_path(board) as tmp:
-            body = existing_text if existing_text else records_to_csv([], header=True)
-            tmp.write_text(body + records_to_csv(records, header=False))
+            if existing_text.split("\n", 1)[0] == ",".join(RESULT_FIELDS):  # kept byte for byte
+                tmp.write_text(existing_text + records_to_csv(records, header=False))
+            else:  # new or written before the current columns: rewritten whole, in them
+                tmp.write_text(records_to_csv(existing + records, header=True))
         if readme:
             regenerate_readme(board)
     return len(records)

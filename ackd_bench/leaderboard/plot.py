@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AckdError
-from .render import PAIRS
+from ..experiment import PAIRS
 
 
 def plot_oa(board: list[dict[str, Any]], out: str | Path, methods: list[str] | None = None) -> Path:

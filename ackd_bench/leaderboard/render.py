@@ -1,8 +1,11 @@
 """The paper's Tables 3-6 rendered from the board, seeds aggregated, the paper's numbers beside.
 
-A cell of the board is `mean ± std [lo, hi]` over seeds, in percent, with a bootstrap 95%
-confidence interval of the mean; the paper's reference rows (`baselines/paper_results.csv`) are
-labelled `[paper]`. The best value of each column is marked (bold; `*` in CSV).
+A board cell is `mean ± std (n=N)` over seeds, in percent. The best value of a column is marked
+(bold; `*` in CSV) only when its Student-t 95% interval lies above every other complete row's: with
+three seeds most differences are not separated, and the table says so by marking nothing. A
+method's row is complete when each of its cells holds at least `min_seeds` seeds on every dataset
+it was run on; incomplete rows are listed apart, under the table. Each training profile is its own
+row. The paper's numbers (`resources/methods/paper_results.csv`) are labelled `[paper]` and never marked.
 """
 
 from __future__ import annotations
@@ -11,26 +14,36 @@ import csv
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ..errors import AckdError
-from .board import REPO
+from ..experiment import BUILTIN_LOSSES, PAIRS, Row, parse_method, parse_pairs, sub_columns, table_rows
+from ..resources import resource_file
+from .stats import Interval, t_interval
 
-PAPER_RESULTS = REPO / "baselines" / "paper_results.csv"
+PAPER_RESULTS = resource_file("methods", "paper_results.csv")
 PAPER_DATASETS = ("s2s-eu", "s2s-cn", "m2s-gl")
-PAIRS = ("R/R", "M/M", "S/S", "R/M", "R/S", "M/S")
-ARCH_NAMES = {"R": "ResNet34", "M": "MobileNetV2", "S": "ShuffleNetV2"}
-METHOD_NAMES = {"rkd": "RKD", "dkd": "DKD", "logits": "Logits", "ctkd": "CTKD", "lskd": "LSKD", "vpr": "VPR",
-                "kd": "Vanilla KD", "sembridge": "+SemBridge"}
 FORMATS = ("md", "csv", "latex", "html")
+MIN_SEEDS = 3
 
 
 @dataclass
 class Cell:
     value: float | None = None  # percent, for ranking
     text: str = "–"
+    n: int = 0
+    interval: Interval | None = None
+
+
+@dataclass
+class TableRow:
+    label: str
+    cells: list[Cell]
+    source: str = "board"  # board | paper
+    profile: str | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -38,14 +51,9 @@ class Table:
     title: str
     columns: list[tuple[str, str]]  # (dataset, sub-column)
     rows: list[tuple[str, list[Cell]]] = field(default_factory=list)
-
-
-def bootstrap_ci(values: np.ndarray, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    if len(values) < 2:
-        return float(values[0]), float(values[0])
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(resamples, len(values)), replace=True).mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    incomplete: list[tuple[str, list[Cell]]] = field(default_factory=list)
+    details: list[TableRow] = field(default_factory=list)  # every row with its source, profile and runs
+    min_seeds: int = MIN_SEEDS
 
 
 def board_cell(records: list[dict[str, Any]], metric: str) -> Cell:
@@ -54,10 +62,8 @@ def board_cell(records: list[dict[str, Any]], metric: str) -> Cell:
         return Cell()
     mean = float(values.mean())
     if len(values) == 1:
-        return Cell(mean, f"{mean:.1f} (n=1)")
-    std = float(values.std(ddof=1))
-    lo, hi = bootstrap_ci(values)
-    return Cell(mean, f"{mean:.1f} ± {std:.1f} [{lo:.1f}, {hi:.1f}]")
+        return Cell(mean, f"{mean:.1f} (n=1)", 1)
+    return Cell(mean, f"{mean:.1f} ± {float(values.std(ddof=1)):.1f} (n={len(values)})", len(values), t_interval(values))
 
 
 def paper_cell(rows: list[dict[str, str]], metric: str) -> Cell:
@@ -70,100 +76,80 @@ def load_paper(path: Path = PAPER_RESULTS) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _matcher(**want: Any) -> Callable[[dict], bool]:
-    def match(row: dict) -> bool:
-        return all((row.get(k) or "") == (v or "") for k, v in want.items())
-    return match
-
-
-def _row_specs(table: int, pairs: tuple[str, ...] = PAIRS) -> list[tuple[str, dict[str, Any], int]]:
-    """(label, filter on method/ablation/teacher/student, paper table) for each row of a layout."""
-    specs = []
-    if table == 3:
-        for pair in pairs:
-            t, s = pair.split("/")
-            specs += [(f"{pair}  T:{ARCH_NAMES[t]}", {"method": "teacher", "teacher": t, "student": ""}, 3),
-                      (f"{pair}  S:{ARCH_NAMES[s]}", {"method": "none", "teacher": "", "student": s}, 3),
-                      (f"{pair}  +SemBridge", {"method": "sembridge", "teacher": t, "student": s, "ablation": ""}, 3)]
-    elif table == 4:
-        specs = [(METHOD_NAMES[m], {"method": m, "ablation": ""}, 4)
-                 for m in ("rkd", "dkd", "logits", "ctkd", "lskd", "vpr", "kd", "sembridge")]
-    elif table == 5:
-        for m in ("kd", "rkd", "dkd", "logits", "ctkd", "lskd"):
-            combined = "sembridge" if m == "kd" else f"sembridge+{m}"
-            specs += [(METHOD_NAMES[m], {"method": m, "teacher": "R", "student": "R"}, 5),
-                      (f"  + SemBridge ({METHOD_NAMES[m]})", {"method": combined, "teacher": "R", "student": "R",
-                                                             "ablation": ""}, 5)]
-    elif table == 6:
-        for off in ("ssm", "dynm", "ot1", "ot2", ""):
-            names = {"ssm": "SSM", "dynm": "DynM", "ot1": "L_ot1", "ot2": "L_ot2"}
-            label = f"SemBridge without {names[off]}" if off else "SemBridge (all four)"
-            specs.append((label, {"method": "sembridge", "teacher": "R", "student": "R", "ablation": off}, 6))
-    else:
-        raise AckdError(f"--table {table}: expected 3, 4, 5 or 6")
-    return specs
-
-
-def _sub_columns(table: int, pairs: tuple[str, ...] = PAIRS) -> list[str]:
-    return {3: ["OA", "F1"], 4: [*pairs, "Avg."], 5: ["OA", "F1"], 6: ["OA"]}[table]
+def outside_losses(board: list[dict[str, Any]]) -> tuple[str, ...]:
+    """Distillation losses on the board that are not built in (outside methods), sorted."""
+    losses = {parse_method(r["method"]).loss for r in board if r["method"] not in ("teacher", "none")}
+    return tuple(sorted(loss for loss in losses if loss and loss not in BUILTIN_LOSSES))
 
 
 def one_setting(records: list[dict]) -> list[dict]:
-    """The runs of one training setting (profile, epochs): seeds of different settings are never
-    averaged. The setting with the most runs wins, then the longest training."""
-    groups: dict[tuple, list[dict]] = {}
+    """The runs of one training length: runs of different lengths are never averaged. The length
+    with the most runs wins, then the longest."""
+    groups: dict[int, list[dict]] = {}
     for r in records:
-        groups.setdefault((r.get("profile", ""), r.get("epochs", 0)), []).append(r)
+        groups.setdefault(int(r.get("epochs") or 0), []).append(r)
     if len(groups) <= 1:
         return records
-    return max(groups.items(), key=lambda item: (len(item[1]), item[0][1]))[1]
+    return max(groups.items(), key=lambda item: (len(item[1]), item[0]))[1]
 
 
-def _cells(table: int, sub: str, records: list[dict], paper: bool) -> Cell:
+def _cells(table: int, row: Row, columns: list[tuple[str, str]], records: list[dict], paper: bool) -> list[Cell]:
+    cells = []
+    for dataset, sub in columns:
+        selected = [r for r in records if r["dataset"] == dataset]
+        if table == 4:
+            if sub == "Avg.":
+                cells.append(Cell())  # filled in afterwards from the row's pair cells
+                continue
+            selected = [r for r in selected if row.matches(r, sub)]
+            metric = "oa"
+        else:
+            metric = sub.lower()
+        cells.append(paper_cell(selected, metric) if paper else board_cell(one_setting(selected), metric))
     if table == 4:
-        if sub == "Avg.":
-            return Cell()  # filled in afterwards from the row's pair cells
-        t, s = sub.split("/")
-        rows = [r for r in records if (r.get("teacher") or "") == t and (r.get("student") or "") == s]
-        return paper_cell(rows, "oa") if paper else board_cell(one_setting(rows), "oa")
-    metric = sub.lower()
-    return paper_cell(records, metric) if paper else board_cell(one_setting(records), metric)
+        _fill_averages(columns, cells)
+    return cells
+
+
+def _complete(columns: list[tuple[str, str]], cells: list[Cell], min_seeds: int) -> bool:
+    """At least `min_seeds` seeds in every cell of each dataset the row has any run on."""
+    for dataset in dict.fromkeys(d for d, _ in columns):
+        own = [c for (d, s), c in zip(columns, cells) if d == dataset and s != "Avg."]
+        if any(c.n for c in own) and any(c.n < min_seeds for c in own):
+            return False
+    return True
 
 
 def build_table(table: int, board: list[dict[str, Any]], datasets: list[str] | None = None,
                 paper_rows: list[dict[str, str]] | None = None, with_paper: bool = True,
-                pairs: list[str] | None = None) -> Table:
+                pairs: list[str] | None = None, min_seeds: int = MIN_SEEDS) -> Table:
     paper_rows = load_paper() if paper_rows is None else paper_rows
     board_datasets = sorted({r["dataset"] for r in board}, key=lambda d: (d in PAPER_DATASETS, d))
     if datasets is None:
         datasets = board_datasets + [d for d in PAPER_DATASETS if with_paper and d not in board_datasets]
-    pairs = tuple(pairs or PAIRS)
-    subs = _sub_columns(table, pairs)
-    result = Table(f"Table {table}", [(d, s) for d in datasets for s in subs])
-    for label, want, paper_table in _row_specs(table, pairs):
-        match = _matcher(**want)
-        board_match = [r for r in board if match(r)]
-        paper_match = [r for r in paper_rows if int(r["table"]) == paper_table and match(r)]
-        if table == 3:  # teacher and student-alone rows belong to their pair's block
-            pair = label.split()[0]
-            paper_match = [r for r in paper_match if r["pair"] == pair]
+    pairs = tuple(parse_pairs(pairs))
+    result = Table(f"Table {table}", [(d, s) for d in datasets for s in sub_columns(table, pairs)], min_seeds=min_seeds)
+    for row in table_rows(table, pairs, outside_losses(board)):
         by_profile: dict[str, list[dict]] = {}
-        for r in board_match:  # a profile is a different experiment: its own row, named
-            by_profile.setdefault(str(r.get("profile") or "unknown"), []).append(r)
-        sources = [(f"{label} ({profile} profile)", "board", rows) for profile, rows in sorted(by_profile.items())]
-        sources = sources or [(label, "board", [])]
+        for r in board:  # a profile is a different experiment: its own row, named
+            if row.matches(r):
+                by_profile.setdefault(str(r.get("profile") or "unknown"), []).append(r)
+        for profile, records in sorted(by_profile.items()):
+            cells = _cells(table, row, result.columns, records, paper=False)
+            label = f"{row.label} ({profile} profile)"
+            detail = TableRow(label, cells, "board", profile, records)
+            result.details.append(detail)
+            (result.rows if _complete(result.columns, cells, min_seeds) else result.incomplete).append((label, cells))
+        if not by_profile:  # the layout stays whole: an empty row says nobody has run it yet
+            result.rows.append((row.label, [Cell() for _ in result.columns]))
         if with_paper:
-            sources.append((f"{label} [paper]", "paper", paper_match))
-        for row_label, source, rows in sources:
-            cells = []
-            for dataset, sub in result.columns:
-                selected = [r for r in rows if r["dataset"] == dataset]
-                cells.append(_cells(table, sub, selected, paper=(source == "paper")))
-            if table == 4:
-                _fill_averages(result.columns, cells)
-            if source == "paper" and all(c.value is None for c in cells):
-                continue
-            result.rows.append((row_label, cells))
+            paper_match = [r for r in paper_rows if int(r["table"]) == table and row.matches(r)]
+            if table == 3:  # the paper repeats a teacher in every pair it teaches: take this pair's
+                paper_match = [r for r in paper_match if r["pair"] == row.pairs[0]]
+            cells = _cells(table, row, result.columns, paper_match, paper=True)
+            if any(c.value is not None for c in cells):
+                result.rows.append((f"{row.label} [paper]", cells))
+                result.details.append(TableRow(f"{row.label} [paper]", cells, "paper"))
     return result
 
 
@@ -176,20 +162,29 @@ def _fill_averages(columns: list[tuple[str, str]], cells: list[Cell]) -> None:
                 cells[i] = Cell(mean, f"{mean:.1f}")
 
 
-def _best(table: Table) -> set[tuple[int, int]]:
+def _best(rows: list[tuple[str, list[Cell]]], columns: int) -> set[tuple[int, int]]:
+    """(row, column) of each column's top board value whose t-interval lies above all others'."""
     best = set()
-    for j in range(len(table.columns)):
-        values = [(row[1][j].value, i) for i, row in enumerate(table.rows) if row[1][j].value is not None]
-        if values:
-            top = max(v for v, _ in values)
-            best |= {(i, j) for v, i in values if v == top}
+    for j in range(columns):
+        ranked = sorted(((row[1][j], i) for i, row in enumerate(rows) if row[1][j].interval is not None),
+                        key=lambda item: -item[0].value)
+        if len(ranked) >= 2 and all(ranked[0][0].interval.separated_above(c.interval) for c, _ in ranked[1:]):
+            best.add((ranked[0][1], j))
     return best
 
 
 def render(table: Table, fmt: str = "md") -> str:
     if fmt not in FORMATS:
         raise AckdError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
-    best = _best(table)
+    text = _render_rows(table, table.rows, table.title, fmt, caption=True)
+    if table.incomplete:
+        title = f"{table.title}, incomplete (a cell with fewer than {table.min_seeds} seeds)"
+        text += "\n\n" + _render_rows(table, table.incomplete, title, fmt, caption=False)
+    return text
+
+
+def _render_rows(table: Table, rows: list[tuple[str, list[Cell]]], title: str, fmt: str, caption: bool) -> str:
+    best = _best(rows, len(table.columns)) if caption else set()
     headers = [f"{d} {s}" for d, s in table.columns]
 
     def text(i: int, j: int, cell: Cell) -> str:
@@ -198,10 +193,12 @@ def render(table: Table, fmt: str = "md") -> str:
         return {"md": f"**{cell.text}**", "csv": f"{cell.text}*", "latex": f"\\textbf{{{cell.text}}}",
                 "html": f"<b>{html.escape(cell.text)}</b>"}[fmt]
 
-    body = [[label] + [text(i, j, c) for j, c in enumerate(cells)] for i, (label, cells) in enumerate(table.rows)]
+    body = [[label] + [text(i, j, c) for j, c in enumerate(cells)] for i, (label, cells) in enumerate(rows)]
     if fmt == "md":
         metrics = "OA" if all(sub not in ("OA", "F1") or sub == "OA" for _, sub in table.columns) else "OA / F1"
-        lines = [f"**{table.title}** ({metrics} in %, mean ± std [bootstrap 95% CI] over seeds; best in bold)", "",
+        note = ("mean ± std (n) over seeds; bold: best, its 95% t-interval above all others" if caption
+                else "mean ± std (n) over seeds")
+        lines = [f"**{title}** ({metrics} in %, {note})", "",
                  "| method | " + " | ".join(headers) + " |", "|---|" + "---|" * len(headers)]
         lines += ["| " + " | ".join(row) + " |" for row in body]
         return "\n".join(lines)
@@ -228,7 +225,7 @@ def render(table: Table, fmt: str = "md") -> str:
     rows_html = "".join(f"<tr><td>{html.escape(row[0])}</td>" + "".join(f"<td>{c}</td>" for c in row[1:]) + "</tr>"
                         for row in body)
     head = "<tr><th>method</th>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr>"
-    return (f"<table>\n<caption>{html.escape(table.title)}</caption>\n<thead>{head}</thead>\n<tbody>{rows_html}</tbody>"
+    return (f"<table>\n<caption>{html.escape(title)}</caption>\n<thead>{head}</thead>\n<tbody>{rows_html}</tbody>"
             "\n</table>")
 
 
@@ -245,8 +242,8 @@ def readme(board: list[dict[str, Any]]) -> str:
              "Regenerated by `ackd-bench leaderboard submit` from `leaderboard.csv` (one row per run; schema in",
              "`ackd_bench/results.py`). Metrics are stored as fractions and shown in percent. Rows of the synthetic",
              "`toy` benchmark are its own column block and never mixed with the real datasets. `[paper]` rows are",
-             "the paper's own numbers (`baselines/paper_results.csv`). Accepted dataset versions are listed in",
-             "`dataset_versions.csv`.", ""]
+             "the paper's own numbers (`ackd_bench/resources/methods/paper_results.csv`). Accepted dataset versions are",
+             "listed in `ackd_bench/resources/leaderboard/dataset_versions.csv`.", ""]
     for number in (3, 4, 5, 6):
         parts += [render(build_table(number, board), "md"), ""]
     return "\n".join(parts)

@@ -1,14 +1,26 @@
-"""CLI name -> distiller class; defaults come from `baselines/<name>.yaml` (configs as data)."""
+"""Distillation losses by name: the built-in baselines, and outside ones.
+
+An outside distiller is a `Distiller` subclass with a `name`, published by another package under
+the entry-point group `ackd_bench.methods` (`mykd = "mypkg.losses:MyKD"`), or named on the command
+line as `--method mypkg.losses:MyKD` (an importable module, e.g. a file in the working
+directory). Its defaults are a YAML file beside its module, `<name>.yaml`, in the same form as
+`ackd_bench/resources/methods/*.yaml`: `params` (constructor defaults), `alone_weights` (its own CE:KD weights) and
+`citation`, `paper_url`, `code_url`.
+"""
 
 from __future__ import annotations
 
-import sys
+import importlib
+import inspect
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..errors import AckdError
+from ..experiment import LOSS_NAME
+from ..resources import resource_file
 from .base import Distiller
 from .ctkd import CTKD
 from .dkd import DKD
@@ -18,34 +30,88 @@ from .lskd import LSKD
 from .rkd import RKD
 from .vpr import VPR
 
+ENTRY_POINT_GROUP = "ackd_bench.methods"
 BASELINES: dict[str, type[Distiller]] = {cls.name: cls for cls in (KD, RKD, DKD, Logits, CTKD, LSKD, VPR)}
+_LOADED: dict[str, type[Distiller]] = {}  # outside distillers named as module:Class in this process
 
 
-def baseline_dirs() -> list[Path]:
-    dirs = [Path(__file__).resolve().parents[2] / "baselines", Path(sys.prefix) / "share" / "ackd-bench" / "baselines"]
-    return [d for d in dirs if d.is_dir()]
+def _check_class(obj: Any, where: str) -> type[Distiller]:
+    if not (inspect.isclass(obj) and issubclass(obj, Distiller)):
+        raise AckdError(f"{where}: expected a subclass of ackd_bench.methods.Distiller, got {obj!r}")
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not LOSS_NAME.fullmatch(name) or name in BASELINES:
+        raise AckdError(f"{where}: its `name` must be a new lower-case method name (not {name!r})")
+    return obj
+
+
+def load_outside(spec: str) -> str:
+    """`package.module:Class` -> the distiller's name, after importing it into this process."""
+    module_name, _, class_name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise AckdError(f"--method {spec}: cannot import {module_name} ({exc})") from None
+    cls = _check_class(getattr(module, class_name, None), f"--method {spec}")
+    _LOADED[cls.name] = cls
+    return cls.name
+
+
+def outside_methods() -> dict[str, str]:
+    """Outside distillers that installed packages publish: name -> `module:Class`."""
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def distiller_class(name: str) -> type[Distiller]:
+    if name in BASELINES:
+        return BASELINES[name]
+    if name in _LOADED:
+        return _LOADED[name]
+    published = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not published:
+        known = [*BASELINES, *outside_methods()]
+        raise AckdError(f"unknown distillation method '{name}': expected one of none, {', '.join(known)} "
+                        f"(or an installed package's `{ENTRY_POINT_GROUP}` entry point, or --method module:Class)")
+    try:
+        cls = published[0].load()
+    except Exception as exc:  # noqa: BLE001 - a broken plugin is one line, not a traceback
+        raise AckdError(f"method '{name}': loading {published[0].value} failed ({exc})") from None
+    cls = _check_class(cls, f"entry point {name} = {published[0].value}")
+    if cls.name != name:
+        raise AckdError(f"entry point {name} = {published[0].value}: the class is named '{cls.name}'")
+    return cls
+
+
+def _defaults_file(name: str) -> Path:
+    if name in BASELINES:
+        try:
+            return resource_file("methods", f"{name}.yaml")
+        except FileNotFoundError as exc:
+            raise AckdError(f"not found: {exc}") from None
+    module_file = inspect.getsourcefile(distiller_class(name))
+    path = Path(module_file).with_name(f"{name}.yaml") if module_file else None
+    if path is None or not path.is_file():
+        raise AckdError(f"method '{name}': its defaults file {path or name + '.yaml'} (beside its module) is missing")
+    return path
 
 
 def load_method_defaults(name: str) -> dict[str, Any]:
-    """The method's YAML: `params` (constructor defaults), `citation`, `notes`."""
-    if name not in BASELINES:
-        raise AckdError(f"unknown distillation method '{name}': expected one of none, {', '.join(BASELINES)}")
-    for directory in baseline_dirs():
-        path = directory / f"{name}.yaml"
-        if path.is_file():
-            spec = yaml.safe_load(path.read_text())
-            if not isinstance(spec, dict) or not isinstance(spec.get("params"), dict):
-                raise AckdError(f"{path}: expected a mapping with a 'params' mapping")
-            weights = spec.get("alone_weights")
-            if not (isinstance(weights, dict) and set(weights) == {"task", "kd"}):
-                raise AckdError(f"{path}: expected 'alone_weights: {{task: W, kd: W}}' (the method's own CE:KD weights)")
-            return spec
-    raise AckdError(f"baselines/{name}.yaml not found (looked in {', '.join(map(str, baseline_dirs()))})")
+    """The method's YAML: `params` (constructor defaults), `alone_weights`, `citation`, URLs."""
+    path = _defaults_file(name)
+    spec = yaml.safe_load(path.read_text())
+    if not isinstance(spec, dict) or not isinstance(spec.get("params"), dict):
+        raise AckdError(f"{path}: expected a mapping with a 'params' mapping")
+    weights = spec.get("alone_weights")
+    if not (isinstance(weights, dict) and set(weights) == {"task", "kd"}):
+        raise AckdError(f"{path}: expected 'alone_weights: {{task: W, kd: W}}' (the method's own CE:KD weights)")
+    for key in ("paper_url", "code_url"):
+        if spec.get(key) is not None and not str(spec[key]).startswith("https://"):
+            raise AckdError(f"{path}: {key} must be an https:// URL")
+    return spec
 
 
 def build_distiller(name: str, num_classes: int, overrides: dict[str, Any] | None = None) -> Distiller:
     params = {**load_method_defaults(name)["params"], **(overrides or {})}
     try:
-        return BASELINES[name](num_classes, **params)
+        return distiller_class(name)(num_classes, **params)
     except (TypeError, ValueError) as exc:
-        raise AckdError(f"baselines/{name}.yaml: bad parameter ({exc})") from None
+        raise AckdError(f"{_defaults_file(name)}: bad parameter ({exc})") from None

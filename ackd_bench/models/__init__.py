@@ -1,4 +1,4 @@
-"""Backbones for N-band inputs with a common output contract (DESIGN section 5)."""
+"""Backbones for N-band inputs with a common output contract (see backbones.py)."""
 
 from .backbones import ARCHITECTURES, Backbone, build_backbone, canonical_arch
 

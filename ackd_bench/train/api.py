@@ -11,21 +11,22 @@ from typing import Any, Callable
 import yaml
 
 from ..data.dataset import ShardDataset
-from ..data.manifest import verify_for_training
 from ..errors import AckdError
+from ..experiment import parse_ablation, parse_method
 from ..methods import build_distiller, load_method_defaults
-from ..methods.registry import baseline_dirs
+from ..methods.registry import load_outside
 from ..models import build_backbone, canonical_arch
 from ..models.backbones import arch_width, short_arch
 from ..provenance import code_version, config_hash, sha256_file, write_json_atomic
-from ..results import ABLATIONS, canonical_method, make_record, read_result, write_result
+from ..resources import resource_file
+from ..results import make_record, read_result, write_result
 from ..threads import set_threads
 from .classifier import ClassifierTask
 from .distributed import init_from_env, shutdown
 from .engine import Engine, FitResult, OptimConfig, Runtime, resolve_device, seed_everything
 from .feed import RESIDENT_MODES
 from .profiles import load_profile
-from .runs import device_name, evaluate, prepare_run_dir, run_lock
+from .runs import device_name, evaluate, load_dataset, prepare_run_dir, run_lock
 from .student import DistillationTask, StudentModule, TeacherSource
 from .teacher_cache import build_or_load_cache, load_teacher, require_teacher
 
@@ -64,11 +65,6 @@ def make_runtime(options: RunOptions) -> Runtime:
     workers = options.workers if options.workers is not None else (4 if device.type == "cuda" else 0)
     return Runtime(device=device, ctx=ctx, workers=workers, progress=options.progress, resident=options.resident,
                    checkpoint_every=options.checkpoint_every, compile=options.compile)
-
-
-def load_dataset(dataset_dir: str | Path) -> dict[str, Any]:
-    manifest = verify_for_training(dataset_dir)
-    return {**manifest, "_root": str(dataset_dir)}
 
 
 def dataset_meta(manifest: dict[str, Any], modality: str) -> dict[str, Any]:
@@ -184,7 +180,8 @@ def _classifier_spec(manifest, arch, role, profile, seed, overrides) -> RunSpec:
         checkpoint_meta={**meta, "kind": role, "arch": arch, "width": width, "in_channels": len(meta["bands"]),
                          "num_classes": len(meta["classes"])},
         record={"method": method, "kd_loss": None, "sembridge": False, "ablation": "",
-                "teacher": short if role == "teacher" else None, "student": None if role == "teacher" else short},
+                "teacher": short if role == "teacher" else None, "student": None if role == "teacher" else short,
+                "teacher_sha256": None, "paper_url": None, "code_url": None},
     )
 
 
@@ -207,12 +204,13 @@ def train_classifier(dataset_dir: str | Path, arch: str, *, role: str, profile: 
     return execute(spec, options or RunOptions(), build_task)
 
 
+def published_at(spec: dict[str, Any]) -> dict[str, str | None]:
+    """A method's paper and code URLs (from its YAML), for its result records."""
+    return {"paper_url": spec.get("paper_url"), "code_url": spec.get("code_url")}
+
+
 def sembridge_defaults() -> dict[str, Any]:
-    for directory in baseline_dirs():
-        path = directory / "sembridge.yaml"
-        if path.is_file():
-            return yaml.safe_load(path.read_text())
-    raise AckdError("baselines/sembridge.yaml not found")
+    return yaml.safe_load(resource_file("methods", "sembridge.yaml").read_text())
 
 
 def matcher_spec(dataset_dir: str | Path, arch: str | None = None, profile: str = "paper", seed: int | None = None,
@@ -240,7 +238,7 @@ def train_matcher(dataset_dir: str | Path, arch: str | None = None, *, profile: 
                   seed: int | None = None, overrides: dict[str, Any] | None = None,
                   options: RunOptions | None = None) -> dict[str, Any]:
     """SSM's matcher: MS and pseudo-RGB encoders trained contrastively on MS train images."""
-    from ..methods.sembridge.matcher import MatcherTask, build_matcher
+    from .matcher import MatcherTask, build_matcher
 
     spec = matcher_spec(dataset_dir, arch, profile, seed, overrides)
     manifest = spec.manifest
@@ -261,23 +259,6 @@ def train_matcher(dataset_dir: str | Path, arch: str | None = None, *, profile: 
     return execute(spec, options or RunOptions(), build_task, finish)
 
 
-def parse_method(method: str) -> tuple[str, bool]:
-    """'kd' -> ('kd', False); 'sembridge' -> ('kd', True); 'sembridge+dkd' -> ('dkd', True)."""
-    if method == "sembridge":
-        return "kd", True
-    if method.startswith("sembridge+"):
-        return method.split("+", 1)[1], True
-    return method, False
-
-
-def parse_ablation(ablate: str | list[str] | None) -> list[str]:
-    items = [a.strip() for a in (ablate.split(",") if isinstance(ablate, str) else ablate or []) if a.strip()]
-    unknown = [a for a in items if a not in ABLATIONS]
-    if unknown:
-        raise AckdError(f"--ablate {','.join(unknown)}: unknown component(s); expected some of {', '.join(ABLATIONS)}")
-    return [a for a in ABLATIONS if a in items]
-
-
 def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", teacher: str | Path | None = None,
                   matcher: str | Path | None = None, profile: str = "paper", seed: int | None = None,
                   overrides: dict[str, Any] | None = None, method_params: dict[str, Any] | None = None,
@@ -286,24 +267,26 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
                   log_transport_cost: bool = False, options: RunOptions | None = None) -> dict[str, Any]:
     """An RGB student: alone (`none`), distilled by a baseline loss with naive same-class pairing
     (`kd`, `dkd`, ...), or with SemBridge on top of a baseline (`sembridge`, `sembridge+dkd`, ...)."""
-    method = canonical_method(method)
-    if ablate and not parse_method(method)[1]:
-        raise AckdError(f"--ablate {ablate if isinstance(ablate, str) else ','.join(ablate)}: switches off SemBridge "
-                        f"components, but --method {method} has none; use --method sembridge[+LOSS]")
+    parsed = parse_method(load_outside(method) if ":" in method else method)
+    method = parsed.name
+    if ablate and not parsed.sembridge:
+        given = ablate if isinstance(ablate, str) else ",".join(ablate)
+        raise AckdError(f"--ablate {given}: switches off SemBridge components, but --method {method} has none; use "
+                        "--method sembridge[+LOSS]")
+    ablation = parse_ablation(ablate)
+    if parsed.teacher_run:
+        raise AckdError("--method teacher: teachers are trained with train-teacher")
     if method == "none":
         return train_classifier(dataset_dir, arch, role="student", profile=profile, seed=seed, overrides=overrides,
                                 options=options)
     options = options or RunOptions()
     arch = canonical_arch(arch)
     manifest = load_dataset(dataset_dir)
-    kd_loss, sembridge = parse_method(method)
+    kd_loss, sembridge = parsed.loss, parsed.sembridge
     section, seed, profile_data = _profile_section(profile, "student", overrides, seed)
     choices = profile_data["options"]
     method_spec = load_method_defaults(kd_loss)
     params = {**method_spec["params"], **profile_data["methods"].get(kd_loss, {}), **(method_params or {})}
-    ablation = parse_ablation(ablate)
-    if ablation and not sembridge:
-        raise AckdError("--ablate switches off SemBridge components: use it with --method sembridge[+LOSS]")
     teacher_path = require_teacher(teacher, method)
     # loaded (metadata and weights checked) before the run directory exists: a bad file leaves nothing
     teacher_model, teacher_state = load_teacher(teacher_path, manifest)
@@ -331,7 +314,7 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
             if matcher is None:
                 raise AckdError("SemBridge's SSM needs a matcher: pass --matcher CHECKPOINT (from train-matcher) "
                                 "or --ablate ssm")
-            from ..methods.sembridge.pairing import load_matcher
+            from .matcher import load_matcher
 
             matcher_model = load_matcher(matcher, manifest)
             sb["matcher_sha256"] = sha256_file(matcher)
@@ -343,7 +326,8 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
         checkpoint_meta={**meta, "kind": "student", "arch": arch, "width": width, "in_channels": len(meta["bands"]),
                          "num_classes": len(meta["classes"])},
         record={"method": method, "kd_loss": kd_loss, "sembridge": sembridge, "ablation": ",".join(ablation),
-                "teacher": teacher_short, "student": short},
+                "teacher": teacher_short, "student": short, "teacher_sha256": config["teacher_sha256"],
+                **published_at(sembridge_defaults() if sembridge else method_spec)},
     )
 
     def build_task(rt: Runtime, cfg: OptimConfig):
@@ -372,8 +356,7 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
 
 
 def _sembridge_pairing(task: DistillationTask, sb: dict, ablation: list[str], matcher, cache, rt, cfg, seed):
-    from ..methods.sembridge.pairing import SemBridgePairing, ssm_pairs
-    from .pairing import random_same_class
+    from .pairing import SemBridgePairing, random_same_class, ssm_pairs
 
     if "ssm" in ablation:  # the naive pairing, drawn once
         initial = random_same_class(task.rgb_train.labels, task.galleries, seed, 0)

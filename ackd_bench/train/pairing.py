@@ -2,6 +2,9 @@
 
 The sides are unpaired, so a pairing is a choice. Without SemBridge, an SCKD method gets the naive
 one: a random MS sample of the student's class, redrawn every epoch from (seed, epoch) alone.
+SemBridge's is a match table: SSM's initial teacher per student, re-matched by DynM on schedule.
+The table is task state: it is saved with every checkpoint, so a resumed run continues with
+exactly the pairs it had.
 """
 
 from __future__ import annotations
@@ -9,21 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
-from ..data.dataset import ShardDataset
+from ..data.dataset import ShardDataset, class_galleries
 from ..errors import AckdError
-
-
-def class_galleries(ms: ShardDataset) -> list[np.ndarray]:
-    """MS sample indices per class; a multi-label patch belongs to every class among its labels."""
-    num_classes = len(ms.classes)
-    if ms.multilabel:
-        multi = np.concatenate(list(ms.reader.read_column("multilabels"))).astype(bool)
-        galleries = [np.flatnonzero(multi[:, c]) for c in range(num_classes)]
-    else:
-        galleries = [np.flatnonzero(ms.labels == c) for c in range(num_classes)]
-    return galleries
+from ..methods.sembridge.matcher import Matcher
+from ..methods.sembridge.matching import dynm_match, ssm_match
+from .engine import Runtime
+from .feed import Split, split_outputs
+from .matcher import embed
 
 
 def check_galleries(galleries: list[np.ndarray], student_labels: np.ndarray, classes: list[str]) -> None:
@@ -62,3 +60,40 @@ class PairedStudentData(Dataset):
         for sample, partner in zip(samples, partners):
             sample["ms_image"] = partner["image"]
         return samples
+
+
+def ssm_pairs(matcher: Matcher, rgb_train: ShardDataset | Split, ms_train: ShardDataset | Split,
+              galleries: list[np.ndarray], rt: Runtime, batch_size: int = 256) -> np.ndarray:
+    matcher = matcher.to(rt.device)
+    teacher_embeddings = embed(matcher.embed_ms, ms_train, rt, batch_size)
+    student_embeddings = embed(matcher.embed_rgb, rgb_train, rt, batch_size)
+    return ssm_match(student_embeddings, teacher_embeddings, rgb_train.labels, galleries)
+
+
+class SemBridgePairing:
+    def __init__(self, initial: np.ndarray, schedule: list[int], gallery_logits: torch.Tensor | None,
+                 galleries: list[np.ndarray], gamma: float, batch_size: int, divergence: str = "teacher-student"):
+        """`gallery_logits`: the teacher cache's logits, wherever the cache lives (device when resident)."""
+        self.pairs = np.asarray(initial, dtype=np.int64)
+        self.schedule, self.gallery_logits, self.galleries = list(schedule), gallery_logits, galleries
+        self.gamma, self.batch_size, self.divergence = gamma, batch_size, divergence
+        self.rematched: list[int] = []
+
+    @property
+    def dynamic(self) -> bool:
+        return self.gallery_logits is not None
+
+    def for_epoch(self, epoch: int, task) -> np.ndarray:
+        if self.dynamic and epoch in self.schedule and epoch not in self.rematched:
+            logits = split_outputs(task.module.backbone, task.rgb_split, task.rt, self.batch_size)["logits"]
+            self.pairs = dynm_match(logits, self.gallery_logits, task.rgb_train.labels, self.galleries, self.gamma,
+                                    divergence=self.divergence)
+            self.rematched.append(epoch)
+        return self.pairs
+
+    def state(self) -> dict[str, Any]:
+        return {"pairs": self.pairs.copy(), "rematched": list(self.rematched)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if state:
+            self.pairs, self.rematched = np.asarray(state["pairs"]), list(state["rematched"])

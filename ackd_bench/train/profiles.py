@@ -1,9 +1,9 @@
-"""Training profiles (`recipes/profile-NAME.yaml`): optimiser, schedule, loss weights and the
+"""Training profiles (`ackd_bench/resources/profiles/NAME.yaml`): optimiser, schedule, loss weights and the
 fidelity options, as data.
 
 A profile may `extends:` another; its mappings are merged into the parent's, key by key. The
 `options` section names every choice where the paper's reference code and this project differ
-(docs/FIDELITY.md has one row per option); `methods` overrides a distiller's `baselines/*.yaml`
+(docs/FIDELITY.md has one row per option); `methods` overrides a distiller's `resources/methods/*.yaml`
 parameters. Both enter every run's config, and so its hash.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from ..data.recipe import recipe_dirs
 from ..errors import AckdError
+from ..resources import resource_dirs
 
 SECTIONS = ("teacher", "student", "matcher")
 
@@ -34,12 +34,12 @@ OPTIONS: dict[str, tuple[Any, ...]] = {
 
 
 def profile_names() -> list[str]:
-    return sorted({p.stem[len("profile-"):] for d in recipe_dirs() for p in d.glob("profile-*.yaml")})
+    return sorted({p.stem for d in resource_dirs("profiles") for p in d.glob("*.yaml")})
 
 
 def _profile_file(name: str) -> Path:
-    for directory in recipe_dirs():
-        path = directory / f"profile-{name}.yaml"
+    for directory in resource_dirs("profiles"):
+        path = directory / f"{name}.yaml"
         if path.is_file():
             return path
     raise AckdError(f"unknown training profile '{name}': expected one of {', '.join(profile_names())}")

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..data.dataset import ShardDataset
+from ..data.manifest import verify_for_training
 from ..provenance import write_json_atomic
 from .engine import Runtime, TrainingError
 from .feed import Split, as_split, split_outputs
@@ -103,3 +104,8 @@ def device_name(rt: Runtime) -> str:
         name = torch.cuda.get_device_name(rt.device)
         return f"{name} x{rt.ctx.world_size}" if rt.ctx.enabled else name
     return f"cpu x{rt.ctx.world_size}" if rt.ctx.enabled else "cpu"
+
+
+def load_dataset(dataset_dir: str | Path) -> dict[str, Any]:
+    manifest = verify_for_training(dataset_dir)
+    return {**manifest, "_root": str(dataset_dir)}

@@ -24,7 +24,7 @@ from ..errors import AckdError
 from ..models import build_backbone
 from .checkpoint import check_compatible, load_checkpoint, load_weights, require_fields, untouched_rng
 from .engine import Runtime
-from .runs import predict
+from .runs import load_dataset, predict
 from .teacher_cache import load_teacher
 
 
@@ -89,7 +89,6 @@ def transport_costs(teacher: torch.nn.Module, student: torch.nn.Module, ms: Shar
 def transport_cost_from_checkpoints(dataset_dir: str | Path, teacher_ckpt: str | Path, student_ckpt: str | Path,
                                     *, split: str = "test", samples: int | None = None, seed: int = 0,
                                     device: str = "auto") -> dict[str, Any]:
-    from .api import load_dataset
     from .engine import resolve_device
 
     manifest = load_dataset(dataset_dir)

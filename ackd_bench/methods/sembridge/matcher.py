@@ -4,7 +4,7 @@ Each MS train image is paired with its own pseudo-RGB: the positive of a symmetr
 matching time real RGB images go through the RGB encoder and are compared with the MS gallery.
 Two forms of each piece, chosen by the profile (docs/FIDELITY.md rows 10 and 11):
 
-- loss (`baselines/sembridge.yaml` matcher_losses): the reference's raw embeddings, temperature 1
+- loss (`resources/methods/sembridge.yaml` matcher_losses): the reference's raw embeddings, temperature 1
   and learned soft targets, or L2-normalised embeddings at temperature 0.1 with identity targets
   (the reference form collapses with encoders trained from scratch);
 - pseudo-RGB: the reference's first three MS bands, each image divided by its own maximum and
@@ -15,20 +15,15 @@ Two forms of each piece, chosen by the profile (docs/FIDELITY.md rows 10 and 11)
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...data.dataset import ShardDataset
 from ...errors import AckdError
 from ...models import build_backbone
 from ...models.backbones import FEATURE_DIM
-from ...train.engine import OptimConfig, Runtime, Task
-from ...train.feed import Split, TrainFeed, as_split, open_splits, split_outputs
-from ...train.runs import eval_batch_size
 
 
 class ProjectionHead(nn.Module):
@@ -125,59 +120,3 @@ class Matcher(nn.Module):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         loss = self.loss(self.embed_ms(images), self.embed_rgb(self.pseudo_rgb(images)))
         return {"loss": loss, "clip": loss.detach()}
-
-
-def build_matcher(manifest: dict[str, Any], arch: str, params: dict[str, Any]) -> Matcher:
-    """The matcher a dataset and a run's `matcher_params` describe (training and loading alike)."""
-    ms = manifest["modalities"]["ms"]
-    reference = params.get("pseudo_rgb", "rgb-bands") == "first-bands-image-max"
-    indices = [0, 1, 2] if reference else rgb_band_indices(ms["bands"], ms.get("rgb_bands"))
-    return Matcher(len(ms["bands"]), indices, arch, **params, band_mean=ms.get("mean"), band_std=ms.get("std"))
-
-
-@torch.no_grad()
-def embed(encode, data: ShardDataset | Split, rt: Runtime, batch_size: int = 256, transform=None) -> torch.Tensor:
-    """Embeddings of every sample of a dataset or split, float32 on the device."""
-    split = as_split(data, rt)
-
-    def outputs(images: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"embedding": encode(transform(images) if transform else images)}
-
-    return split_outputs(outputs, split, rt, batch_size, outputs=("embedding",))["embedding"]
-
-
-class MatcherTask(Task):
-    """Engine task: contrastive training on MS train, selection on MS val pair retrieval (top-1)."""
-
-    def __init__(self, matcher: Matcher, train: ShardDataset, val: ShardDataset, cfg: OptimConfig,
-                 augment: Sequence[str], seed: int, rt: Runtime):
-        self.module, self.cfg, self.rt = matcher, cfg, rt
-        self.train_split, self.val_split = open_splits([train, val], rt)
-        self.feed = TrainFeed(self.train_split, cfg.batch_size, seed, augment, rt, stream=3)
-
-    def train_batches(self, epoch: int):
-        return self.feed.epoch(epoch)
-
-    def prepare(self, batch: dict[str, Any], epoch: int, step: int) -> dict[str, Any]:
-        return {"images": batch["image"]}
-
-    def validate(self) -> dict[str, float | None]:
-        was_training = self.module.training
-        self.module.eval()
-        batch = eval_batch_size(self.cfg.batch_size)
-        ms = embed(self.module.embed_ms, self.val_split, self.rt, batch)
-        rgb = embed(self.module.embed_rgb, self.val_split, self.rt, batch, transform=self.module.pseudo_rgb)
-        self.module.train(was_training)
-        loss = float(self.module.loss(ms, rgb))
-        hits = (F.normalize(rgb, dim=1) @ F.normalize(ms, dim=1).t()).argmax(dim=1).eq(torch.arange(len(ms), device=ms.device))
-        return {"clip_loss": loss, "top1": float(hits.float().mean()), "score": float(hits.float().mean()) - 1e-3 * loss}
-
-
-def class_conditional_top1(ms: torch.Tensor, rgb: torch.Tensor, labels: np.ndarray) -> float:
-    """Within each class, how often a pseudo-RGB embedding's nearest MS embedding is its own."""
-    hits = 0
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        similarity = F.normalize(rgb[members], dim=1) @ F.normalize(ms[members], dim=1).t()
-        hits += int(similarity.argmax(dim=1).eq(torch.arange(len(members))).sum())
-    return hits / len(labels)

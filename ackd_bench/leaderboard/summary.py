@@ -1,0 +1,110 @@
+"""Across-cell statistics of a board (see stats.py for the estimators):
+
+- each Table-4 method (per profile): the IQM of test OA over every run of every cell (a dataset
+  and a pair) it has, with a stratified-bootstrap 95% interval;
+- Table 5's question, per distillation loss X (per profile): the probability that a run of
+  SemBridge + X beats a run of X, averaged over the datasets both were run on (R/R), with its
+  interval. Above 0.5 with the interval above 0.5: SemBridge helps X.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..experiment import Method, parse_method, table_rows
+from .render import outside_losses
+from .stats import Interval, aggregate_iqm, probability_of_improvement, stratified_bootstrap
+
+
+@dataclass
+class SummaryRow:
+    label: str
+    profile: str
+    tasks: int
+    runs: int
+    interval: Interval
+
+    def text(self) -> str:
+        i = self.interval
+        return f"{100 * i.estimate:.1f} [{100 * i.low:.1f}, {100 * i.high:.1f}]"
+
+
+def _tasks(records: list[dict[str, Any]], metric: str) -> dict[tuple[str, str, str], np.ndarray]:
+    cells: dict[tuple[str, str, str], list[float]] = {}
+    for r in records:
+        if r[metric] is not None:
+            cells.setdefault((r["dataset"], r["teacher"] or "", r["student"] or ""), []).append(r[metric])
+    return {key: np.array(values) for key, values in cells.items()}
+
+
+def _by_profile(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault(str(r.get("profile") or "unknown"), []).append(r)
+    return groups
+
+
+def method_iqm(board: list[dict[str, Any]], metric: str = "oa") -> list[SummaryRow]:
+    rows = []
+    for row in table_rows(4, extra_losses=outside_losses(board)):
+        for profile, records in sorted(_by_profile([r for r in board if row.matches(r)]).items()):
+            tasks = list(_tasks(records, metric).values())
+            if tasks:
+                interval = stratified_bootstrap(aggregate_iqm, tasks)
+                rows.append(SummaryRow(row.label, profile, len(tasks), sum(map(len, tasks)), interval))
+    return rows
+
+
+def sembridge_improvement(board: list[dict[str, Any]], metric: str = "oa") -> list[SummaryRow]:
+    rows = []
+    losses = sorted({parse_method(r["method"]).loss for r in board
+                     if r["method"] not in ("teacher", "none") and not r["ablation"]} - {None})
+    for loss in losses:
+        alone, combined = Method(loss), Method(loss, True)
+        pick = {name: [r for r in board if r["method"] == name and not r["ablation"] and r["teacher"] == "R"
+                       and r["student"] == "R"] for name in (alone.name, combined.name)}
+        alone_profiles, combined_profiles = _by_profile(pick[alone.name]), _by_profile(pick[combined.name])
+        for profile in sorted(set(alone_profiles) & set(combined_profiles)):
+            x, y = _tasks(combined_profiles[profile], metric), _tasks(alone_profiles[profile], metric)
+            shared = sorted(set(x) & set(y))
+            if shared:
+                interval = stratified_bootstrap(probability_of_improvement, [x[k] for k in shared], [y[k] for k in shared])
+                runs = sum(len(x[k]) + len(y[k]) for k in shared)
+                rows.append(SummaryRow(f"SemBridge + {alone.display} over {alone.display}", profile, len(shared), runs,
+                                       interval))
+    return rows
+
+
+def render_summary(board: list[dict[str, Any]], fmt: str = "md") -> str:
+    """Both summaries as Markdown (for `leaderboard show --stats`) or HTML tables (for the site)."""
+    sections = [
+        ("IQM of test OA across cells (%, stratified-bootstrap 95% interval)", method_iqm(board), "IQM"),
+        ("Probability that SemBridge + X beats X (R/R, across datasets; 95% interval)", sembridge_improvement(board),
+         "P(improvement)"),
+    ]
+    out = []
+    for title, rows, column in sections:
+        if fmt == "html":
+            body = "".join(
+                f"<tr><td>{html.escape(r.label)}</td><td>{html.escape(r.profile)}</td><td>{r.tasks}</td>"
+                f"<td>{r.runs}</td><td data-value=\"{r.interval.estimate:.6f}\">{html.escape(_text(r, column))}</td></tr>"
+                for r in rows) or "<tr><td colspan=\"5\">no runs yet</td></tr>"
+            out.append(f"<table class=\"summary\"><caption>{html.escape(title)}</caption><thead><tr><th>method</th>"
+                       f"<th>profile</th><th>cells</th><th>runs</th><th>{column}</th></tr></thead>"
+                       f"<tbody>{body}</tbody></table>")
+        else:
+            lines = [f"**{title}**", "", f"| method | profile | cells | runs | {column} |", "|---|---|---|---|---|"]
+            lines += [f"| {r.label} | {r.profile} | {r.tasks} | {r.runs} | {_text(r, column)} |" for r in rows]
+            out.append("\n".join(lines if rows else lines[:1] + ["", "no runs yet"]))
+    return "\n\n".join(out)
+
+
+def _text(row: SummaryRow, column: str) -> str:
+    if column == "IQM":
+        return row.text()
+    i = row.interval
+    return f"{i.estimate:.2f} [{i.low:.2f}, {i.high:.2f}]"

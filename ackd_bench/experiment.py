@@ -4,17 +4,22 @@ read them from here.
 
 A method is parsed from its name into a `Method`: its distillation loss (a built-in baseline or an
 outside distiller, see `methods/registry.py`), whether SemBridge runs on top of it, and what it
-needs. Adding a built-in loss touches its module, its YAML and `BUILTIN_LOSSES` below; an outside
-one touches nothing here.
+needs. A built-in loss is its module `ackd_bench/methods/<name>.py` and its YAML
+`ackd_bench/resources/methods/<name>.yaml`, which gives its display name and its place in the
+tables; adding one touches nothing else. An outside one touches nothing here.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
+import yaml
+
 from .errors import AckdError
+from .resources import resource_dirs
 
 ARCH_NAMES = {"R": "ResNet34", "M": "MobileNetV2", "S": "ShuffleNetV2"}
 ARCHS = tuple(ARCH_NAMES)
@@ -23,11 +28,30 @@ ABLATIONS = ("ssm", "dynm", "ot1", "ot2")
 ABLATION_NAMES = {"ssm": "SSM", "dynm": "DynM", "ot1": "L_ot1", "ot2": "L_ot2"}
 SEMBRIDGE = "sembridge"
 
-# the built-in distillation losses in the paper's Table 4 order, with their display names
-BUILTIN_LOSSES = {"rkd": "RKD", "dkd": "DKD", "logits": "Logits", "ctkd": "CTKD", "lskd": "LSKD", "vpr": "VPR",
-                  "kd": "Vanilla KD"}
-CROSS_MODAL = ("vpr",)  # Table 5 applies SemBridge to the uni-modal losses only
 LOSS_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+
+
+@cache
+def _builtin_specs() -> tuple[tuple[str, str, bool], ...]:
+    """(name, display name, cross-modal) of each built-in loss, in Table 4's order, from the YAMLs
+    that carry a `table_order` (SemBridge's, a plug-in on top of a loss, does not)."""
+    found = {}
+    for directory in reversed(resource_dirs("methods")):  # the user's folder, first in the list, wins
+        for path in directory.glob("*.yaml"):
+            spec = yaml.safe_load(path.read_text())
+            if isinstance(spec, dict) and "table_order" in spec:
+                found[path.stem] = (int(spec["table_order"]), str(spec.get("display", path.stem)),
+                                    bool(spec.get("cross_modal", False)))
+    return tuple((name, display, cross) for name, (_, display, cross) in sorted(found.items(), key=lambda i: i[1][0]))
+
+
+# name -> display name of the built-in losses, in Table 4's order
+BUILTIN_LOSSES: dict[str, str] = {name: display for name, display, _ in _builtin_specs()}
+
+
+def cross_modal_losses() -> tuple[str, ...]:
+    """Losses Table 5 leaves out: SemBridge is applied to the uni-modal ones only."""
+    return tuple(name for name, _, cross in _builtin_specs() if cross)
 
 
 @dataclass(frozen=True)
@@ -172,7 +196,7 @@ def table_rows(table: int, pairs: tuple[str, ...] | list[str] = PAIRS, extra_los
     elif table == 5:
         if "R/R" not in pairs:
             return []
-        unimodal = ["kd", *[m for m in BUILTIN_LOSSES if m not in (*CROSS_MODAL, "kd")]]  # the paper's order
+        unimodal = ["kd", *[m for m in BUILTIN_LOSSES if m not in (*cross_modal_losses(), "kd")]]  # the paper's
         for loss in (*unimodal, *extra_losses):
             rows += [Row(Method(loss).display, loss, ("R/R",)),
                      Row(f"  + SemBridge ({Method(loss).display})", Method(loss, True).name, ("R/R",))]

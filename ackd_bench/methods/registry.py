@@ -19,19 +19,24 @@ from typing import Any
 import yaml
 
 from ..errors import AckdError
-from ..experiment import LOSS_NAME
+from ..experiment import BUILTIN_LOSSES, LOSS_NAME
 from ..resources import resource_file
 from .base import Distiller
-from .ctkd import CTKD
-from .dkd import DKD
-from .kd import KD
-from .logits import Logits
-from .lskd import LSKD
-from .rkd import RKD
-from .vpr import VPR
 
 ENTRY_POINT_GROUP = "ackd_bench.methods"
-BASELINES: dict[str, type[Distiller]] = {cls.name: cls for cls in (KD, RKD, DKD, Logits, CTKD, LSKD, VPR)}
+
+
+def _builtin(name: str) -> type[Distiller]:
+    """The class named `name` in its module ackd_bench/methods/<name>.py."""
+    module = importlib.import_module(f"{__package__}.{name}")
+    found = [obj for obj in vars(module).values()
+             if inspect.isclass(obj) and issubclass(obj, Distiller) and getattr(obj, "name", None) == name]
+    if len(found) != 1:
+        raise AckdError(f"ackd_bench/methods/{name}.py: expected one Distiller named '{name}', found {len(found)}")
+    return found[0]
+
+
+BASELINES: dict[str, type[Distiller]] = {name: _builtin(name) for name in BUILTIN_LOSSES}
 _LOADED: dict[str, type[Distiller]] = {}  # outside distillers named as module:Class in this process
 
 

@@ -63,7 +63,17 @@ def _run_options(args: argparse.Namespace):
     return RunOptions(run_dir=Path(args.out) if args.out else None, runs_root=Path(args.runs_root),
                       resume=args.resume, force=args.force, device=args.device, workers=args.workers,
                       progress=not args.quiet, resident=args.resident, checkpoint_every=args.checkpoint_every,
-                      compile=args.compile, threads=args.threads)
+                      compile=args.compile, threads=args.threads, precision=args.precision,
+                      loggers=tuple(args.logger))
+
+
+def _profile(args: argparse.Namespace):
+    """--profile NAME|PATH.yaml, loaded here when --set changes it (then every run reads the same dict)."""
+    if not args.set:
+        return args.profile
+    from .train.profiles import load_profile
+
+    return load_profile(args.profile, sets=args.set)
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -85,7 +95,7 @@ TRAIN_RESUME_HINT = ("add --resume to the same command to continue from the last
 def _cmd_train_teacher(args: argparse.Namespace) -> int:
     from .train.api import train_classifier
 
-    result = train_classifier(args.dataset_dir, args.arch, role="teacher", profile=args.profile, seed=args.seed,
+    result = train_classifier(args.dataset_dir, args.arch, role="teacher", profile=_profile(args), seed=args.seed,
                               overrides=_overrides(args), options=_run_options(args))
     _print_result(result)
     return 0
@@ -109,7 +119,7 @@ def _cmd_train_student(args: argparse.Namespace) -> int:
     from .train.api import train_student
 
     result = train_student(args.dataset_dir, args.arch, method=args.method, teacher=args.teacher,
-                           matcher=args.matcher, profile=args.profile, seed=args.seed, overrides=_overrides(args),
+                           matcher=args.matcher, profile=_profile(args), seed=args.seed, overrides=_overrides(args),
                            ablate=args.ablate, sembridge_params=_sembridge_params(args), dynm_schedule=_dynm(args.dynm),
                            teacher_mode="live" if args.live_teacher else "cache",
                            log_transport_cost=args.log_transport_cost, options=_run_options(args))
@@ -136,7 +146,7 @@ def _cmd_transport_cost(args: argparse.Namespace) -> int:
 def _cmd_train_matcher(args: argparse.Namespace) -> int:
     from .train.api import train_matcher
 
-    result = train_matcher(args.dataset_dir, args.arch, profile=args.profile, seed=args.seed,
+    result = train_matcher(args.dataset_dir, args.arch, profile=_profile(args), seed=args.seed,
                            overrides=_overrides(args), options=_run_options(args))
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{result['run_dir']}: matcher val top-1 pair retrieval {result['val_top1']:.4f}, "
@@ -152,7 +162,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     results = run_eval(
         args.dataset_dir, args.method, pair=args.pair, teacher=args.teacher, matcher=args.matcher,
-        profile=args.profile, seed=args.seed, student_overrides=_overrides(args),
+        profile=_profile(args), seed=args.seed, student_overrides=_overrides(args),
         teacher_overrides=epochs(args.teacher_epochs), matcher_overrides=epochs(args.matcher_epochs),
         matcher_arch=args.matcher_arch, ablate=args.ablate, sembridge_params=_sembridge_params(args),
         dynm_schedule=_dynm(args.dynm), options=_run_options(args),
@@ -172,12 +182,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     check_runs_per_gpu(args.runs_per_gpu)
     requests = expand_grid(args.datasets, methods=args.methods, pairs=args.pairs, seeds=args.seeds,
                            tables=args.tables)
-    config = SweepConfig(profile=args.profile, runs_root=args.runs_root, student_overrides=_overrides(args),
+    config = SweepConfig(profile=_profile(args), runs_root=args.runs_root, student_overrides=_overrides(args),
                          teacher_overrides={"epochs": args.teacher_epochs} if args.teacher_epochs else {},
                          matcher_overrides={"epochs": args.matcher_epochs} if args.matcher_epochs else {},
                          matcher_arch=args.matcher_arch, device=args.device, workers=args.workers,
                          runs_per_gpu=args.runs_per_gpu, resident=args.resident,
-                         checkpoint_every=args.checkpoint_every, compile=args.compile, threads=args.threads)
+                         checkpoint_every=args.checkpoint_every, compile=args.compile, threads=args.threads,
+                         precision=args.precision, loggers=tuple(args.logger))
     slurm = {"timeout_min": args.timeout_min, "gpus_per_node": args.gpus, "cpus_per_task": args.cpus}
     if args.launcher == "slurm":
         slurm.update({k: v for k, v in {"slurm_partition": args.partition, "slurm_array_parallelism": args.parallel}.items() if v})
@@ -260,7 +271,7 @@ def _add_sembridge_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset_dir", help="a directory made by `ackd-bench build`")
     parser.add_argument("--arch", default="R", help="resnet34|mobilenetv2|shufflenetv2 or R|M|S (default R)")
-    parser.add_argument("--profile", default="paper", help="training profile: paper (default: the reference code), bench, demo or smoke")
+    _add_profile_arguments(parser)
     parser.add_argument("--seed", type=int, help="default: the profile's seed")
     parser.add_argument("--epochs", type=int, help="override the profile's epochs")
     parser.add_argument("--batch-size", type=int, help="override the profile's batch size (global, across ranks)")
@@ -275,6 +286,15 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="paper",
+                        help="training profile: paper (default: the reference code), bench, demo, smoke, or a "
+                             "PATH.yaml of the same form (see ackd_bench/resources/profiles/)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="change one profile value, e.g. student.epochs=50, options.matcher_loss=reference, "
+                             "methods.dkd.beta=4 (repeatable; recorded in config.json and the config hash)")
+
+
 def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="DataLoader workers of streamed splits (default 0 on CPU, 4 on CUDA)")
     parser.add_argument("--resident", default="auto", choices=["auto", "on", "off"],
@@ -284,6 +304,13 @@ def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write last.pt at most this often (default 600; 0: every epoch); always at the end and "
                              "after SIGTERM/SIGUSR1")
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbones (off by default)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                        help="training precision: auto (default: bf16 on GPUs that compute it natively, fp16 with loss "
+                             "scaling on older ones such as V100 and T4, fp32 on CPU); recorded in the result")
+    parser.add_argument("--logger", action="append", default=[], metavar="NAME",
+                        help="also log each epoch to tensorboard, wandb or mlflow (repeatable or comma-separated; "
+                             "log.csv is always written; wandb runs offline and mlflow to RUN_DIR/mlruns unless "
+                             "their own environment variables say otherwise)")
     parser.add_argument("--threads", type=int, help="CPU threads per run (default: the cores this process may use, "
                                                     "divided by the runs started at once, less those other processes keep busy)")
 
@@ -376,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--pairs", nargs="+", default=["all"], help="pairs (default all)")
     sweep.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     sweep.add_argument("--tables", nargs="+", type=int, default=[3, 4, 5, 6])
-    sweep.add_argument("--profile", default="paper")
+    _add_profile_arguments(sweep)
     sweep.add_argument("--epochs", type=int, help="override the students' epochs")
     sweep.add_argument("--batch-size", type=int)
     sweep.add_argument("--lr", type=float)

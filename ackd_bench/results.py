@@ -45,8 +45,9 @@ RESULT_FIELDS: dict[str, tuple[type, bool]] = {
     "teacher_sha256": (str, True),
     "paper_url": (str, True),
     "code_url": (str, True),
+    "precision": (str, True),  # bf16 | fp16 | fp32: what the run trained in
 }
-PROVENANCE_FIELDS = ("teacher_sha256", "paper_url", "code_url")  # absent from records older than them: None
+PROVENANCE_FIELDS = ("teacher_sha256", "paper_url", "code_url", "precision")  # absent from records older than them: None
 METRICS = ("oa", "f1", "val_oa", "val_f1")
 RUN_KEY = ("dataset_version", "method", "ablation", "teacher", "student", "seed", "profile", "epochs")
 
@@ -135,6 +136,8 @@ def validate_record(raw: dict[str, Any], known_versions: dict[str, set[str]] | N
     for name in ("paper_url", "code_url"):
         if record[name] is not None and not re.fullmatch(r"https://[^\s\"'<>]+", record[name]):
             raise ValueError(f"{name}: {record[name][:40]!r} is not an https:// URL")
+    if record["precision"] not in (None, "bf16", "fp16", "fp32"):
+        raise ValueError(f"precision: {record['precision'][:20]!r} is not one of bf16, fp16, fp32")
     if record["teacher_sha256"] is not None and not re.fullmatch(r"[0-9a-f]{64}", record["teacher_sha256"]):
         raise ValueError("teacher_sha256: expected 64 hex digits")
     try:

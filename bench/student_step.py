@@ -22,7 +22,7 @@ from ackd_bench.data.dataset import ShardDataset
 from ackd_bench.methods import build_distiller
 from ackd_bench.models import build_backbone, canonical_arch
 from ackd_bench.train.checkpoint import save_checkpoint
-from ackd_bench.train.engine import OptimConfig, Runtime, build_optimizer, resolve_device, seed_everything
+from ackd_bench.train.engine import OptimConfig, Runtime, build_optimizer, resolve_device, resolve_precision, seed_everything
 from ackd_bench.train.student import DistillationTask, StudentModule, TeacherSource
 from ackd_bench.train.teacher_cache import build_or_load_cache, load_teacher
 
@@ -74,7 +74,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=0)
     args = parser.parse_args()
-    rt = Runtime(device=resolve_device(args.device), workers=args.workers, progress=False)
+    device = resolve_device(args.device)
+    rt = Runtime(device=device, workers=args.workers, progress=False, precision=resolve_precision("auto", device))
     cfg = OptimConfig(epochs=1, batch_size=args.batch_size, lr=1e-3)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

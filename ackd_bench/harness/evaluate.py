@@ -22,20 +22,20 @@ def _shared(options: RunOptions) -> RunOptions:
     return replace(options, run_dir=None, force=False, reuse_finished=True, resume="auto")
 
 
-def ensure_teacher(dataset_dir, arch: str, profile: str, seed: int | None, overrides: dict, options: RunOptions) -> Path:
+def ensure_teacher(dataset_dir, arch: str, profile: str | dict, seed: int | None, overrides: dict, options: RunOptions) -> Path:
     result = train_classifier(dataset_dir, arch, role="teacher", profile=profile, seed=seed, overrides=overrides,
                               options=_shared(options))
     return Path(result["run_dir"]) / "checkpoints" / "best.pt"
 
 
-def ensure_matcher(dataset_dir, profile: str, seed: int | None, overrides: dict, options: RunOptions,
+def ensure_matcher(dataset_dir, profile: str | dict, seed: int | None, overrides: dict, options: RunOptions,
                    arch: str | None = None) -> Path:
     result = train_matcher(dataset_dir, arch, profile=profile, seed=seed, overrides=overrides, options=_shared(options))
     return Path(result["run_dir"]) / "checkpoints" / "best.pt"
 
 
 def run_student(dataset_dir, method: str, teacher_arch: str, student_arch: str, *, teacher: str | Path | None = None,
-                matcher: str | Path | None = None, profile: str = "paper", seed: int | None = None,
+                matcher: str | Path | None = None, profile: str | dict = "paper", seed: int | None = None,
                 student_overrides: dict | None = None, teacher_overrides: dict | None = None,
                 matcher_overrides: dict | None = None, matcher_arch: str | None = None, ablate: str | None = None,
                 sembridge_params: dict | None = None, dynm_schedule=None,
@@ -56,7 +56,7 @@ def run_student(dataset_dir, method: str, teacher_arch: str, student_arch: str, 
 
 
 def run_eval(dataset_dir: str | Path, method: str, *, pair: str = "R/R", teacher: str | Path | None = None,
-             matcher: str | Path | None = None, profile: str = "paper", seed: int | None = None,
+             matcher: str | Path | None = None, profile: str | dict = "paper", seed: int | None = None,
              options: RunOptions | None = None, **student_arguments: Any) -> list[dict[str, Any]]:
     options = options or RunOptions()
     pairs = parse_pairs(pair)

@@ -38,7 +38,7 @@ RUN_OVERHEAD_BYTES = 3 * GiB  # model, optimiser, activations and the CUDA conte
 
 @dataclass
 class SweepConfig:
-    profile: str = "paper"
+    profile: str | dict = "paper"
     runs_root: str = "runs"
     student_overrides: dict[str, Any] = field(default_factory=dict)
     teacher_overrides: dict[str, Any] = field(default_factory=dict)
@@ -51,6 +51,8 @@ class SweepConfig:
     resident: str = "auto"  # passed through to RunOptions
     checkpoint_every: float = 600.0  # passed through to RunOptions
     compile: bool = False  # passed through to RunOptions
+    precision: str = "auto"  # passed through to RunOptions
+    loggers: tuple[str, ...] = ("csv",)  # passed through to RunOptions
 
 
 def check_runs_per_gpu(value: int) -> int:
@@ -65,7 +67,8 @@ def run_options(config: SweepConfig, resume: str = "auto"):
 
     return RunOptions(runs_root=Path(config.runs_root), device=config.device, workers=config.workers,
                       progress=False, reuse_finished=True, resume=resume, resident=config.resident,
-                      checkpoint_every=config.checkpoint_every, compile=config.compile, threads=config.threads)
+                      checkpoint_every=config.checkpoint_every, compile=config.compile, threads=config.threads,
+                      precision=config.precision, loggers=config.loggers)
 
 
 def run_request(request: RunRequest, config: SweepConfig, resume: str = "auto") -> dict[str, Any]:

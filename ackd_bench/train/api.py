@@ -23,8 +23,9 @@ from ..results import make_record, read_result, write_result
 from ..threads import set_threads
 from .classifier import ClassifierTask
 from .distributed import init_from_env, shutdown
-from .engine import Engine, FitResult, OptimConfig, Runtime, resolve_device, seed_everything
+from .engine import Engine, FitResult, OptimConfig, Runtime, resolve_device, resolve_precision, seed_everything
 from .feed import RESIDENT_MODES
+from .loggers import check_loggers
 from .profiles import load_profile
 from .runs import device_name, evaluate, load_dataset, prepare_run_dir, run_lock
 from .student import DistillationTask, StudentModule, TeacherSource
@@ -50,11 +51,14 @@ class RunOptions:
     compile: bool = False  # torch.compile the backbones
     threads: int | None = None  # torch CPU threads (None: threads.default_threads)
     runs_at_once: int = 1  # runs a launcher started together on this machine, sharing its cores
+    precision: str = "auto"  # auto | bf16 | fp16 | fp32 (engine.resolve_precision); recorded in the result
+    loggers: tuple[str, ...] = ("csv",)  # csv (always), tensorboard, wandb, mlflow (train/loggers.py)
 
 
 def make_runtime(options: RunOptions) -> Runtime:
     if options.resident not in RESIDENT_MODES:
         raise AckdError(f"--resident {options.resident}: expected one of {', '.join(RESIDENT_MODES)}")
+    loggers = check_loggers(options.loggers)  # a missing package stops here, before the run directory exists
     device = resolve_device(options.device)
     set_threads(options.threads, options.runs_at_once * int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     ctx = init_from_env(device.type)
@@ -64,7 +68,8 @@ def make_runtime(options: RunOptions) -> Runtime:
         torch.cuda.set_device(device)
     workers = options.workers if options.workers is not None else (4 if device.type == "cuda" else 0)
     return Runtime(device=device, ctx=ctx, workers=workers, progress=options.progress, resident=options.resident,
-                   checkpoint_every=options.checkpoint_every, compile=options.compile)
+                   checkpoint_every=options.checkpoint_every, compile=options.compile,
+                   precision=resolve_precision(options.precision, device), loggers=loggers)
 
 
 def dataset_meta(manifest: dict[str, Any], modality: str) -> dict[str, Any]:
@@ -154,14 +159,23 @@ def _classification_record(spec: RunSpec, rt: Runtime, cfg: OptimConfig, fit: Fi
         seed=spec.config["seed"], profile=spec.config["profile"], epochs=cfg.epochs, oa=metrics["oa"], f1=metrics["f1"],
         val_oa=fit.best_val.get("oa"), val_f1=fit.best_val["f1"], n_test=metrics["n"],
         config_hash=spec.digest, code_version=code_version(), wall_seconds=round(time.time() - started, 3),
-        device=device_name(rt),
+        device=device_name(rt), precision=rt.precision,
     )
 
 
-def _profile_section(profile: str, role: str, overrides: dict[str, Any] | None, seed: int | None):
+Profile = str | dict  # a profile's name or path, or one loaded with --set (train.profiles.load_profile)
+
+
+def _profile_section(profile: Profile, role: str, overrides: dict[str, Any] | None, seed: int | None):
     """The role's optimiser section, the seed and the whole profile (its options and method overrides)."""
     profile_data = load_profile(profile, {role: overrides or {}})
     return profile_data[role], int(seed if seed is not None else profile_data["seed"]), profile_data
+
+
+def _profile_config(profile_data: dict[str, Any]) -> dict[str, Any]:
+    """What a run's config records of its profile: its name, the --set assignments and the options."""
+    return {"profile": profile_data["name"], **({"profile_set": profile_data["set"]} if "set" in profile_data else {}),
+            "options": profile_data["options"]}
 
 
 def _classifier_spec(manifest, arch, role, profile, seed, overrides) -> RunSpec:
@@ -174,8 +188,8 @@ def _classifier_spec(manifest, arch, role, profile, seed, overrides) -> RunSpec:
     width = arch_width(arch, options["shufflenet_width"])
     return RunSpec(
         manifest=manifest, section=section, test_modality=modality,
-        config={"kind": role, "method": method, "arch": arch, "width": width, "seed": seed, "profile": profile,
-                "options": options, "optim": section, **meta},
+        config={"kind": role, "method": method, "arch": arch, "width": width, "seed": seed,
+                **_profile_config(profile_data), "optim": section, **meta},
         label=f"{role}-{short}" + ("" if role == "teacher" else "-none") + f"-s{seed}",
         checkpoint_meta={**meta, "kind": role, "arch": arch, "width": width, "in_channels": len(meta["bands"]),
                          "num_classes": len(meta["classes"])},
@@ -185,7 +199,7 @@ def _classifier_spec(manifest, arch, role, profile, seed, overrides) -> RunSpec:
     )
 
 
-def train_classifier(dataset_dir: str | Path, arch: str, *, role: str, profile: str = "paper",
+def train_classifier(dataset_dir: str | Path, arch: str, *, role: str, profile: Profile = "paper",
                      seed: int | None = None, overrides: dict[str, Any] | None = None,
                      options: RunOptions | None = None) -> dict[str, Any]:
     """Train the MS teacher (role 'teacher') or the RGB student without KD (role 'student')."""
@@ -213,7 +227,7 @@ def sembridge_defaults() -> dict[str, Any]:
     return yaml.safe_load(resource_file("methods", "sembridge.yaml").read_text())
 
 
-def matcher_spec(dataset_dir: str | Path, arch: str | None = None, profile: str = "paper", seed: int | None = None,
+def matcher_spec(dataset_dir: str | Path, arch: str | None = None, profile: Profile = "paper", seed: int | None = None,
                  overrides: dict[str, Any] | None = None) -> RunSpec:
     manifest = load_dataset(dataset_dir)
     sembridge = sembridge_defaults()
@@ -226,15 +240,15 @@ def matcher_spec(dataset_dir: str | Path, arch: str | None = None, profile: str 
               "pseudo_rgb": options["pseudo_rgb"]}
     return RunSpec(
         manifest=manifest, section=section,
-        config={"kind": "matcher", "arch": arch, "matcher_params": params, "seed": seed, "profile": profile,
-                "options": options, "optim": section, "rgb_bands": manifest["modalities"]["ms"].get("rgb_bands"),
+        config={"kind": "matcher", "arch": arch, "matcher_params": params, "seed": seed,
+                **_profile_config(profile_data), "optim": section, "rgb_bands": manifest["modalities"]["ms"].get("rgb_bands"),
                 **meta},
         label=f"matcher-{short_arch(arch)}-s{seed}",
         checkpoint_meta={**meta, "kind": "matcher", "arch": arch, "matcher_params": params},
     )
 
 
-def train_matcher(dataset_dir: str | Path, arch: str | None = None, *, profile: str = "paper",
+def train_matcher(dataset_dir: str | Path, arch: str | None = None, *, profile: Profile = "paper",
                   seed: int | None = None, overrides: dict[str, Any] | None = None,
                   options: RunOptions | None = None) -> dict[str, Any]:
     """SSM's matcher: MS and pseudo-RGB encoders trained contrastively on MS train images."""
@@ -254,13 +268,14 @@ def train_matcher(dataset_dir: str | Path, arch: str | None = None, *, profile: 
                 "arch": spec.config["arch"], "seed": spec.config["seed"], "profile": spec.config["profile"],
                 "epochs": spec.section["epochs"],
                 "val_top1": fit.best_val["top1"], "val_clip_loss": fit.best_val["clip_loss"],
-                "config_hash": spec.digest, "code_version": code_version(), "device": device_name(rt)}
+                "config_hash": spec.digest, "code_version": code_version(), "device": device_name(rt),
+                "precision": rt.precision}
 
     return execute(spec, options or RunOptions(), build_task, finish)
 
 
 def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", teacher: str | Path | None = None,
-                  matcher: str | Path | None = None, profile: str = "paper", seed: int | None = None,
+                  matcher: str | Path | None = None, profile: Profile = "paper", seed: int | None = None,
                   overrides: dict[str, Any] | None = None, method_params: dict[str, Any] | None = None,
                   sembridge_params: dict[str, Any] | None = None, ablate: str | list[str] | None = None,
                   dynm_schedule: tuple[int, int, int] | None = None, teacher_mode: str = "cache",
@@ -297,7 +312,7 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
     teacher_short, short = short_arch(teacher_state["arch"]), short_arch(arch)
     width = arch_width(arch, choices["shufflenet_width"])
     config = {"kind": "student", "method": method, "kd_loss": kd_loss, "method_params": params, "arch": arch,
-              "width": width, "seed": seed, "profile": profile, "options": choices, "optim": section,
+              "width": width, "seed": seed, **_profile_config(profile_data), "optim": section,
               "loss_weights": weights, "teacher_sha256": sha256_file(teacher_path),
               "teacher_arch": teacher_state["arch"], **meta}
     sb: dict[str, Any] = {}

@@ -37,6 +37,7 @@ from ..errors import AckdError
 from ..provenance import atomic_path
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .distributed import DistContext, all_ranks_max, barrier
+from .loggers import MetricLoggers
 
 FINITE_CHECK_STEPS = 50  # steps between reads of the non-finite flag (each read waits for the device)
 
@@ -82,13 +83,21 @@ class Runtime:
     resident: str = "auto"  # splits in device memory: auto (when they fit), on, off
     checkpoint_every: float = 0.0  # seconds between last.pt writes; 0: every epoch
     compile: bool = False
+    precision: str = "fp32"  # bf16 | fp16 | fp32, resolved (resolve_precision)
+    loggers: tuple[str, ...] = ("csv",)  # train/loggers.py
 
     @property
     def cuda(self) -> bool:
         return self.device.type == "cuda"
 
     def autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else nullcontext()
+        if self.precision == "fp32":
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """fp16's loss scaling (a no-op for bf16 and fp32, whose range needs none)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
 
     def layout(self, images: torch.Tensor) -> torch.Tensor:
         """channels-last on CUDA, where cuDNN's convolutions are fastest in it."""
@@ -96,6 +105,21 @@ class Runtime:
 
     def to_device(self, images: torch.Tensor) -> torch.Tensor:
         return self.layout(images.to(self.device, non_blocking=True))
+
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """`auto`: bf16 on a GPU that computes it natively (Ampere and later), fp16 with loss scaling on
+    one that does not (V100, T4), fp32 on the CPU. An explicit choice is kept."""
+    if requested not in PRECISIONS:
+        raise AckdError(f"--precision {requested}: expected one of {', '.join(PRECISIONS)}")
+    if requested != "auto":
+        return requested
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
 
 
 LOSS_PRECISIONS = ("fp32", "autocast")
@@ -199,19 +223,13 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig):
 
 
 class EpochLog:
-    """Per-epoch rows to log.csv, and to TensorBoard when it is installed."""
+    """Per-epoch rows to log.csv, and to the other loggers the run chose (train/loggers.py)."""
 
-    def __init__(self, run_dir: Path, enabled: bool):
+    def __init__(self, run_dir: Path, enabled: bool, loggers: tuple[str, ...] = ("csv",),
+                 config: dict[str, Any] | None = None):
         self.path = run_dir / "log.csv"
         self.enabled = enabled
-        self.tensorboard = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
-            except ImportError:  # tensorboard is optional
-                self.tensorboard = None
+        self.others = MetricLoggers(loggers, run_dir, run_dir.name, config or {}) if enabled else None
 
     def truncate_after(self, epoch: int) -> None:
         """On resume, drop rows of epochs that the restored checkpoint does not contain."""
@@ -225,11 +243,11 @@ class EpochLog:
         if not self.enabled:
             return
         self._write([row], rewrite=False)
-        if self.tensorboard is not None:
-            for key, value in row.items():
-                if key != "epoch" and isinstance(value, (int, float)):
-                    self.tensorboard.add_scalar(key, value, row["epoch"])
-            self.tensorboard.flush()
+        self.others.log(row)
+
+    def close(self) -> None:
+        if self.others is not None:
+            self.others.close()
 
     def _write(self, rows: list[dict[str, Any]], rewrite: bool) -> None:
         existing: list[dict[str, Any]] = []
@@ -360,7 +378,8 @@ class Engine:
         params = [p for p in self.module.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(params, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
-        self.log = EpochLog(self.run_dir, runtime.ctx.is_main)
+        self.log = EpochLog(self.run_dir, runtime.ctx.is_main, runtime.loggers, meta.get("config"))
+        self.scaler = runtime.grad_scaler()
         self.best_state: dict[str, torch.Tensor] | None = None  # on the device until written
         self.best_written = True
 
@@ -379,6 +398,7 @@ class Engine:
             "module": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "rng": rng_state(),
             "task_state": self.task.state(),
             "best_score": best_score,
@@ -398,6 +418,8 @@ class Engine:
         self.module.load_state_dict(state["module"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.task.load_state(state["task_state"])
         set_rng_state(state["rng"])
         if self.best_path.exists():
@@ -446,8 +468,9 @@ class Engine:
                     if (step + 1) % FINITE_CHECK_STEPS == 0:
                         sums.check(epoch, self._last_good())
                     self.optimizer.zero_grad(set_to_none=True)
-                    terms["loss"].backward()
-                    self.optimizer.step()
+                    self.scaler.scale(terms["loss"]).backward()
+                    self.scaler.step(self.optimizer)  # fp16: skipped when the scaled gradients overflowed
+                    self.scaler.update()
                 sums.check(epoch, self._last_good())  # also waits for the device: the steps are done
                 train_seconds = time.time() - loop_started
                 lr = self.optimizer.param_groups[0]["lr"]
@@ -474,6 +497,7 @@ class Engine:
                     raise Preempted(f"stopped by SIGTERM after epoch {epoch + 1}/{self.cfg.epochs}; "
                                     f"{self.last_path} holds it: continue with --resume")
                 triggers.received = None
+        self.log.close()
         return FitResult(best_epoch, best_val, self.cfg.epochs - start)
 
     def load_best(self) -> dict[str, Any]:

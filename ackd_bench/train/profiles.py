@@ -1,6 +1,9 @@
 """Training profiles (`ackd_bench/resources/profiles/NAME.yaml`): optimiser, schedule, loss weights and the
 fidelity options, as data.
 
+A profile is named (a packaged one, or one in $ACKD_BENCH_PROFILES) or given as a path to a YAML
+file of the same form. `--set section.key=value` changes one value after loading (the value is read
+as YAML): `student.epochs=50`, `options.matcher_loss=reference`, `methods.dkd.beta=4`, `seed=1`.
 A profile may `extends:` another; its mappings are merged into the parent's, key by key. The
 `options` section names every choice where the paper's reference code and this project differ
 (docs/FIDELITY.md has one row per option); `methods` overrides a distiller's `resources/methods/*.yaml`
@@ -16,6 +19,7 @@ from typing import Any
 import yaml
 
 from ..errors import AckdError
+from ..provenance import config_hash
 from ..resources import resource_dirs
 
 SECTIONS = ("teacher", "student", "matcher")
@@ -37,7 +41,16 @@ def profile_names() -> list[str]:
     return sorted({p.stem for d in resource_dirs("profiles") for p in d.glob("*.yaml")})
 
 
+def is_profile_path(name: str) -> bool:
+    return name.endswith((".yaml", ".yml")) or "/" in name
+
+
 def _profile_file(name: str) -> Path:
+    if is_profile_path(name):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise AckdError(f"--profile {name}: no such file")
+        return path
     for directory in resource_dirs("profiles"):
         path = directory / f"{name}.yaml"
         if path.is_file():
@@ -59,13 +72,16 @@ def _raw_profile(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     if name in seen:
         raise AckdError(f"training profile '{name}' extends itself (through {' -> '.join(seen)})")
     path = _profile_file(name)
-    profile = yaml.safe_load(path.read_text())
+    try:
+        profile = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise AckdError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(profile, dict):
         raise AckdError(f"{path}: expected a mapping")
     parent = profile.pop("extends", None)
     if parent is not None:
         profile = _merged(_raw_profile(str(parent), (*seen, name)), profile)
-    profile["name"] = name
+    profile["name"] = path.stem if is_profile_path(name) else name
     profile.setdefault("_path", str(path))
     return profile
 
@@ -84,10 +100,46 @@ def check_options(options: Any, path: str) -> dict[str, Any]:
     return options
 
 
-def load_profile(name: str, overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """A profile by name, with per-section overrides (e.g. {"student": {"epochs": 5}})."""
+def apply_sets(profile: dict[str, Any], sets: list[str] | tuple[str, ...], path: str) -> None:
+    """`section.key=value` assignments, each checked against the profile's own structure."""
+    for assignment in sets:
+        key, sep, text = assignment.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts) or parts[0] not in (*SECTIONS, "options", "methods", "seed"):
+            raise AckdError(f"--set {assignment}: expected SECTION.KEY=VALUE with SECTION one of "
+                            f"{', '.join((*SECTIONS, 'options', 'methods'))} (or seed=N)")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise AckdError(f"--set {assignment}: the value is not valid YAML") from None
+        target = profile
+        for part in parts[:-1]:
+            target = target.setdefault(part, {}) if parts[0] == "methods" else target.get(part)
+            if not isinstance(target, dict):
+                raise AckdError(f"--set {assignment}: {path} has no section {'.'.join(parts[:-1])}")
+        if parts[0] in SECTIONS and parts[-1] not in target and parts[-1] != "augment":
+            raise AckdError(f"--set {assignment}: {path} has no {key.strip()} (expected one of "
+                            f"{', '.join(f'{parts[0]}.{k}' for k in target)})")
+        target[parts[-1]] = value
+    if sets:  # a changed profile is another experiment: its own name, so the board never mixes the two
+        profile["set"] = list(sets)
+        profile["name"] = f"{profile['name']}+set-{config_hash({'set': list(sets)})[:8]}"
+
+
+def load_profile(name: str | dict[str, Any], overrides: dict[str, dict[str, Any]] | None = None,
+                 sets: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """A profile by name or path (or one already loaded), with `--set` assignments and per-section
+    overrides (e.g. {"student": {"epochs": 5}})."""
+    if isinstance(name, dict):  # loaded (and checked) before, e.g. by the CLI with --set
+        profile = copy.deepcopy(name)
+        for section, values in (overrides or {}).items():
+            profile[section].update({k: v for k, v in values.items() if v is not None})
+        return profile
     profile = _raw_profile(name)
     path = profile.pop("_path")
+    if sets:
+        path = f"{path} with --set {', '.join(sets)}"
+    apply_sets(profile, sets, path)
     missing = [s for s in SECTIONS if s not in profile]
     if missing:
         raise AckdError(f"{path}: missing section(s) {', '.join(missing)}")

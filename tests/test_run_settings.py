@@ -1,0 +1,88 @@
+"""How a run is set up from outside: precision, profiles from a file with --set, and loggers."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from ackd_bench.errors import AckdError
+from ackd_bench.train.api import RunOptions, train_classifier
+from ackd_bench.train.engine import resolve_precision
+from ackd_bench.train.profiles import load_profile
+
+from .conftest import run_cli
+
+ONE_EPOCH = {"epochs": 1, "batch_size": 32}
+
+
+def test_auto_precision_follows_the_gpu(monkeypatch):
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    for native, expected in ((True, "bf16"), (False, "fp16")):  # Ampere and later / V100, T4
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native: n)
+        assert resolve_precision("auto", torch.device("cuda", 0)) == expected
+    assert resolve_precision("fp16", torch.device("cpu")) == "fp16"
+    with pytest.raises(AckdError, match="--precision fp8: expected one of auto, bf16, fp16, fp32"):
+        resolve_precision("fp8", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_a_run_trains_in_the_precision_it_records(toy_dir, tmp_path, precision):
+    run = tmp_path / precision
+    result = train_classifier(toy_dir, "S", role="teacher", profile="smoke", overrides=ONE_EPOCH,
+                              options=RunOptions(run_dir=run, progress=False, precision=precision))
+    assert result["precision"] == precision
+    assert json.loads((run / "result.json").read_text())["precision"] == precision
+    scaler = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["scaler"]
+    assert bool(scaler) == (precision == "fp16")  # fp16's loss scale is saved for an exact resume
+    with open(run / "log.csv") as handle:
+        assert torch.isfinite(torch.tensor(float(next(csv.DictReader(handle))["train_loss"])))
+
+
+def test_profile_from_a_file_and_set_enter_the_config(toy_dir, tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("extends: smoke\nteacher: {lr: 1.0e-3}\noptions: {shufflenet_width: 0.5}\n")
+    profile = load_profile(str(mine), sets=["teacher.epochs=1", "teacher.batch_size=32", "seed=5"])
+    assert profile["name"].startswith("mine+set-") and profile["teacher"]["lr"] == 1.0e-3 and profile["seed"] == 5
+    result = train_classifier(toy_dir, "S", role="teacher", profile=profile,
+                              options=RunOptions(runs_root=tmp_path / "runs", progress=False))
+    config = json.loads((tmp_path / "runs" / "toy").glob("teacher-S-s5-*/config.json").__next__().read_text())
+    assert config["profile"] == result["profile"] == profile["name"] and config["width"] == 0.5
+    assert config["profile_set"] == ["teacher.epochs=1", "teacher.batch_size=32", "seed=5"]
+    assert config["optim"]["epochs"] == 1 and config["optim"]["lr"] == 1.0e-3
+    plain = train_classifier(toy_dir, "S", role="teacher", profile=str(mine), overrides=ONE_EPOCH, seed=5,
+                             options=RunOptions(runs_root=tmp_path / "runs", progress=False))
+    assert plain["profile"] == "mine" and plain["config_hash"] != result["config_hash"]
+
+
+def test_bad_profile_settings_are_one_line_and_leave_nothing(toy_dir, tmp_path):
+    out = tmp_path / "never"
+    for args, message in ((["--set", "teacher.epoch=3"], "has no teacher.epoch (expected one of teacher.optimizer"),
+                          (["--set", "options.matcher_loss=cosine"], "options.matcher_loss is 'cosine': expected one of"),
+                          (["--profile", str(tmp_path / "missing.yaml")], "missing.yaml: no such file"),
+                          (["--logger", "neptune"], "--logger neptune: expected some of csv, tensorboard, wandb, mlflow")):
+        done = run_cli("train-teacher", str(toy_dir), "--arch", "S", "--out", str(out), *args)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and message in lines[0], done.stderr
+        assert not out.exists()
+
+
+def test_loggers_receive_every_epoch_offline(toy_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # reading the store back here
+    run = tmp_path / "logged"
+    train_classifier(toy_dir, "S", role="teacher", profile="smoke", overrides={"epochs": 2, "batch_size": 32},
+                     options=RunOptions(run_dir=run, progress=False, loggers=("tensorboard", "wandb", "mlflow")))
+    with open(run / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((run / "wandb").glob("offline-run-*/run-*.wandb"))
+    import mlflow
+
+    client = mlflow.MlflowClient((run / "mlruns").as_uri())
+    [logged] = client.search_runs([client.get_experiment_by_name("ackd-bench").experiment_id])
+    history = client.get_metric_history(logged.info.run_id, "val_f1")
+    assert [(m.step, round(m.value, 6)) for m in history] == [(int(r["epoch"]), round(float(r["val_f1"]), 6)) for r in rows]
+    assert logged.data.params["optim.epochs"] == "2"

@@ -12,10 +12,31 @@ from .errors import AckdError, DatasetError
 from .experiment import BUILTIN_LOSSES
 
 
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from .hub import publish_dataset, publish_run
+
+    path = Path(args.path)
+    if (path / "manifest.json").is_file():
+        done = publish_dataset(path, args.repo, allow_restricted=args.allow_restricted_licence, private=args.private)
+        print(f"{path}: published to the hub's dataset {done['repo']} at {done['revision'][:12]}, tagged {done['tag']}")
+    else:
+        done = publish_run(path, args.repo, private=args.private)
+        print(f"{path}: published to the hub's model {done['repo']} at {done['revision'][:12]}; use it as "
+              f"--teacher hf://{done['repo']}/best.pt")
+    return 0
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     from .data.build import build_dataset
 
     out = Path(args.out) if args.out else Path(args.root) / args.dataset
+    if args.from_hub:
+        from .hub import download_dataset
+
+        manifest = download_dataset(args.from_hub, out, expect_dataset=args.dataset, progress=not args.quiet)
+        print(f"{out}: {manifest['dataset']} (version {manifest['dataset_version'][:16]}) from the hub's "
+              f"{args.from_hub}, every shard verified")
+        return 0
     result = build_dataset(args.dataset, out, force=args.force, progress=not args.quiet, source_dir=args.source_dir,
                            download=args.download, workers=args.workers, require_paired=args.require_paired)
     version = result.manifest["dataset_version"][:16]
@@ -338,7 +359,20 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--require-paired", action="store_true",
                        help="stop when the recipe's paired control (EuroSAT RGB, NaSC-TG2 RGB: only for the MI and "
                             "transport-cost analyses) is missing, instead of building without it")
+    build.add_argument("--from-hub", metavar="ORG/NAME[@REV]",
+                       help="download a published build from the Hugging Face hub (huggingface_hub's cache, resumable) "
+                            "and verify every shard, instead of building it")
     build.set_defaults(func=_cmd_build)
+
+    publish = commands.add_parser("publish", help="upload a built dataset directory, or a teacher or matcher run, to "
+                                                  "the Hugging Face hub")
+    publish.add_argument("path", help="a dataset directory (manifest.json) or a finished teacher/matcher run directory")
+    publish.add_argument("--repo", required=True, help="ORG/NAME of the hub repository (created if missing)")
+    publish.add_argument("--private", action="store_true", help="create the repository private")
+    publish.add_argument("--allow-restricted-licence", action="store_true",
+                         help="publish sides whose source licence does not allow redistribution (only if you hold "
+                              "the rights)")
+    publish.set_defaults(func=_cmd_publish)
 
     mi = commands.add_parser("mi", help="within-class mutual information between the MS and RGB sides (Fig. 6)")
     mi.add_argument("dataset_dir")

@@ -331,6 +331,9 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
                                 "or --ablate ssm")
             from .matcher import load_matcher
 
+            from ..hub import resolve_checkpoint
+
+            matcher = resolve_checkpoint(matcher)
             matcher_model = load_matcher(matcher, manifest)
             sb["matcher_sha256"] = sha256_file(matcher)
         config.update({"sembridge": sb, "ablation": ablation})

@@ -97,6 +97,10 @@ def build_or_load_cache(teacher_path: str | Path, ms_train: ShardDataset, rt: Ru
 
 
 def require_teacher(path: str | Path | None, method: str) -> Path:
+    """The teacher checkpoint: a local path, or `hf://ORG/REPO/PATH[@REV]` fetched from the hub."""
     if path is None:
-        raise AckdError(f"--method {method} distils from a teacher: pass --teacher CHECKPOINT (from train-teacher)")
-    return Path(path)
+        raise AckdError(f"--method {method} distils from a teacher: pass --teacher CHECKPOINT (from train-teacher, "
+                        "or hf://ORG/REPO/best.pt)")
+    from ..hub import resolve_checkpoint
+
+    return resolve_checkpoint(path)

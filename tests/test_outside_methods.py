@@ -39,12 +39,12 @@ def _chromium(*args: str) -> subprocess.CompletedProcess:
 def test_a_published_method_goes_from_pip_install_to_a_row_on_the_site(installed_plugin, toy_dir, teacher_ckpt,
                                                                        tmp_path):
     runs, board = tmp_path / "runs", tmp_path / "board.csv"
-    for seed in (0, 1, 2):
+    for seed in (0,):
         done = run_cli("eval", str(toy_dir), "--method", installed_plugin, "--pair", "S/S", "--teacher", str(teacher_ckpt),
                        "--profile", "smoke", "--epochs", "1", "--seed", str(seed), "--runs-root", str(runs), "--quiet")
         assert done.returncode == 0, done.stderr
     results = sorted(runs.glob("toy/student-S-fixturekd-*/result.json"))
-    assert len(results) == 3
+    assert len(results) == 1
     record = json.loads(results[0].read_text())
     assert record["method"] == record["kd_loss"] == "fixturekd"
     assert record["paper_url"] == "https://example.org/fixturekd" and len(record["teacher_sha256"]) == 64

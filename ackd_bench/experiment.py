@@ -33,15 +33,15 @@ LOSS_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 
 @cache
 def _builtin_specs() -> tuple[tuple[str, str, bool], ...]:
-    """(name, display name, cross-modal) of each built-in loss, in Table 4's order, from the YAMLs
-    that carry a `table_order` (SemBridge's, a plug-in on top of a loss, does not)."""
+    """(name, display name, cross-modal) of each built-in loss, in Table 4's order, from the packaged
+    YAMLs that carry a `table_order` (SemBridge's, a plug-in on top of a loss, does not). A user's
+    $ACKD_BENCH_METHODS folder changes defaults, not which methods are built in."""
     found = {}
-    for directory in reversed(resource_dirs("methods")):  # the user's folder, first in the list, wins
-        for path in directory.glob("*.yaml"):
-            spec = yaml.safe_load(path.read_text())
-            if isinstance(spec, dict) and "table_order" in spec:
-                found[path.stem] = (int(spec["table_order"]), str(spec.get("display", path.stem)),
-                                    bool(spec.get("cross_modal", False)))
+    for path in resource_dirs("methods")[-1].glob("*.yaml"):
+        spec = yaml.safe_load(path.read_text())
+        if isinstance(spec, dict) and "table_order" in spec:
+            found[path.stem] = (int(spec["table_order"]), str(spec.get("display", path.stem)),
+                                bool(spec.get("cross_modal", False)))
     return tuple((name, display, cross) for name, (_, display, cross) in sorted(found.items(), key=lambda i: i[1][0]))
 
 

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .experiment import ABLATIONS, ARCHS, canonical_method, parse_method
+from .experiment import ABLATIONS, ARCHS, parse_method
 from .errors import AckdError
 from .provenance import atomic_path, write_json_atomic
 

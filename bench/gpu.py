@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
-import math
 import statistics
 import tempfile
 import time

@@ -7,7 +7,6 @@ import pytest
 
 from ackd_bench.cli import main
 from ackd_bench.data.mi import image_mi, quantise
-from ackd_bench.errors import DatasetError
 from ackd_bench.train.api import RunOptions, train_student
 from ackd_bench.train.transport import wasserstein
 

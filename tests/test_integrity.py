@@ -1,8 +1,6 @@
 """Runs and the board: nothing a user owns is overwritten, one writer per run, files readable by the lab."""
 
 import json
-import os
-import socket
 import subprocess
 import sys
 

@@ -11,7 +11,7 @@ from ackd_bench.data.dataset import ShardDataset
 from ackd_bench.data.manifest import FORMAT, MANIFEST
 from ackd_bench.data.mi import within_class_mi
 from ackd_bench.data.shards import SampleRef, band_statistics, finalize, write_partial
-from ackd_bench.train.pairing import class_galleries
+from ackd_bench.data.dataset import class_galleries
 
 CLASSES = ["forest", "water", "urban"]
 # patch -> classes it carries; `labels` keeps only the first, so urban (2) has one first-label patch

@@ -2,9 +2,7 @@
 but the pinned checksums, which are set to the fixtures' own, as torchgeo's tests do)."""
 
 import dataclasses
-import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest

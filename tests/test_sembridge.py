@@ -6,19 +6,18 @@ import torch
 import torch.nn.functional as F
 
 from ackd_bench.cli import main
-from ackd_bench.data.dataset import ShardDataset
+from ackd_bench.data.dataset import ShardDataset, class_galleries
 from ackd_bench.methods import build_distiller
 from ackd_bench.methods.sembridge.alignment import KnowledgeAlignment
 from ackd_bench.methods.sembridge.coral import coral
 from ackd_bench.methods.sembridge.matcher import clip_loss
-from ackd_bench.train.matcher import embed, load_matcher
 from ackd_bench.methods.sembridge.matching import dynm_match, dynm_schedule, kl_matrix, ssm_match
-from ackd_bench.train.pairing import SemBridgePairing
 from ackd_bench.methods.sembridge.planner import AttentionPlan, Planner, cross_modal_plans, reweight
 from ackd_bench.models import build_backbone
 from ackd_bench.train.api import RunOptions, train_matcher
 from ackd_bench.train.engine import Runtime
-from ackd_bench.train.pairing import class_galleries
+from ackd_bench.train.matcher import embed, load_matcher
+from ackd_bench.train.pairing import SemBridgePairing
 from ackd_bench.train.student import StudentModule
 
 CPU = Runtime(device=torch.device("cpu"), progress=False)

@@ -16,7 +16,6 @@ in the device's free memory.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import traceback
 from dataclasses import asdict, dataclass, field, replace

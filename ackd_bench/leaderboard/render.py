@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AckdError
-from ..experiment import BUILTIN_LOSSES, PAIRS, Row, parse_method, parse_pairs, sub_columns, table_rows
+from ..experiment import BUILTIN_LOSSES, Row, parse_method, parse_pairs, sub_columns, table_rows
 from ..resources import resource_file
 from .stats import Interval, t_interval
 

@@ -23,7 +23,6 @@ import signal
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections import defaultdict
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path

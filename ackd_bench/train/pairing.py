@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..data.dataset import ShardDataset, class_galleries
+from ..data.dataset import ShardDataset
 from ..errors import AckdError
 from ..methods.sembridge.matcher import Matcher
 from ..methods.sembridge.matching import dynm_match, ssm_match

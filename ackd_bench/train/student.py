@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.dataset import ShardDataset
+from ..data.dataset import ShardDataset, class_galleries
 from ..methods import Distiller
 from ..methods.sembridge.alignment import KnowledgeAlignment
 from ..models import Backbone
 from .engine import OptimConfig, Runtime, Task, loss_precision
 from .feed import Split, TrainFeed, open_splits
-from .pairing import PairedStudentData, class_galleries, check_galleries, random_same_class
+from .pairing import PairedStudentData, check_galleries, random_same_class
 from .runs import evaluate
 from .teacher_cache import TeacherCache
 

@@ -36,7 +36,8 @@ def run_demo(root: str | Path = "data", runs_root: str | Path = "runs", pair: st
     kd = [r for r in board if r["method"] == "kd"]
     text = render(table, "md")
     if kd:
-        text += f"\n| {pair}  Vanilla KD (naive pairing) | {100 * kd[0]['oa']:.1f} (n=1) | {100 * kd[0]['f1']:.1f} (n=1) |"
+        oa, f1 = 100 * kd[0]["oa"], 100 * kd[0]["f1"]
+        text += f"\n| {pair}  Vanilla KD (naive pairing) ({profile} profile) | {oa:.1f} (n=1) | {f1:.1f} (n=1) |"
     print("[3/3] results (toy is SYNTHETIC; one seed, demo profile)\n")
     print(text)
     return text

@@ -50,6 +50,7 @@ def test_a_published_method_goes_from_pip_install_to_a_row_on_the_site(installed
     assert record["paper_url"] == "https://example.org/fixturekd" and len(record["teacher_sha256"]) == 64
     config = json.loads((results[0].parent / "config.json").read_text())
     assert config["method_params"] == {"temperature": 2.0}  # from the YAML beside the plugin's module
+    assert config["method_source"] == "ackd_plugin_fixture.losses:FixtureKD (ackd-plugin-fixture 0.1.0)"
     assert (config["loss_weights"]["task"], config["loss_weights"]["kd"]) == (0.3, 0.4)  # smoke shares the weights
 
     planned = run_cli("sweep", "--datasets", str(toy_dir), "--methods", installed_plugin, f"sembridge+{installed_plugin}",
@@ -94,6 +95,7 @@ def test_a_local_module_class_runs_and_names_itself(toy_dir, teacher_ckpt, tmp_p
          "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "result.json").read_text())["method"] == "halfkd"
+    assert json.loads((out / "config.json").read_text())["method_source"] == "mylosses.half:HalfKD (local module)"
     bad = subprocess.run([sys.executable, "-m", "ackd_bench.cli", "train-student", str(toy_dir), "--method",
                           "mylosses.half:Nothing", "--teacher", str(teacher_ckpt), "--out", str(tmp_path / "x")],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)

@@ -86,6 +86,23 @@ def distiller_class(name: str) -> type[Distiller]:
     return cls
 
 
+def method_source(name: str) -> str | None:
+    """Where an outside distiller comes from (`module:Class`, with its package's version), for a
+    run's config; None for a built-in one, which the code version covers."""
+    if name in BASELINES:
+        return None
+    from importlib.metadata import PackageNotFoundError, packages_distributions, version
+
+    cls = distiller_class(name)
+    top = cls.__module__.split(".")[0]
+    distributions = packages_distributions().get(top, [])
+    try:
+        release = f" ({distributions[0]} {version(distributions[0])})" if distributions else " (local module)"
+    except PackageNotFoundError:
+        release = ""
+    return f"{cls.__module__}:{cls.__qualname__}{release}"
+
+
 def _defaults_file(name: str) -> Path:
     if name in BASELINES:
         try:

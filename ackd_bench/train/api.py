@@ -14,7 +14,7 @@ from ..data.dataset import ShardDataset
 from ..errors import AckdError
 from ..experiment import parse_ablation, parse_method
 from ..methods import build_distiller, load_method_defaults
-from ..methods.registry import load_outside
+from ..methods.registry import load_outside, method_source
 from ..models import build_backbone, canonical_arch
 from ..models.backbones import arch_width, short_arch
 from ..provenance import code_version, config_hash, sha256_file, write_json_atomic
@@ -314,6 +314,7 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
     config = {"kind": "student", "method": method, "kd_loss": kd_loss, "method_params": params, "arch": arch,
               "width": width, "seed": seed, **_profile_config(profile_data), "optim": section,
               "loss_weights": weights, "teacher_sha256": sha256_file(teacher_path),
+              **({"method_source": source} if (source := method_source(kd_loss)) else {}),
               "teacher_arch": teacher_state["arch"], **meta}
     sb: dict[str, Any] = {}
     matcher_model = None

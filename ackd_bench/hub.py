@@ -16,6 +16,7 @@ and `HF_TOKEN` as that library reads them).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from contextlib import contextmanager
@@ -106,10 +107,10 @@ def croissant(manifest: dict[str, Any], repo: str) -> dict[str, Any]:
     }
 
 
-def _api(endpoint: str | None = None):
+def _api():
     from huggingface_hub import HfApi
 
-    return HfApi(endpoint=endpoint)
+    return HfApi()
 
 
 @contextmanager
@@ -179,7 +180,7 @@ def download_dataset(spec: str, target: str | Path, *, expect_dataset: str | Non
     for name in [MANIFEST, "DATASET.md", *(entry["file"] for entry in manifest["shards"])]:
         if not (cached / name).is_file():
             raise AckdError(f"{spec}: {name} is listed in {MANIFEST} but missing from the repository")
-        shutil.copyfile(cached / name, staging / name)
+        _link_or_copy(cached / name, staging / name)
     try:
         verify_manifest(staging, progress=progress)  # every shard's size, sha256 and content, before anything trains
     except AckdError as exc:
@@ -187,6 +188,15 @@ def download_dataset(spec: str, target: str | Path, *, expect_dataset: str | Non
         raise AckdError(f"the hub's {spec}: {str(exc).replace(str(staging) + '/', '')}") from None
     staging.rename(target)
     return manifest
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link to the cached blob where the cache shares the file system (a benchmark's shards
+    need not take their space twice), else a copy."""
+    try:
+        os.link(source.resolve(), target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def resolve_checkpoint(spec: str | Path | None) -> Path | None:

@@ -14,8 +14,7 @@ from typing import Any
 
 from ..errors import AckdError
 
-LOGGERS = ("csv", "tensorboard", "wandb", "mlflow")
-EXTRA = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+LOGGERS = ("csv", "tensorboard", "wandb", "mlflow")  # each one's package and install extra have its name
 
 
 def parse_loggers(names: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -26,22 +25,19 @@ def parse_loggers(names: str | list[str] | tuple[str, ...] | None) -> tuple[str,
     return tuple(dict.fromkeys(["csv", *[n for n in items if n]]))
 
 
-MODULES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
-
-
 def check_loggers(names: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
     """The loggers, parsed, after checking that their packages are installed."""
     import importlib.util
 
     loggers = parse_loggers(names)
     for name in loggers:
-        if name != "csv" and importlib.util.find_spec(MODULES[name]) is None:
+        if name != "csv" and importlib.util.find_spec(name) is None:
             raise _missing(name)
     return loggers
 
 
 def _missing(name: str) -> AckdError:
-    return AckdError(f"--logger {name}: the {name} package is not installed (pip install 'ackd-bench[{EXTRA[name]}]')")
+    return AckdError(f"--logger {name}: the {name} package is not installed (pip install 'ackd-bench[{name}]')")
 
 
 class TensorBoardLogger:

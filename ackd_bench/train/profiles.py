@@ -132,9 +132,14 @@ def load_profile(name: str | dict[str, Any], overrides: dict[str, dict[str, Any]
     overrides (e.g. {"student": {"epochs": 5}})."""
     if isinstance(name, dict):  # loaded (and checked) before, e.g. by the CLI with --set
         profile = copy.deepcopy(name)
-        for section, values in (overrides or {}).items():
-            profile[section].update({k: v for k, v in values.items() if v is not None})
-        return profile
+    else:
+        profile = _checked(name, sets)
+    for section, values in (overrides or {}).items():
+        profile[section].update({k: v for k, v in values.items() if v is not None})
+    return profile
+
+
+def _checked(name: str, sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
     profile = _raw_profile(name)
     path = profile.pop("_path")
     if sets:
@@ -147,6 +152,4 @@ def load_profile(name: str | dict[str, Any], overrides: dict[str, dict[str, Any]
     methods = profile.setdefault("methods", {})
     if not isinstance(methods, dict) or not all(isinstance(v, dict) for v in methods.values()):
         raise AckdError(f"{path}: 'methods' must map a method name to its parameter overrides")
-    for section, values in (overrides or {}).items():
-        profile[section].update({k: v for k, v in values.items() if v is not None})
     return profile

@@ -2,13 +2,15 @@
 
 One command, one report:
   1. pure compute: each architecture's forward + backward + Adam step on random inputs already on
-     the device (bf16 autocast and channels-last on CUDA), as the project runs it (deterministic
-     algorithms) and without that setting;
+     the device (bf16 autocast and channels-last on CUDA), steps pipelined as in a real epoch (one
+     synchronisation around the timed window), as the project runs it (deterministic algorithms),
+     without that setting, and without it but with cudnn.benchmark (one change at a time);
   2. the project's real steps, read from real runs (train-teacher, train-matcher, train-student with
      none / kd / dkd / sembridge for each X/X pair) on a toy benchmark scaled to S2S-EU's size:
      the step loop's time per step (log.csv `train_seconds / steps`, epochs after the first), the
      rest of each epoch (pairing, validation, checkpoint) and the run's set-up;
-  3. `--runs-per-gpu` K: K student runs at once on one device, each in its own process;
+  3. `--runs-per-gpu` K: K student runs at once on one device, each in its own process (this
+     process first hands its cached device memory back);
   4. the projected device-hours of Tables 3-6 x 3 seeds per dataset (S2S-EU, S2S-CN, M2S-GL): run
      counts from the grid, epochs from the paper profile, steps from each dataset's train size,
      real step = pure compute at the dataset's size x the real/pure ratio measured here.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import gc
 import statistics
 import tempfile
 import time
@@ -40,7 +43,7 @@ from ackd_bench.harness.grid import RunRequest, expand_grid
 from ackd_bench.harness.sweep import SweepConfig, run_concurrently
 from ackd_bench.models import build_backbone, canonical_arch
 from ackd_bench.train.api import RunOptions, train_classifier, train_matcher, train_student
-from ackd_bench.train.engine import resolve_device
+from ackd_bench.train.device import place_module, resolve_device, uses_channels_last
 
 STUDENT_METHODS = ("none", "kd", "dkd", "sembridge")
 # Approximate split sizes of the real benchmarks (recipes: 60/20/20 splits; M2S-GL: the caps, an upper bound).
@@ -60,32 +63,36 @@ def sync(device: torch.device) -> None:
 
 
 def pure_step_ms(arch: str, bands: int, size: int, batch: int, device: torch.device, steps: int,
-                 deterministic: bool) -> float:
-    """Median ms of forward + backward + Adam on random inputs already on the device."""
+                 deterministic: bool, benchmark: bool = False) -> float:
+    """Mean ms of forward + backward + Adam on random inputs already on the device, over `steps`
+    steps after up to 3 of warm-up, pipelined as the engine's steps are (no synchronisation between them)."""
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
-    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.benchmark = benchmark
     try:
-        model = build_backbone(arch, bands, 10).to(device)
+        model = place_module(build_backbone(arch, bands, 10), device)
         images = torch.randn(batch, bands, size, size, device=device)
-        if device.type == "cuda":
-            model, images = model.to(memory_format=torch.channels_last), images.contiguous(memory_format=torch.channels_last)
+        if uses_channels_last(device):
+            images = images.contiguous(memory_format=torch.channels_last)
         targets = torch.randint(0, 10, (batch,), device=device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-        timings = []
-        for step in range(steps + 3):
-            sync(device)
-            started = time.perf_counter()
+
+        def step() -> None:
             with autocast:
                 loss = F.cross_entropy(model(images)["logits"].float(), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            sync(device)
-            if step >= 3:
-                timings.append(time.perf_counter() - started)
-        return 1e3 * statistics.median(timings)
+
+        for _ in range(min(3, steps)):  # warm-up (cuDNN's algorithm choice, the allocator)
+            step()
+        sync(device)
+        started = time.perf_counter()
+        for _ in range(steps):
+            step()
+        sync(device)
+        return 1e3 * (time.perf_counter() - started) / steps
     finally:
         torch.use_deterministic_algorithms(previous, warn_only=True)
         torch.backends.cudnn.benchmark = False
@@ -114,7 +121,8 @@ def len_split(dataset: Path, modality: str, split: str) -> int:
 
 
 def run_seconds(kind: str, method: str, arch: str, facts: tuple, measured: dict, size: int, bench_val: dict,
-                archs: list[str], device: torch.device, pure_steps: int, pure_cache: dict) -> float:
+                archs: list[str], device: torch.device, pure_steps: int, pure_cache: dict,
+                projection_batch: int | None = None) -> float:
     """One paper-profile run of a real dataset: epochs x (steps x real step + rest of epoch) + set-up.
 
     Real step = pure compute at the dataset's size x the real/pure ratio measured at the bench's
@@ -131,9 +139,10 @@ def run_seconds(kind: str, method: str, arch: str, facts: tuple, measured: dict,
         timed_method = "teacher" if kind == "teacher" else (method if method in STUDENT_METHODS else "kd")
         split, pure = measured[(kind, timed_method, arch)]
         in_bands = bands if kind == "teacher" else 3
-        key = (arch, in_bands, px)
-        if key not in pure_cache:
-            pure_cache[key] = pure_step_ms(arch, in_bands, px, PAPER_BATCH[kind], device, pure_steps, True)
+        key = (arch, in_bands, px, kind)
+        if key not in pure_cache:  # timed at the paper's batch, or at a smaller one scaled linearly to it
+            batch = projection_batch or PAPER_BATCH[kind]
+            pure_cache[key] = pure_step_ms(arch, in_bands, px, batch, device, pure_steps, True) * PAPER_BATCH[kind] / batch
         step_ms = pure_cache[key] * split["step_ms"] / pure
     train_n, val_n, bench_val_n = (rgb_train, rgb_val, bench_val["rgb"]) if kind == "student" else \
         (ms_train, ms_val, bench_val["ms"])
@@ -167,7 +176,7 @@ class StudentJob:
         return {"status": "done"}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--size", type=int, help="px of the scaled toy (GPU default 64, CPU 48)")
@@ -179,8 +188,11 @@ def main() -> None:
     parser.add_argument("--ks", nargs="+", type=int, help="--runs-per-gpu values (GPU default 1 2 4 8, CPU 1 2)")
     parser.add_argument("--k-epochs", type=int, help="epochs of each K-throughput run (GPU default 10, CPU 2)")
     parser.add_argument("--pure-steps", type=int, help="timed pure-compute steps (GPU 20, CPU 3)")
+    parser.add_argument("--projection-batch", type=int,
+                        help="batch at which section 4 times each real dataset's step, scaled linearly to the "
+                             "paper's (default: the paper's batch itself)")
     parser.add_argument("--build-workers", type=int, default=4)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
     size = args.size or (64 if gpu else 48)
@@ -215,8 +227,11 @@ def main() -> None:
         for arch in archs:
             short = arch[0].upper()
             pure = {bands: pure_step_ms(arch, bands, size, batch, device, pure_steps, True) for bands in (10, 3)}
-            pure_cache.update({(short, bands, size): pure[bands] for bands in (10, 3)})
+            for bands, kind in ((10, "teacher"), (3, "student")):  # the timing section 4 would make
+                if args.projection_batch is None and batch == PAPER_BATCH[kind]:
+                    pure_cache[(short, bands, size, kind)] = pure[bands]
             pure_fast = pure_step_ms(arch, 3, size, batch, device, pure_steps, False)
+            pure_benchmark = pure_step_ms(arch, 3, size, batch, device, pure_steps, False, benchmark=True)
             teacher = train_classifier(dataset, arch, role="teacher", profile="paper", overrides=overrides,
                                        options=options(f"teacher-{short}"))
             split = epoch_split(Path(teacher["run_dir"]))
@@ -231,7 +246,8 @@ def main() -> None:
                 rows.append((f"{short}/{short} student {method}", pure[3], split))
                 measured[("student", method, short)] = (split, pure[3])
             lines.append(f"{short}: pure compute {pure[3]:.1f} ms (student, deterministic), {pure_fast:.1f} ms "
-                         f"without deterministic algorithms; teacher {pure[10]:.1f} ms")
+                         f"without deterministic algorithms, {pure_benchmark:.1f} ms with cudnn.benchmark too; "
+                         f"teacher {pure[10]:.1f} ms")
 
         lines += ["", f"{'run':<26}{'pure ms':>9}{'real ms':>9}{'ratio':>7}{'steps':>7}{'epoch s':>9}"
                   f"{'other s':>9}{'other %':>9}{'set-up s':>10}"]
@@ -246,7 +262,12 @@ def main() -> None:
             lines.append(f"{short}/{short}: SemBridge step / KD step = {sembridge['step_ms'] / kd['step_ms']:.2f}x "
                          f"(target <= 1.10x)")
 
-        # 3: K runs at once on one device
+        # 3: K runs at once on one device; this process's cached blocks go back to the device first
+        gc.collect()
+        if gpu:
+            torch.cuda.empty_cache()
+            lines.append(f"(this process still holds {torch.cuda.memory_reserved(device) / 2**20:.0f} MiB "
+                         "reserved besides its CUDA context)")
         lines += ["", f"--runs-per-gpu K: {k_epochs}-epoch KD students ({archs[-1][0].upper()}/{archs[-1][0].upper()}), "
                   "each in its own process", f"{'K':>3}{'wall s':>9}{'runs/hour':>11}{'vs K=1':>8}"]
         teacher_ckpt = tmp / "runs" / f"teacher-{archs[-1][0].upper()}" / "checkpoints" / "best.pt"
@@ -274,7 +295,7 @@ def main() -> None:
             runs = Counter((r.kind, r.method.split("+")[0], r.student if r.kind == "student" else r.teacher)
                            for r in expand_grid([dataset_name], seeds=[0, 1, 2]))
             seconds = sum(count * run_seconds(kind, method, arch, facts, measured, size, bench_val, archs, device,
-                                              pure_steps, pure_cache)
+                                              pure_steps, pure_cache, args.projection_batch)
                           for (kind, method, arch), count in runs.items())
             hours = seconds / 3600
             grand += hours

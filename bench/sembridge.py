@@ -25,7 +25,7 @@ from ackd_bench.methods import build_distiller
 from ackd_bench.methods.sembridge.alignment import KnowledgeAlignment
 from ackd_bench.methods.sembridge.matching import dynm_match
 from ackd_bench.models import build_backbone
-from ackd_bench.train.engine import resolve_device
+from ackd_bench.train.device import place_module, resolve_device, uses_channels_last
 
 
 def per_sample_loop(student_logits, teacher_logits, labels, galleries, gamma, subset):
@@ -67,13 +67,15 @@ def bench_dynm(args, device) -> list[str]:
 
 def step_time(arch: str, sembridge: bool, device, batch: int, steps: int, size: int = 48, classes: int = 10) -> float:
     torch.manual_seed(0)
-    student = build_backbone(arch, 3, classes).to(device)
-    kd = build_distiller("kd", classes).to(device)
-    alignment = KnowledgeAlignment(True, True, 512, 8).to(device) if sembridge else None
+    student = place_module(build_backbone(arch, 3, classes), device)
+    kd = place_module(build_distiller("kd", classes), device)
+    alignment = place_module(KnowledgeAlignment(True, True, 512, 8), device) if sembridge else None
     params = list(student.parameters()) + (list(alignment.parameters()) if alignment else [])
     optimizer = torch.optim.Adam(params, lr=1e-3)
     grid = (size + 31) // 32
     images = torch.randn(batch, 3, size, size, device=device)
+    if uses_channels_last(device):  # as the modules are
+        images = images.contiguous(memory_format=torch.channels_last)
     targets = torch.randint(0, classes, (batch,), device=device)
     teacher = {"logits": torch.randn(batch, classes, device=device), "pooled": torch.randn(batch, 512, device=device),
                "tokens": torch.randn(batch, grid * grid, 512, device=device)}

@@ -22,7 +22,8 @@ from ackd_bench.data.dataset import ShardDataset
 from ackd_bench.methods import build_distiller
 from ackd_bench.models import build_backbone, canonical_arch
 from ackd_bench.train.checkpoint import save_checkpoint
-from ackd_bench.train.engine import OptimConfig, Runtime, build_optimizer, resolve_device, resolve_precision, seed_everything
+from ackd_bench.train.device import resolve_device
+from ackd_bench.train.engine import OptimConfig, Runtime, build_optimizer, resolve_precision, seed_everything
 from ackd_bench.train.student import DistillationTask, StudentModule, TeacherSource
 from ackd_bench.train.teacher_cache import build_or_load_cache, load_teacher
 
@@ -39,7 +40,7 @@ def random_teacher(path: Path, arch: str, manifest: dict) -> Path:
 
 
 def samples_per_second(task: DistillationTask, rt: Runtime, steps: int, cfg: OptimConfig) -> float:
-    module = task.module.to(rt.device)
+    module = rt.place_module(task.module)
     optimizer = build_optimizer([p for p in module.parameters() if p.requires_grad], cfg)
     task.on_epoch_start(0)
     seen, started = 0, None
@@ -94,7 +95,7 @@ def main() -> None:
                 if mode == "cache":
                     source = TeacherSource(rt, cache=build_or_load_cache(ckpt, ms, rt, args.batch_size))
                 else:
-                    source = TeacherSource(rt, teacher=load_teacher(ckpt, manifest)[0].to(rt.device))
+                    source = TeacherSource(rt, teacher=rt.place_module(load_teacher(ckpt, manifest)[0]))
                 student = build_backbone(student_arch, 3, len(manifest["classes"]))
                 module = StudentModule(student, build_distiller("kd", len(manifest["classes"])),
                                        {"task": 0.3, "kd": 0.4})

@@ -49,6 +49,43 @@ def teacher_ckpt(toy_dir, tmp_path_factory) -> Path:
     return run_dir / "checkpoints" / "best.pt"
 
 
+@pytest.fixture(scope="session")
+def mini_toy(tmp_path_factory) -> Path:
+    """A toy at 32 px with a fifth of its samples: a few steps per epoch, for tests that run many
+    short trainings (the device path, DDP)."""
+    import copy
+
+    from ackd_bench.data.recipe import load_recipe
+
+    recipe = copy.deepcopy(load_recipe("toy"))
+    recipe["image_size"] = 32
+    recipe["generator"]["sides"]["ms"]["samples_per_class"] = 24
+    recipe["generator"]["sides"]["rgb"]["samples_per_class"] = 20
+    root = tmp_path_factory.mktemp("mini-toy")
+    build_dataset("toy", root, recipe=recipe, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def mini_teacher(mini_toy, tmp_path_factory) -> Path:
+    from ackd_bench.train.api import RunOptions, train_classifier
+
+    run_dir = tmp_path_factory.mktemp("mini-teacher")
+    train_classifier(mini_toy, "S", role="teacher", profile="smoke", overrides={"epochs": 1},
+                     options=RunOptions(run_dir=run_dir, device="cpu", progress=False))
+    return run_dir / "checkpoints" / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def mini_matcher(mini_toy, tmp_path_factory) -> Path:
+    from ackd_bench.train.api import RunOptions, train_matcher
+
+    run_dir = tmp_path_factory.mktemp("mini-matcher")
+    train_matcher(mini_toy, "S", profile="smoke", overrides={"epochs": 1},
+                  options=RunOptions(run_dir=run_dir, device="cpu", progress=False))
+    return run_dir / "checkpoints" / "best.pt"
+
+
 # file name -> bytes to send before dropping the connection, once (an interrupted download)
 CUT_AFTER: dict[str, int] = {}
 RANGE_REQUESTS: list[tuple[str, str]] = []

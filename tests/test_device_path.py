@@ -15,9 +15,8 @@ from torch import nn
 from ackd_bench.data.dataset import ShardDataset
 from ackd_bench.errors import AckdError
 from ackd_bench.train.api import RunOptions, train_student
-from ackd_bench.train.engine import (
-    FINITE_CHECK_STEPS, Engine, OptimConfig, Preempted, Runtime, Task, TrainingError, resolve_device,
-)
+from ackd_bench.train.device import resolve_device
+from ackd_bench.train.engine import FINITE_CHECK_STEPS, Engine, OptimConfig, Preempted, Runtime, Task, TrainingError
 from ackd_bench.train.feed import ResidentSplit, StreamedSplit, TrainFeed, decide_resident, plan_epoch
 
 from .conftest import run_cli
@@ -123,11 +122,11 @@ def _log_rows(run_dir):
 
 @pytest.mark.parametrize("method,teacher_mode,ablate", [("sembridge", "cache", "ssm"), ("kd", "live", None)])
 def test_resident_and_streamed_runs_give_identical_pairings_losses_and_weights(
-        teacher_ckpt, toy_dir, tmp_path, method, teacher_mode, ablate):
+        mini_teacher, mini_toy, tmp_path, method, teacher_mode, ablate):
     runs = {}
     for mode in ("on", "off"):
         run_dir = tmp_path / mode
-        train_student(toy_dir, "S", method=method, teacher=teacher_ckpt, teacher_mode=teacher_mode, ablate=ablate,
+        train_student(mini_toy, "S", method=method, teacher=mini_teacher, teacher_mode=teacher_mode, ablate=ablate,
                       profile="smoke", overrides={"epochs": 3}, dynm_schedule=(1, 1, 0),
                       options=RunOptions(run_dir=run_dir, progress=False, resident=mode, checkpoint_every=0))
         runs[mode] = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
@@ -252,8 +251,8 @@ def test_sigterm_saves_stops_and_resumes_bit_exact(tmp_path):
         assert torch.equal(value, final[key]), key
 
 
-def test_sigterm_to_a_training_command_saves_and_resume_completes_it(toy_dir, tmp_path):
-    args = ["train-student", str(toy_dir), "--arch", "S", "--profile", "smoke", "--epochs", "5", "--quiet"]
+def test_sigterm_to_a_training_command_saves_and_resume_completes_it(mini_toy, tmp_path):
+    args = ["train-student", str(mini_toy), "--arch", "S", "--profile", "smoke", "--epochs", "5", "--quiet"]
     straight = run_cli(*args, "--out", str(tmp_path / "straight"))
     assert straight.returncode == 0, straight.stderr
     run_dir = tmp_path / "stopped"
@@ -354,8 +353,8 @@ def _interrupt_when(proc, path, timeout=120):
     return proc.communicate(timeout=120)[1]
 
 
-def test_ctrl_c_during_training_says_how_to_resume_and_resume_finishes(toy_dir, tmp_path):
-    args = ["train-student", str(toy_dir), "--arch", "S", "--profile", "smoke", "--epochs", "4", "--quiet",
+def test_ctrl_c_during_training_says_how_to_resume_and_resume_finishes(mini_toy, tmp_path):
+    args = ["train-student", str(mini_toy), "--arch", "S", "--profile", "smoke", "--epochs", "4", "--quiet",
             "--checkpoint-every", "0"]
     run_dir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "ackd_bench.cli", *args, "--out", str(run_dir)],

@@ -46,8 +46,8 @@ def test_ms_teacher_beats_rgb_student_without_kd(teacher_ckpt, toy_dir, tmp_path
     assert teacher["oa"] > student["oa"] + 0.1
 
 
-def test_resume_after_kill_gives_the_same_weights(toy_dir, tmp_path):
-    args = ["train-student", str(toy_dir), "--arch", "S", "--profile", "smoke", "--epochs", "3", "--quiet",
+def test_resume_after_kill_gives_the_same_weights(mini_toy, tmp_path):
+    args = ["train-student", str(mini_toy), "--arch", "S", "--profile", "smoke", "--epochs", "4", "--quiet",
             "--checkpoint-every", "0"]  # last.pt after every epoch, so the kill lands mid-run
     straight = run_cli(*args, "--out", str(tmp_path / "straight"))
     assert straight.returncode == 0, straight.stderr
@@ -71,7 +71,7 @@ def test_resume_after_kill_gives_the_same_weights(toy_dir, tmp_path):
     for key in a:
         assert torch.equal(a[key], b[key]), key
     log = (killed_dir / "log.csv").read_text().splitlines()
-    assert [line.split(",")[0] for line in log[1:]] == ["0", "1", "2"]
+    assert [line.split(",")[0] for line in log[1:]] == ["0", "1", "2", "3"]
 
 
 def test_resume_without_checkpoint(toy_dir, tmp_path):
@@ -116,18 +116,3 @@ def test_existing_run_is_not_overwritten(teacher_ckpt, toy_dir):
     with pytest.raises(TrainingError, match="already finished"):
         train_classifier(toy_dir, "S", role="teacher", profile="smoke",
                          options=RunOptions(run_dir=teacher_ckpt.parent.parent, progress=False))
-
-
-def test_two_process_gloo_ddp_matches_single_process(teacher_ckpt, toy_dir, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "ackd_bench.cli", "train-teacher", str(toy_dir), "--arch", "S", "--profile", "smoke",
-           "--epochs", "6", "--out", str(tmp_path / "ddp"), "--quiet", "--device", "cpu"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    ddp = json.loads((tmp_path / "ddp" / "result.json").read_text())
-    single = json.loads((teacher_ckpt.parent.parent / "result.json").read_text())
-    assert ddp["device"] == "cpu x2"
-    assert ddp["n_test"] == single["n_test"]
-    assert abs(ddp["oa"] - single["oa"]) <= 0.1
-    assert result.stdout.count("test OA") == 1  # one writer

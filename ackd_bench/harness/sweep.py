@@ -154,7 +154,7 @@ def cuda_free_bytes(device: str) -> int | None:
     or cannot be queried (the runs then report the device problem themselves)."""
     import torch
 
-    from ..train.engine import resolve_device
+    from ..train.device import resolve_device
 
     try:
         resolved = resolve_device(device)  # the device the runs themselves will resolve
@@ -202,6 +202,11 @@ def _spawn_context():
 
 def _run_in_child(job: Callable, request: RunRequest, config: SweepConfig, sender) -> None:
     """Body of one run's process: sends the job's outcome back through `sender`."""
+    if config.compile and config.threads:
+        # Inductor would start a compile worker per core in each of the K processes
+        import torch._inductor.config as inductor_config
+
+        inductor_config.compile_threads = config.threads
     try:
         outcome = job(request, config)
     except BaseException as exc:  # noqa: BLE001 - guarded never raises; another job or Ctrl-C may

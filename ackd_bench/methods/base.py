@@ -51,9 +51,13 @@ def pairwise_distances(x: torch.Tensor, squared: bool = False, eps: float = 1e-1
 
 
 def mean_normalised(d: torch.Tensor) -> torch.Tensor:
-    """Divide a distance matrix by the mean of its positive entries (RKD's scale invariance)."""
-    positive = d[d > 0]
-    return d / positive.mean() if positive.numel() else d
+    """Divide a distance matrix by the mean of its positive entries (RKD's scale invariance).
+
+    A masked sum, not `d[d > 0]`: boolean indexing has a data-dependent size, which waits for the GPU."""
+    positive = d > 0
+    count = positive.sum()
+    mean = torch.where(positive, d, torch.zeros_like(d)).sum() / count.clamp_min(1)
+    return torch.where(count > 0, d / torch.where(count > 0, mean, torch.ones_like(mean)), d)
 
 
 def triplet_angles(x: torch.Tensor) -> torch.Tensor:

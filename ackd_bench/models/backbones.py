@@ -98,12 +98,18 @@ class Backbone(nn.Module):
         self.body, width = ARCHITECTURES[self.arch](in_channels, float(width))
         self.project = _projection(width)
         dropout = CLASSIFIER_DROPOUT[self.arch]
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(FEATURE_DIM, num_classes)) if dropout else nn.Linear(FEATURE_DIM, num_classes)
+        # num_classes 0: a feature extractor (SSM's encoders), with no head whose parameters DDP
+        # would find unused
+        self.classifier = None if num_classes == 0 else (
+            nn.Sequential(nn.Dropout(dropout), nn.Linear(FEATURE_DIM, num_classes)) if dropout
+            else nn.Linear(FEATURE_DIM, num_classes))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         fmap = self.project(self.body(x))
         tokens = fmap.flatten(2).transpose(1, 2)
         pooled = tokens.mean(dim=1)
+        if self.classifier is None:
+            return {"tokens": tokens, "pooled": pooled}
         return {"tokens": tokens, "pooled": pooled, "logits": self.classifier(pooled)}
 
 

@@ -23,7 +23,8 @@ from ..results import make_record, read_result, write_result
 from ..threads import set_threads
 from .classifier import ClassifierTask
 from .distributed import init_from_env, shutdown
-from .engine import Engine, FitResult, OptimConfig, Runtime, resolve_device, resolve_precision, seed_everything
+from .device import resolve_device
+from .engine import Engine, FitResult, OptimConfig, Runtime, resolve_precision, seed_everything
 from .feed import RESIDENT_MODES
 from .loggers import check_loggers
 from .profiles import load_profile
@@ -356,7 +357,7 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
         if teacher_mode == "cache":
             source = TeacherSource(rt, cache=cache)
         else:
-            source = TeacherSource(rt, teacher=teacher_model.to(rt.device))
+            source = TeacherSource(rt, teacher=rt.place_module(teacher_model))
         backbone = build_backbone(arch, len(meta["bands"]), len(meta["classes"]), width)
         distiller = build_distiller(kd_loss, len(meta["classes"]), params)
         alignment = None
@@ -383,9 +384,8 @@ def _sembridge_pairing(task: DistillationTask, sb: dict, ablation: list[str], ma
         initial = ssm_pairs(matcher, task.rgb_split, task.ms_train, task.galleries, rt,
                             cfg.batch_size)
     gallery_logits = None
-    if "dynm" not in ablation:  # where the student's splits are: on the device when they are resident
-        gallery_logits = (task.source.cache or cache).tensors["logits"]
-        gallery_logits = gallery_logits.to(rt.device) if task.rgb_split.resident else gallery_logits
+    if "dynm" not in ablation:  # on the device, where the student's logits are computed (N x classes: small)
+        gallery_logits = rt.place((task.source.cache or cache).tensors["logits"])
     return SemBridgePairing(initial, sb["dynm_epochs"], gallery_logits, task.galleries, float(sb["gamma"]), cfg.batch_size,
                             sb["dynm_divergence"])
 

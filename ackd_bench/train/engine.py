@@ -34,7 +34,9 @@ from tqdm.auto import tqdm
 
 from ..errors import AckdError
 from ..provenance import atomic_path
+from . import standin
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .device import place, place_module, uses_channels_last
 from .distributed import DistContext, all_ranks_max, barrier
 from .loggers import MetricLoggers
 
@@ -99,11 +101,19 @@ class Runtime:
         return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
 
     def layout(self, images: torch.Tensor) -> torch.Tensor:
-        """channels-last on CUDA, where cuDNN's convolutions are fastest in it."""
-        return images.contiguous(memory_format=torch.channels_last) if self.cuda and images.dim() == 4 else images
+        """channels-last where the modules are (device.uses_channels_last)."""
+        if uses_channels_last(self.device) and images.dim() == 4:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def place(self, tensor: torch.Tensor) -> torch.Tensor:
+        return place(tensor, self.device, non_blocking=True)
 
     def to_device(self, images: torch.Tensor) -> torch.Tensor:
-        return self.layout(images.to(self.device, non_blocking=True))
+        return self.layout(self.place(images))
+
+    def place_module(self, module: nn.Module) -> nn.Module:
+        return place_module(module, self.device)
 
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -132,36 +142,6 @@ def loss_precision(mode: str, device_type: str):
     return torch.autocast(device_type, enabled=False) if mode == "fp32" else nullcontext()
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """`auto`, `cpu`, `cuda` or `cuda:N` as a torch.device with an index where it is CUDA.
-
-    `cuda` (and `auto` on a CUDA machine) is the process's own GPU: LOCAL_RANK under torchrun, else
-    the first visible one. Indices count the GPUs CUDA_VISIBLE_DEVICES leaves visible.
-    """
-    name = name.strip().lower()
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if name == "auto":
-        name = "cuda" if count else "cpu"
-    if name == "cpu":
-        return torch.device("cpu")
-    kind, _, index = name.partition(":")
-    if kind != "cuda" or (index and not index.isdigit()):
-        raise AckdError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    where = f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""
-    if count == 0:
-        raise AckdError(f"--device {name}: CUDA is not available on this machine{where}")
-    if not index:
-        local_rank = os.environ.get("LOCAL_RANK")
-        index = local_rank if local_rank is not None else "0"
-        if int(index) >= count:
-            raise AckdError(f"--device {name}: LOCAL_RANK={index} but only {count} GPU(s) are visible{where}; "
-                            f"start at most {count} processes per node")
-    if int(index) >= count:
-        raise AckdError(f"--device {name}: only {count} GPU(s) are visible{where}: expected cuda:0 to cuda:{count - 1}")
-    return torch.device("cuda", int(index))
-
-
 def seed_everything(seed: int) -> None:
     import random
 
@@ -173,6 +153,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     torch.backends.cudnn.benchmark = False
     torch.use_deterministic_algorithms(True, warn_only=True)
+    # deterministic mode would also NaN-fill every torch.empty: a cost on each allocation that buys
+    # nothing here (no kernel of ours reads memory it has not written)
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 class Task(ABC):
@@ -356,6 +339,9 @@ def compile_backbones(module: nn.Module) -> None:
     """torch.compile every backbone in place (state-dict keys unchanged, so checkpoints stay portable)."""
     from ..models import Backbone
 
+    # Dynamo guards on each module instance: several runs in one process (eval, demo, in-process
+    # sweeps) would pass its recompile limit and silently fall back to eager; each run starts afresh
+    torch._dynamo.reset()
     for child in module.modules():
         if isinstance(child, Backbone):
             child.compile()
@@ -365,9 +351,7 @@ class Engine:
     def __init__(self, task: Task, cfg: OptimConfig, runtime: Runtime, run_dir: Path, meta: dict[str, Any]):
         self.task, self.cfg, self.rt, self.run_dir, self.meta = task, cfg, runtime, Path(run_dir), meta
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self.module = task.module.to(runtime.device)
-        if runtime.cuda:
-            self.module = self.module.to(memory_format=torch.channels_last)
+        self.module = runtime.place_module(task.module)
         if runtime.compile:
             compile_backbones(self.module)
         self.wrapped: nn.Module = self.module
@@ -459,17 +443,20 @@ class Engine:
                     self.task.train_batches(epoch), desc=f"epoch {epoch + 1}/{self.cfg.epochs}", unit="batch",
                     leave=False, disable=not (self.rt.progress and self.rt.ctx.is_main),
                 )
-                for step, batch in enumerate(batches):
-                    inputs = self.task.prepare(batch, epoch, step)
-                    with self.rt.autocast():
-                        terms = self.wrapped(**inputs)
-                    sums.add(step, terms)
-                    if (step + 1) % FINITE_CHECK_STEPS == 0:
-                        sums.check(epoch, self._last_good())
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self.scaler.scale(terms["loss"]).backward()
-                    self.scaler.step(self.optimizer)  # fp16: skipped when the scaled gradients overflowed
-                    self.scaler.update()
+                with standin.step_loop(self.rt.device):
+                    for step, batch in enumerate(batches):
+                        inputs = self.task.prepare(batch, epoch, step)
+                        with self.rt.autocast():
+                            terms = self.wrapped(**inputs)
+                        sums.add(step, terms)
+                        if (step + 1) % FINITE_CHECK_STEPS == 0:
+                            with standin.allowed_sync(self.rt.device):
+                                sums.check(epoch, self._last_good())
+                        self.optimizer.zero_grad(set_to_none=True)
+                        self.scaler.scale(terms["loss"]).backward()
+                        self.scaler.step(self.optimizer)  # fp16: skipped when the scaled gradients overflowed
+                        self.scaler.update()
+                        standin.count_step(self.rt.device)
                 sums.check(epoch, self._last_good())  # also waits for the device: the steps are done
                 train_seconds = time.time() - loop_started
                 lr = self.optimizer.param_groups[0]["lr"]

@@ -83,21 +83,21 @@ class ResidentSplit:
         self.stored_dtype = raw.dtype
         if raw.dtype == np.uint16:  # int16 bits: gathers work on every device; restored in images()
             raw = raw.view(np.int16)
-        self.images_raw = torch.from_numpy(raw).to(rt.device)
-        self.labels = torch.from_numpy(dataset.labels).to(rt.device)
+        self.images_raw = rt.place(torch.from_numpy(raw))
+        self.labels = rt.place(torch.from_numpy(dataset.labels))
         self.multilabels = None
         if dataset.multilabel:
             multi = np.concatenate(list(dataset.reader.read_column("multilabels"))).astype(np.float32)
-            self.multilabels = torch.from_numpy(multi).to(rt.device)
-        self.mean = dataset.mean.to(rt.device)
-        self.inv_std = dataset.inv_std.to(rt.device)
+            self.multilabels = rt.place(torch.from_numpy(multi))
+        self.mean = rt.place(dataset.mean)
+        self.inv_std = rt.place(dataset.inv_std)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def images(self, indices: torch.Tensor) -> torch.Tensor:
         """Normalised float32 images (B, C, H, W) of `indices`, on the device."""
-        raw = self.images_raw[indices.to(self.images_raw.device)]
+        raw = self.images_raw[self.rt.place(indices)]
         if self.stored_dtype == np.uint16:
             raw = raw.int() & 0xFFFF
         images = raw.float()
@@ -106,7 +106,7 @@ class ResidentSplit:
         return self.rt.layout(images)
 
     def targets(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
-        indices = indices.to(self.labels.device)
+        indices = self.rt.place(indices)
         out = {"label": self.labels[indices], "index": indices}
         if self.multilabels is not None:
             out["multilabel"] = self.multilabels[indices]
@@ -215,9 +215,9 @@ class TrainFeed:
 
     def epoch(self, epoch: int) -> Iterator[dict[str, Any]]:
         plan = self.plan(epoch)
-        flips = plan.flips.to(self.rt.device)  # one transfer per epoch
+        flips = self.rt.place(plan.flips)  # one transfer per epoch
         if self.split.resident:
-            order = plan.order.to(self.rt.device)
+            order = self.rt.place(plan.order)
             for step, (start, stop) in enumerate(plan.bounds):
                 indices = order[start:stop]
                 images = apply_flips(self.split.images(indices), flips[step, :stop - start])
@@ -226,8 +226,7 @@ class TrainFeed:
             return
         self.sampler.plan = plan
         for step, batch in enumerate(self.loader):
-            batch = {k: v.to(self.rt.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-                     for k, v in batch.items()}
+            batch = {k: self.rt.place(v) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             images = self.rt.layout(apply_flips(batch.pop("image"), flips[step, :len(batch["label"])]))
             yield {"image": images, **batch}
 
@@ -252,7 +251,7 @@ def split_outputs(model, split: Split, rt: Runtime, batch_size: int,
     ctx = rt.ctx
     mine = indices[ctx.rank::ctx.world_size]
     if split.resident:  # one transfer, not one per batch
-        mine = mine.to(rt.device)
+        mine = rt.place(mine)
     collected: dict[str, list[torch.Tensor]] = {k: [] for k in outputs}
     for start in range(0, len(mine), batch_size):
         with rt.autocast():
@@ -263,7 +262,7 @@ def split_outputs(model, split: Split, rt: Runtime, batch_size: int,
         model.train(was_training)
     result = {}
     for key, parts in collected.items():
-        local = torch.cat(parts) if parts else torch.zeros(0, device=rt.device)
+        local = torch.cat(parts) if parts else rt.place(torch.zeros(0))
         if not ctx.enabled:
             result[key] = local
             continue
@@ -271,5 +270,5 @@ def split_outputs(model, split: Split, rt: Runtime, batch_size: int,
         owner = torch.cat([torch.arange(len(indices))[r::ctx.world_size] for r in range(ctx.world_size)])
         ordered = torch.empty_like(gathered)
         ordered[owner] = gathered
-        result[key] = ordered.to(rt.device)
+        result[key] = rt.place(ordered)
     return result

@@ -31,7 +31,10 @@ def load_matcher(path: str | Path, manifest: dict[str, Any]) -> Matcher:
     require_fields(state, ("arch", "matcher_params", "module"), path)
     with untouched_rng():
         matcher = build_matcher(manifest, state["arch"], state["matcher_params"])
-    load_weights(matcher, state["module"], path, f"a {state['arch']} matcher")
+    # matchers saved before the encoders lost their unused 1-class heads still load
+    weights = {k: v for k, v in state["module"].items() if ".classifier." not in k} \
+        if isinstance(state["module"], dict) else state["module"]
+    load_weights(matcher, weights, path, f"a {state['arch']} matcher")
     return matcher.eval().requires_grad_(False)
 
 

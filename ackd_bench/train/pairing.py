@@ -20,7 +20,7 @@ from ..errors import AckdError
 from ..methods.sembridge.matcher import Matcher
 from ..methods.sembridge.matching import dynm_match, ssm_match
 from .engine import Runtime
-from .feed import Split, split_outputs
+from .feed import Split, as_split, split_outputs
 from .matcher import embed
 
 
@@ -64,10 +64,11 @@ class PairedStudentData(Dataset):
 
 def ssm_pairs(matcher: Matcher, rgb_train: ShardDataset | Split, ms_train: ShardDataset | Split,
               galleries: list[np.ndarray], rt: Runtime, batch_size: int = 256) -> np.ndarray:
-    matcher = matcher.to(rt.device)
+    matcher = rt.place_module(matcher)
     teacher_embeddings = embed(matcher.embed_ms, ms_train, rt, batch_size)
     student_embeddings = embed(matcher.embed_rgb, rgb_train, rt, batch_size)
-    return ssm_match(student_embeddings, teacher_embeddings, rgb_train.labels, galleries)
+    # the dataset's labels (host): a resident split's are on the device
+    return ssm_match(student_embeddings, teacher_embeddings, as_split(rgb_train, rt).dataset.labels, galleries)
 
 
 class SemBridgePairing:

@@ -14,7 +14,7 @@ from ..methods import Distiller
 from ..methods.sembridge.alignment import KnowledgeAlignment
 from ..models import Backbone
 from .engine import OptimConfig, Runtime, Task, loss_precision
-from .feed import Split, TrainFeed, open_splits
+from .feed import Split, TrainFeed, decide_resident, open_splits
 from .pairing import PairedStudentData, check_galleries, random_same_class
 from .runs import evaluate
 from .teacher_cache import TeacherCache
@@ -98,7 +98,9 @@ class DistillationTask(Task):
         splits = open_splits([rgb_train, rgb_val, *([ms_train] if source.live else [])], rt, cache_bytes)
         self.rgb_split, self.val_split = splits[0], splits[1]
         self.ms_split: Split | None = splits[2] if source.live else None
-        if source.cache is not None and self.rgb_split.resident:
+        if source.cache is not None and decide_resident("on" if rt.resident == "on" else "auto", cache_bytes, rt.device):
+            # on the device whenever it fits, resident images or not: it is far smaller than they are,
+            # and a host cache would cost a round trip on every step
             source.cache = source.cache.to(rt.device)
         streamed_live = source.live and not self.rgb_split.resident
         self.feed = TrainFeed(self.rgb_split, cfg.batch_size, seed, augment, rt, stream=2,
@@ -111,7 +113,7 @@ class DistillationTask(Task):
 
     def on_epoch_start(self, epoch: int) -> None:
         pairs = np.asarray(self.pairing.for_epoch(epoch, self), dtype=np.int64)
-        self.pairs = torch.from_numpy(pairs).to(self.rt.device)  # one transfer per epoch
+        self.pairs = self.rt.place(torch.from_numpy(pairs))  # one transfer per epoch
         if self.feed.loader is not None and self.source.live:
             self.feed.sampler.partners = pairs
 

@@ -18,6 +18,7 @@ from ..data.dataset import ShardDataset
 from ..errors import AckdError
 from ..models import build_backbone
 from ..provenance import atomic_path, sha256_file
+from .device import place
 from .checkpoint import check_compatible, load_checkpoint, load_weights, require_fields, untouched_rng
 from .engine import Runtime
 from .runs import predict
@@ -56,13 +57,17 @@ class TeacherCache:
         self.tensors, self.keys = tensors, keys
 
     def to(self, device: torch.device) -> "TeacherCache":
-        return TeacherCache({k: v.to(device) for k, v in self.tensors.items()}, self.keys)
+        return TeacherCache({k: place(v, device) for k, v in self.tensors.items()}, self.keys)
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.tensors.values())).device
 
     def lookup(self, indices: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
-        """Outputs of the MS samples `indices` as float32 on `device` (a gather where the cache lives there)."""
-        any_tensor = next(iter(self.tensors.values()))
-        indices = indices.to(any_tensor.device)
-        return {k: v[indices].to(device, non_blocking=True).float() for k, v in self.tensors.items()}
+        """Outputs of the MS samples `indices` as float32 on `device`: a gather where the cache lives
+        there (a host cache costs a round trip per call: train with it on the device)."""
+        indices = place(indices, self.device)
+        return {k: place(v[indices], device, non_blocking=True).float() for k, v in self.tensors.items()}
 
     @property
     def nbytes(self) -> int:
@@ -86,7 +91,7 @@ def build_or_load_cache(teacher_path: str | Path, ms_train: ShardDataset, rt: Ru
         if rt.ctx.is_main and stale != path:  # this one is replaced atomically: a concurrent student may be reading it
             stale.unlink(missing_ok=True)
     teacher, _ = load_teacher(teacher_path, manifest)
-    teacher.to(rt.device)
+    teacher = rt.place_module(teacher)
     outputs = predict(teacher, ms_train, rt, batch_size, outputs=OUTPUTS)
     tensors = {"logits": outputs["logits"], "pooled": outputs["pooled"], "tokens": outputs["tokens"].half()}
     if rt.ctx.is_main:

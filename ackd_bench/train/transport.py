@@ -23,6 +23,7 @@ from ..data.mi import paired_view
 from ..errors import AckdError
 from ..models import build_backbone
 from .checkpoint import check_compatible, load_checkpoint, load_weights, require_fields, untouched_rng
+from .device import place
 from .engine import Runtime
 from .runs import load_dataset, predict
 from .teacher_cache import load_teacher
@@ -71,7 +72,7 @@ def transport_costs(teacher: torch.nn.Module, student: torch.nn.Module, ms: Shar
     if teacher_logits is None:
         t = predict(teacher, ms, rt, batch_size, indices=ms_idx)["logits"].numpy()
     else:
-        t = teacher_logits[torch.from_numpy(ms_idx).to(teacher_logits.device)].float().cpu().numpy()
+        t = teacher_logits[place(torch.from_numpy(ms_idx), teacher_logits.device)].float().cpu().numpy()
     s = predict(student, rgb, rt, batch_size, indices=rgb_idx)["logits"].numpy()
     result = {"n": int(n), "asymmetric": wasserstein(t, s), "symmetric": None}
     paired = paired_images(rgb, ms, ms_idx)
@@ -89,7 +90,7 @@ def transport_costs(teacher: torch.nn.Module, student: torch.nn.Module, ms: Shar
 def transport_cost_from_checkpoints(dataset_dir: str | Path, teacher_ckpt: str | Path, student_ckpt: str | Path,
                                     *, split: str = "test", samples: int | None = None, seed: int = 0,
                                     device: str = "auto") -> dict[str, Any]:
-    from .engine import resolve_device
+    from .device import resolve_device
 
     manifest = load_dataset(dataset_dir)
     for modality in ("ms", "rgb"):
@@ -100,7 +101,7 @@ def transport_cost_from_checkpoints(dataset_dir: str | Path, teacher_ckpt: str |
     student = load_student(student_ckpt, manifest)
     ms = ShardDataset(dataset_dir, "ms", split, manifest=manifest)
     rgb = ShardDataset(dataset_dir, "rgb", split, manifest=manifest)
-    return transport_costs(teacher.to(rt.device), student.to(rt.device), ms, rgb, rt, samples, seed)
+    return transport_costs(rt.place_module(teacher), rt.place_module(student), ms, rgb, rt, samples, seed)
 
 
 def plot_transport(run_dirs: list[str | Path], out: str | Path) -> Path:

@@ -83,9 +83,9 @@ class Matcher(nn.Module):
         super().__init__()
         if pseudo_rgb not in PSEUDO_RGB:
             raise AckdError(f"matcher pseudo_rgb {pseudo_rgb!r}: expected one of {', '.join(PSEUDO_RGB)}")
-        # the encoders' classifiers are unused: num_classes=1 keeps them tiny
-        self.ms_encoder = build_backbone(arch, ms_channels, 1)
-        self.rgb_encoder = build_backbone(arch, 3, 1)
+        # feature extractors: a classifier head would be a parameter no loss reaches (DDP refuses those)
+        self.ms_encoder = build_backbone(arch, ms_channels, 0)
+        self.rgb_encoder = build_backbone(arch, 3, 0)
         self.ms_head = ProjectionHead(FEATURE_DIM, dim, dropout)
         self.rgb_head = ProjectionHead(FEATURE_DIM, dim, dropout)
         self.pseudo_rgb_mode = pseudo_rgb

@@ -29,12 +29,12 @@ def _per_class(student_labels: np.ndarray, galleries: list[np.ndarray], score_fn
     Indices and scores stay on `device` (where the embeddings or logits are); the matches are read
     back once, at the end.
     """
-    labels = torch.as_tensor(np.asarray(student_labels, dtype=np.int64), device=device)
+    labels = np.asarray(student_labels, dtype=np.int64)  # host labels: members are found without a sync
     matches = torch.full((len(labels),), -1, dtype=torch.long, device=device)
-    for c in np.unique(student_labels):
+    for c in np.unique(labels):
         if len(galleries[c]) == 0:
             raise ValueError(f"class {c} has no teacher sample to match")
-        members = torch.nonzero(labels == int(c)).flatten()
+        members = torch.as_tensor(np.flatnonzero(labels == c), device=device)
         gallery = torch.as_tensor(np.asarray(galleries[c], dtype=np.int64), device=device)
         for start in range(0, len(members), chunk):
             rows = members[start:start + chunk]

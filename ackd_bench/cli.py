@@ -238,7 +238,7 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     board_path = Path(args.board) if args.board else default_board()
     if args.action == "submit":
         added = submit(args.results, board_path, readme=True)
-        target = readme_path(board_path)
+        target = readme_path(board_path.resolve())
         generated = target.exists() and target.read_text(errors="replace").startswith(README_MARK)
         print(f"{board_path}: {added} row(s) added; " + (f"{target} regenerated" if generated else
               f"{target} is not one this tool wrote: left alone (`leaderboard show` prints the tables)"))

@@ -26,19 +26,22 @@ from typing import Any
 from .data.card import render_card, source_parts
 from .data.manifest import MANIFEST, read_manifest, verify_manifest
 from .errors import AckdError
+from .names import PLAIN_NAME
 
 # licences under which a built side may be shared (prefixes of a source's `licence`)
 REDISTRIBUTABLE = ("MIT", "CC0", "CC-BY-4.0", "CC-BY-SA-4.0", "CDLA-Permissive", "Apache-2.0")
 HF_LICENCES = {"MIT": "mit", "CC0": "cc0-1.0", "CC-BY-4.0": "cc-by-4.0", "CC-BY-SA-4.0": "cc-by-sa-4.0",
                "CDLA-Permissive": "cdla-permissive-1.0", "Apache-2.0": "apache-2.0"}
 DATASET_FILES = ("*.h5", MANIFEST, "DATASET.md", "README.md", "croissant.json")
-REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+# ASCII only (no look-alikes), and neither part may be "." or ".."
+REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 
 
 def parse_repo(spec: str) -> tuple[str, str | None]:
     """`ORG/NAME[@REV]` -> (repo id, revision or None)."""
     repo, _, revision = spec.partition("@")
-    if not REPO_ID.fullmatch(repo):
+    if not REPO_ID.fullmatch(repo) or (revision and not REVISION.fullmatch(revision)):
         raise AckdError(f"{spec}: expected ORG/NAME or ORG/NAME@REVISION (a hub repository)")
     return repo, revision or None
 
@@ -207,7 +210,8 @@ def resolve_checkpoint(spec: str | Path | None) -> Path | None:
 
     rest, _, revision = str(spec)[len("hf://"):].partition("@")
     parts = rest.split("/", 2)
-    if len(parts) != 3 or not REPO_ID.fullmatch("/".join(parts[:2])) or not parts[2]:
+    if (len(parts) != 3 or not REPO_ID.fullmatch("/".join(parts[:2])) or (revision and not REVISION.fullmatch(revision))
+            or not all(PLAIN_NAME.fullmatch(part) for part in parts[2].split("/"))):
         raise AckdError(f"{spec}: expected hf://ORG/REPO/PATH[@REVISION]")
     with hub_errors(f"downloading {spec}"):
         return Path(hf_hub_download("/".join(parts[:2]), parts[2], revision=revision or None))

@@ -253,13 +253,13 @@ def test_ten_concurrent_submits_lose_no_row_and_the_readme_matches_the_board(tmp
     assert [p.wait(timeout=300) for p in procs] == [0] * 10
     rows = read_board(board)
     assert sorted(r["seed"] for r in rows) == sorted(10 * i + k for i in range(10) for k in range(2))
-    written = (tmp_path / "README.md").read_text()
+    written = (tmp_path / "board.md").read_text()  # named after its board
     assert written.startswith(README_MARK) and written == readme(rows) + "\n"  # regenerated under the lock
 
 
 def test_submit_never_overwrites_a_users_own_readme(tmp_path, capsys):
     (tmp_path / "README.md").write_text("# my notes\n")
-    board = tmp_path / "my.csv"
+    board = tmp_path / "leaderboard.csv"
     assert main(["leaderboard", "submit", str(_write_csv(tmp_path / "r.csv", [_record()])), "--board", str(board)]) == 0
     assert (tmp_path / "README.md").read_text() == "# my notes\n"
     assert "is not one this tool wrote: left alone" in capsys.readouterr().out

@@ -1,16 +1,16 @@
 """Within-class MI on a multi-label MS side (BigEarthNet in M2S-GL): a patch belongs to every class
 it carries, not only to the first one its `labels` column holds."""
 
-import json
 import math
 
 import numpy as np
 import pytest
 
 from ackd_bench.data.dataset import ShardDataset
-from ackd_bench.data.manifest import FORMAT, MANIFEST
+from ackd_bench.data.manifest import FORMAT, dataset_version, write_manifest
+from ackd_bench.provenance import sha256_file
 from ackd_bench.data.mi import within_class_mi
-from ackd_bench.data.shards import SampleRef, band_statistics, finalize, write_partial
+from ackd_bench.data.shards import SampleRef, band_statistics, content_digest, finalize, write_partial
 from ackd_bench.data.dataset import class_galleries
 
 CLASSES = ["forest", "water", "urban"]
@@ -28,7 +28,7 @@ def shard(root, modality, refs, images, **kwargs):
     mean, std = band_statistics([partial])
     path = finalize(partial, mean, std)
     entry = {"file": path.name, "modality": modality, "split": "train", "samples": len(refs),
-             "bytes": path.stat().st_size, "sha256": "-", "content_sha256": "-"}
+             "bytes": path.stat().st_size, "sha256": sha256_file(path), "content_sha256": content_digest(path)}
     spec = {"bands": ["R", "G", "B"], "image_size": [SIZE, SIZE], "mean": mean.tolist(), "std": std.tolist(),
             "dtype": first.dtype.name}
     return entry, spec
@@ -52,9 +52,16 @@ def multilabel_dir(tmp_path_factory):
     rgb_images = [rng.integers(0, 256, (3, SIZE, SIZE), dtype=np.uint8) for _ in rgb_refs]
     rgb_entry, rgb_spec = shard(root, "rgb", rgb_refs, rgb_images)
     ms_spec.update(multilabel=True, rgb_bands=["R", "G", "B"], paired_rgb={"status": "present"})
-    manifest = {"format": FORMAT, "dataset": "multilabel-mi", "dataset_version": "-", "classes": CLASSES,
-                "modalities": {"ms": ms_spec, "rgb": rgb_spec}, "shards": [ms_entry, rgb_entry], "counts": {}}
-    (root / MANIFEST).write_text(json.dumps(manifest))
+    counts = {m: {s: {c: 0 for c in CLASSES} for s in ("train", "val", "test")} for m in ("ms", "rgb")}
+    for labels in MS_CLASSES:
+        for label in labels:
+            counts["ms"]["train"][CLASSES[label]] += 1
+    for label in rgb_labels:
+        counts["rgb"]["train"][CLASSES[label]] += 1
+    shards = [ms_entry, rgb_entry]
+    manifest = {"format": FORMAT, "dataset": "multilabel-mi", "dataset_version": dataset_version(shards),
+                "classes": CLASSES, "modalities": {"ms": ms_spec, "rgb": rgb_spec}, "shards": shards, "counts": counts}
+    write_manifest(root, manifest)
     return root
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .card import write_card
-from .manifest import read_manifest, write_manifest
+from .manifest import verify_for_training, write_manifest
 from .mi import summary, within_class_mi, write_mi
 
 DEFAULT_PAIRS = 100
@@ -22,7 +22,7 @@ def run_mi(root: str | Path, *, pairs: int | None = None, bins: int = 16, seed: 
            out_dir: str | Path | None = None) -> dict[str, Any]:
     """Compute MI, write analysis/mi.csv + mi.png, record the summary in the manifest and card."""
     root = Path(root)
-    manifest = read_manifest(root)
+    manifest = verify_for_training(root)  # what training checks: the analysis reads the same shards
     pairs = pairs or default_pairs(manifest)
     rows = within_class_mi(root, pairs=pairs, bins=bins, seed=seed)
     title = f"{manifest['dataset']}: within-class MI, MS pseudo-RGB vs RGB ({bins} bins, {pairs} pairs/class)"

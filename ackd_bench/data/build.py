@@ -25,7 +25,8 @@ from .card import write_card
 from .manifest import FORMAT, MANIFEST, dataset_version, read_manifest, verify_manifest, write_manifest
 from .recipe import load_recipe, recipe_hash
 from .shards import (
-    IMAGE_DTYPES, MODALITIES, PARTIAL_SUFFIX, EncodedSample, SampleRef, band_statistics, content_digest, encode_sample,
+    IMAGE_DTYPES, MODALITIES, PARTIAL_SUFFIX, EncodedSample, SampleRef, as_stored, band_statistics, content_digest,
+    encode_sample,
     finalize, has_paired, has_statistics, partial_matches, shard_name, write_partial,
 )
 from .splits import SPLITS, assign_split
@@ -116,8 +117,6 @@ def _check_existing(root: Path, digest: str) -> dict[str, Any] | None:
             f"{root / MANIFEST}: built from another version of recipe '{manifest['dataset']}'; "
             "rerun with --force to rebuild"
         )
-    if "manifest_sha256" not in manifest:  # built before manifests were sealed; just checked against the shards
-        write_manifest(root, manifest)
     return manifest
 
 
@@ -152,9 +151,9 @@ class EncodingLoader:
         item = self.load(ref)
         if self.paired:
             image, pair = item
-            return (encode_sample(np.ascontiguousarray(image, self.dtype), self.compression),
-                    encode_sample(np.ascontiguousarray(pair, np.uint8), self.compression))
-        return encode_sample(np.ascontiguousarray(item, self.dtype), self.compression)
+            return (encode_sample(as_stored(image, self.dtype, ref.source_id), self.compression),
+                    encode_sample(as_stored(pair, np.uint8, ref.source_id), self.compression))
+        return encode_sample(as_stored(item, self.dtype, ref.source_id), self.compression)
 
 
 def _write_shard(root: Path, plan: PlannedShard, source: ModalitySource, recipe: dict, digest: str, bar,

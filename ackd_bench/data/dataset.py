@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DatasetError
-from .manifest import read_manifest, shard_entries
+from .manifest import read_manifest, shard_entries, shard_path
 from .shards import MODALITIES, ShardReader
 from .splits import SPLITS
 
@@ -37,7 +37,7 @@ class ShardDataset(Dataset):
         self.manifest = manifest if manifest is not None else read_manifest(self.root)
         self.modality, self.split = modality, split
         entries = shard_entries(self.manifest, modality, split)
-        self.reader = ShardReader([self.root / e["file"] for e in entries], [e["samples"] for e in entries])
+        self.reader = ShardReader([shard_path(self.root, e) for e in entries], [e["samples"] for e in entries])
         spec = self.manifest["modalities"][modality]
         self.bands: list[str] = list(spec["bands"])
         self.classes: list[str] = list(self.manifest["classes"])

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import DatasetError
+from ..errors import AckdError, DatasetError
+from ..names import inside, plain_name
 from ..provenance import sha256_file
+from .shards import IMAGE_DTYPES, MODALITIES
+from .splits import SPLITS
 
 MANIFEST = "manifest.json"
 FORMAT = "ackd-bench-dataset/2"  # 2: dataset version over shard content hashes
@@ -60,21 +66,130 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
             raise DatasetError(f"{path}: missing field '{key}'")
         if not isinstance(manifest[key], kind):
             raise DatasetError(f"{path}: field '{key}' is a {type(manifest[key]).__name__}, expected a {kind.__name__}")
-    for modality, spec in manifest["modalities"].items():
-        lacking = [k for k in ("bands", "image_size", "mean", "std") if not isinstance(spec, dict) or k not in spec]
-        if lacking:
-            raise DatasetError(f"{path}: modalities.{modality} lacks {', '.join(lacking)}")
-    for entry in manifest["shards"]:
-        if not isinstance(entry, dict):
-            raise DatasetError(f"{path}: a shard entry is a {type(entry).__name__}, expected an object")
-        missing = [k for k in ("file", "modality", "split", "samples", "bytes", "sha256", "content_sha256") if k not in entry]
-        if missing:
-            raise DatasetError(f"{path}: shard entry {entry.get('file', '?')} lacks {', '.join(missing)}")
+    try:  # the fields first: a hand-edited manifest is told what is wrong with it, not only that it was edited
+        _check_fields(manifest)
+    except AckdError as exc:
+        raise DatasetError(f"{path}: {exc}") from None
     sealed = manifest.get("manifest_sha256")
-    if sealed is not None and sealed != manifest_digest(manifest):
+    if sealed is None:
+        raise DatasetError(f"{path}: not sealed (no manifest_sha256): not written by `ackd-bench build`; rebuild with "
+                           "`ackd-bench build --force`")
+    if sealed != manifest_digest(manifest):
         raise DatasetError(f"{path}: edited after the build (its manifest_sha256 does not match its content); restore "
                            "it, or rebuild with `ackd-bench build --force`")
     return manifest
+
+
+HEX64 = re.compile(r"[0-9a-f]{64}")
+MAX_SIDE = 4096  # pixels: a larger image size is a crafted manifest, not a remote-sensing patch
+
+
+def _count(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise AckdError(f"{what} is {value!r}, expected a non-negative integer")
+    return value
+
+
+NUMBER = (int, float)
+# optional fields and the types their readers (describe, MI, the hub card, pairing) rely on
+OPTIONAL_FIELDS: dict[tuple[str, ...], tuple[type, ...]] = {
+    ("recipe_hash",): (str,), ("code_version",): (str,), ("created_utc",): (str,), ("compression",): (str,),
+    ("shard_max_samples",): (int,), ("synthetic",): (bool,), ("recipe",): (dict,), ("recipe", "source"): (str,),
+    ("sources",): (dict,), ("splits",): (dict,), ("splits", "fractions"): (dict,), ("splits", "salt"): (str,),
+    ("splits", "from_source"): (list,), ("analyses",): (dict,), ("analyses", "mi"): (dict,),
+    ("analyses", "mi", "mean_unpaired"): NUMBER, ("analyses", "mi", "mean_permutation"): NUMBER,
+    ("analyses", "mi", "mean_paired"): (*NUMBER, type(None)), ("analyses", "mi", "bins"): (int,),
+    ("analyses", "mi", "pairs_per_class"): (int,),
+}
+MODALITY_OPTIONAL: dict[str, tuple[type, ...]] = {"multilabel": (bool,), "rgb_bands": (list, type(None)),
+                                                   "paired_rgb": (dict,), "dtype": (str,)}
+
+
+def _check_optional(manifest: dict[str, Any]) -> None:
+    for path, kinds in OPTIONAL_FIELDS.items():
+        value: Any = manifest
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None and (not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool))):
+            raise AckdError(f"field '{'.'.join(path)}' is a {type(value).__name__}, expected "
+                            f"{' or '.join(k.__name__ for k in kinds)}")
+    if not all(isinstance(v, dict) and isinstance(v.get("licence", ""), str) for v in manifest.get("sources", {}).values()):
+        raise AckdError("field 'sources' must map each side to an object (its licence a string)")
+    fractions = manifest.get("splits", {}).get("fractions", {})
+    if not all(isinstance(k, str) and isinstance(v, NUMBER) for k, v in fractions.items()):
+        raise AckdError("field 'splits.fractions' must map split names to numbers")
+    if not all(isinstance(v, str) for v in manifest.get("splits", {}).get("from_source", [])):
+        raise AckdError("field 'splits.from_source' must list modality names")
+    mi = manifest.get("analyses", {}).get("mi")
+    if mi is not None and not all(f"analyses.mi.{k}" in {".".join(p) for p in OPTIONAL_FIELDS} and k in mi
+                                  for k in ("mean_unpaired", "mean_permutation", "mean_paired", "bins", "pairs_per_class")):
+        raise AckdError("field 'analyses.mi' must hold mean_unpaired, mean_permutation, mean_paired, bins and "
+                        "pairs_per_class")
+    for modality, spec in manifest["modalities"].items():
+        for key, kinds in MODALITY_OPTIONAL.items():
+            if spec.get(key) is not None and not isinstance(spec[key], kinds):
+                raise AckdError(f"modalities.{modality}.{key} is a {type(spec[key]).__name__}, expected "
+                                f"{' or '.join(k.__name__ for k in kinds)}")
+        if spec.get("rgb_bands") is not None and not all(b in spec["bands"] for b in spec["rgb_bands"]):
+            raise AckdError(f"modalities.{modality}.rgb_bands must name bands of modalities.{modality}.bands")
+
+
+def _check_fields(manifest: dict[str, Any]) -> None:
+    """Every field a reader of the manifest relies on, with the type and range it relies on: names
+    are plain names (a shard `file` can only be a file in the dataset's own folder)."""
+    plain_name(manifest["dataset"], "field 'dataset'")
+    classes = manifest["classes"]
+    if not classes or not all(isinstance(c, str) and c for c in classes) or len(set(classes)) != len(classes):
+        raise AckdError("field 'classes' must be a non-empty list of distinct names")
+    if set(manifest["modalities"]) != set(MODALITIES):
+        raise AckdError(f"field 'modalities' must define exactly {' and '.join(MODALITIES)}")
+    for modality, spec in manifest["modalities"].items():
+        lacking = [k for k in ("bands", "image_size", "dtype", "mean", "std") if not isinstance(spec, dict) or k not in spec]
+        if lacking:
+            raise AckdError(f"modalities.{modality} lacks {', '.join(lacking)}")
+        bands = spec["bands"]
+        if not isinstance(bands, list) or not bands or not all(isinstance(b, str) and b for b in bands):
+            raise AckdError(f"modalities.{modality}.bands must be a non-empty list of band names")
+        size = spec["image_size"]
+        if not (isinstance(size, list) and len(size) == 2 and all(1 <= _count(s, f"modalities.{modality}.image_size")
+                                                                   <= MAX_SIDE for s in size)):
+            raise AckdError(f"modalities.{modality}.image_size is {size!r}, expected [height, width] of 1 to {MAX_SIDE}")
+        for key in ("mean", "std"):
+            values = spec[key]
+            if not (isinstance(values, list) and len(values) == len(bands)
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+                    and (key == "mean" or all(v > 0 for v in values))):
+                raise AckdError(f"modalities.{modality}.{key} must hold one finite number per band"
+                                + (", each above 0" if key == "std" else ""))
+        if spec["dtype"] != np.dtype(IMAGE_DTYPES[modality]).name:
+            raise AckdError(f"modalities.{modality}.dtype is {spec.get('dtype')!r}, expected "
+                            f"{np.dtype(IMAGE_DTYPES[modality]).name}")
+    for entry in manifest["shards"]:
+        if not isinstance(entry, dict):
+            raise AckdError(f"a shard entry is a {type(entry).__name__}, expected an object")
+        missing = [k for k in ("file", "modality", "split", "samples", "bytes", "sha256", "content_sha256") if k not in entry]
+        if missing:
+            raise AckdError(f"shard entry {str(entry.get('file', '?'))[:80]!r} lacks {', '.join(missing)}")
+        name = plain_name(entry["file"], "shard entry 'file'")
+        if not name.endswith(".h5"):
+            raise AckdError(f"shard entry 'file' {name!r}: expected an .h5 file name")
+        if entry["modality"] not in MODALITIES or entry["split"] not in SPLITS:
+            raise AckdError(f"shard entry {name!r}: modality {entry['modality']!r} / split {entry['split']!r}, "
+                            f"expected one of {', '.join(MODALITIES)} / {', '.join(SPLITS)}")
+        _count(entry["samples"], f"shard entry {name!r}: samples")
+        _count(entry["bytes"], f"shard entry {name!r}: bytes")
+        for key in ("sha256", "content_sha256"):
+            if not isinstance(entry[key], str) or not HEX64.fullmatch(entry[key]):
+                raise AckdError(f"shard entry {name!r}: {key} is not a sha256 hex digest")
+    _check_optional(manifest)
+    counts = manifest["counts"]
+    for modality in MODALITIES:
+        for split in SPLITS:
+            per_class = counts.get(modality, {}).get(split) if isinstance(counts.get(modality), dict) else None
+            if not isinstance(per_class, dict) or set(per_class) != set(classes):
+                raise AckdError(f"counts.{modality}.{split} must give a count for each class")
+            for c, n in per_class.items():
+                _count(n, f"counts.{modality}.{split}.{c}")
 
 
 def verify_manifest(root: str | Path, *, checksums: bool = True, progress: bool = False) -> dict[str, Any]:
@@ -82,7 +197,7 @@ def verify_manifest(root: str | Path, *, checksums: bool = True, progress: bool 
     root = Path(root)
     manifest = read_manifest(root)
     for entry in manifest["shards"]:
-        path = root / entry["file"]
+        path = shard_path(root, entry)
         if not path.is_file():
             raise DatasetError(f"{path}: missing (listed in {MANIFEST})")
         size = path.stat().st_size
@@ -91,11 +206,19 @@ def verify_manifest(root: str | Path, *, checksums: bool = True, progress: bool 
     if checksums:
         entries = tqdm(manifest["shards"], desc="verify sha256", unit="shard", disable=not progress, leave=False)
         for entry in entries:
-            check_sha256(root / entry["file"], entry)
-        if dataset_version(manifest["shards"]) != manifest["dataset_version"]:
-            raise DatasetError(f"{root / MANIFEST}: dataset_version does not match the shard content hashes it lists")
+            check_sha256(shard_path(root, entry), entry)
         check_against_shards(root, manifest)
     return manifest
+
+
+def shard_path(root: Path, entry: dict[str, Any]) -> Path:
+    """A listed shard's path: a file of the dataset's own folder (not a link out of it)."""
+    path = root / entry["file"]
+    try:
+        inside(path, root, "shard")
+    except AckdError as exc:
+        raise DatasetError(f"{root / MANIFEST}: {exc}") from None
+    return path
 
 
 def check_sha256(path: Path, entry: dict[str, Any], hint: str = "") -> None:
@@ -131,16 +254,38 @@ def check_against_shards(root: Path, manifest: dict[str, Any]) -> None:
 
     from .shards import read_text
 
+    if dataset_version(manifest["shards"]) != manifest["dataset_version"]:
+        raise DatasetError(f"{root / MANIFEST}: dataset_version does not match the shard content hashes it lists")
     counts: dict[str, dict[str, np.ndarray]] = {}
     classes = list(manifest["classes"])
     for entry in manifest["shards"]:
-        path = root / entry["file"]
-        with h5py.File(path, "r") as handle:
-            stored_classes = read_text(handle.attrs["class_names"])
-            stored_bands = read_text(handle.attrs["band_names"])
-            labels = handle["labels"][()]
-            multi = handle["multilabels"][()] if "multilabels" in handle else None
-        bands = manifest["modalities"][entry["modality"]]["bands"]
+        path = shard_path(root, entry)
+        try:
+            with h5py.File(path, "r") as handle:
+                stored_classes = read_text(handle.attrs["class_names"])
+                stored_bands = read_text(handle.attrs["band_names"])
+                content = read_text(handle.attrs["content_sha256"])
+                images = handle["images"]
+                image_shape, image_dtype = images.shape, images.dtype
+                labels = handle["labels"][()]
+                multi = handle["multilabels"][()] if "multilabels" in handle else None
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            raise DatasetError(f"{path}: not a readable ackd-bench shard ({type(exc).__name__}: {exc})") from None
+        spec = manifest["modalities"][entry["modality"]]
+        bands = spec["bands"]
+        expected_shape = (entry["samples"], len(bands), *spec["image_size"])
+        problem = None
+        if content != entry["content_sha256"]:
+            problem = "content_sha256 differs from the manifest's"
+        elif tuple(image_shape) != expected_shape or image_dtype != np.dtype(IMAGE_DTYPES[entry["modality"]]):
+            problem = (f"images are {tuple(image_shape)} {image_dtype}, the manifest says {expected_shape} "
+                       f"{np.dtype(IMAGE_DTYPES[entry['modality']]).name}")
+        elif labels.shape != (entry["samples"],) or (len(labels) and (labels.min() < 0 or labels.max() >= len(classes))):
+            problem = f"labels must be {entry['samples']} class indices in [0, {len(classes)})"
+        elif multi is not None and (multi.shape != (entry["samples"], len(classes)) or not np.isin(multi, (0, 1)).all()):
+            problem = f"multilabels must be {entry['samples']} x {len(classes)} zeros and ones"
+        if problem:
+            raise DatasetError(f"{path}: {problem} (manifest edited after the build, or a crafted shard?)")
         if list(stored_classes) != classes or list(stored_bands) != list(bands):
             field = "classes" if list(stored_classes) != classes else f"modalities.{entry['modality']}.bands"
             raise DatasetError(f"{root / MANIFEST}: {field} do not match {path.name} (manifest edited after the build?)")
@@ -169,7 +314,7 @@ def verify_for_training(root: str | Path) -> dict[str, Any]:
     root = Path(root)
     manifest = verify_manifest(root, checksums=False)
     for entry in manifest["shards"]:
-        path = root / entry["file"]
+        path = shard_path(root, entry)
         stat = path.stat()
         seen = {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": entry["sha256"]}
         stamp = root / VERIFIED_DIR / f"{entry['file']}.json"
@@ -183,8 +328,10 @@ def verify_for_training(root: str | Path) -> dict[str, Any]:
             from ..provenance import write_json_atomic
 
             stamp.parent.mkdir(exist_ok=True)
+            # stamps stay in the dataset's own folder, even where a shared copy links `.verified` elsewhere
+            inside(stamp, root, "verification stamp")
             write_json_atomic(stamp, seen)
-        except OSError:  # a read-only copy: verified now, again next time
+        except (OSError, AckdError):  # a read-only copy, or a link out of it: verified now, again next time
             pass
     check_against_shards(root, manifest)  # labels and attributes only: cheap next to the pixels
     return manifest

@@ -32,7 +32,7 @@ from torchgeo.datasets import NonGeoDataset
 
 from ..errors import DatasetError
 from .dataset import ShardDataset
-from .manifest import read_manifest
+from .manifest import verify_for_training
 from .mi import paired_view
 
 SIDES = ("ms", "rgb", "paired")
@@ -107,7 +107,7 @@ class BenchmarkDataModule(NonGeoDataModule):
 
     def __init__(self, root: str | Path = "data", side: str = "rgb", batch_size: int = 64, num_workers: int = 0,
                  **kwargs: Any):
-        manifest = read_manifest(root)
+        manifest = verify_for_training(root)
         mean, std = side_statistics(manifest, side)
         self.mean, self.std = torch.tensor(mean), torch.tensor(std)
         super().__init__(BenchmarkDataset, batch_size, num_workers, root=root, side=side, **kwargs)

@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from ..errors import RecipeError
+from ..errors import AckdError, RecipeError
+from ..names import plain_name
 from ..provenance import config_hash
 from ..resources import resource_dirs
 from .splits import validate_fractions
@@ -26,6 +27,10 @@ def dataset_names() -> list[str]:
 
 
 def recipe_path(name: str) -> Path:
+    try:
+        plain_name(name, "dataset")  # a built-in name (or one in $ACKD_BENCH_RECIPES), never a path
+    except AckdError as exc:
+        raise RecipeError(f"{exc}; recipes are found by name among: {', '.join(dataset_names())}") from None
     for directory in resource_dirs("recipes"):
         candidate = directory / f"{name}.yaml"
         if candidate.is_file():
@@ -50,6 +55,10 @@ def validate_recipe(recipe: Any, where: str) -> None:
     missing = [key for key in REQUIRED_KEYS if key not in recipe]
     if missing:
         raise RecipeError(f"{where}: missing field(s) {', '.join(missing)}")
+    try:
+        plain_name(recipe["name"], "field 'name'")  # it becomes the dataset's name, and a folder of runs
+    except AckdError as exc:
+        raise RecipeError(f"{where}: {exc}") from None
     if not recipe["classes"] or len(set(recipe["classes"])) != len(recipe["classes"]):
         raise RecipeError(f"{where}: field 'classes' must be a non-empty list of distinct names")
     if set(recipe["modalities"]) != {"ms", "rgb"}:

@@ -86,6 +86,15 @@ class EncodedSample:
 _ENCODERS: dict[tuple, h5py.Dataset] = {}
 
 
+def as_stored(pixels: np.ndarray, dtype, source_id: str) -> np.ndarray:
+    """A decoded sample in the shard's dtype; NaN or inf (a damaged source file) is refused, not cast."""
+    pixels = np.asarray(pixels)
+    if pixels.dtype.kind in "fc" and not np.isfinite(pixels).all():
+        raise DatasetError(f"{source_id}: non-finite pixel values (NaN or inf): a damaged source file; remove it "
+                           "from the source folder or fetch it again")
+    return np.ascontiguousarray(pixels, dtype)
+
+
 def encode_sample(pixels: np.ndarray, compression: str) -> EncodedSample:
     """Run a sample through the shard's own HDF5 filter pipeline, in memory, in this process."""
     key = (pixels.shape, pixels.dtype.str, compression)

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..errors import AckdError, DatasetError
 from ..provenance import write_json_atomic
+from ..names import plain_name
 from ..threads import threads_for
 from .grid import RunRequest
 
@@ -311,7 +312,7 @@ def run_sweep(requests: list[RunRequest], config: SweepConfig, *, launcher: str 
     if launcher not in LAUNCHERS:
         raise AckdError(f"--launcher {launcher}: expected one of {', '.join(LAUNCHERS)}")
     check_runs_per_gpu(config.runs_per_gpu)
-    ledger = Ledger(Path(config.runs_root) / "sweeps" / f"{name}.json")
+    ledger = Ledger(Path(config.runs_root) / "sweeps" / f"{plain_name(name, '--name')}.json")
     slots = None  # runs at once on the local device, checked against its memory once
     for stage in sorted({r.stage for r in requests}):
         todo = ledger.pending([r for r in requests if r.stage == stage])

@@ -108,7 +108,10 @@ def read_board(board: Path) -> list[dict[str, Any]]:
 
 
 def readme_path(board: Path) -> Path:
-    return board.parent / "README.md"
+    """`README.md` beside a board named leaderboard.csv, else `<board>.md`: boards that share a
+    folder each keep their own."""
+    board = Path(board)
+    return board.parent / "README.md" if board.name == "leaderboard.csv" else board.with_suffix(".md")
 
 
 def regenerate_readme(board: Path) -> Path | None:
@@ -152,7 +155,8 @@ def submit(paths: list[str | Path], board: str | Path | None = None, versions_fi
            readme: bool = False) -> int:
     """Validate and append; returns the number of rows added. With `readme`, the board's README
     of tables is regenerated under the same lock, so it always shows the board as written."""
-    board = Path(board) if board is not None else default_board()
+    # a board that is a link is written where it points: the shared board gets the rows
+    board = (Path(board) if board is not None else default_board()).resolve()
     versions = known_versions(versions_file)
     candidates = read_candidates(paths)
     if not candidates:

@@ -108,7 +108,8 @@ def execute(spec: RunSpec, options: RunOptions, build_task: Callable, finish: Ca
     (default: one test evaluation of the selected classifier and its result record).
     `build_task(runtime, cfg)` returns (task, backbone evaluated on test)."""
     started = time.time()
-    run_dir = run_dir_for(options, spec.manifest["dataset"], spec.label, spec.config)
+    # resolved: two links to one folder are one run (one lock, one writer)
+    run_dir = run_dir_for(options, spec.manifest["dataset"], spec.label, spec.config).resolve()
     if (reused := _reused(run_dir, options)) is not None:
         return reused
     cfg = OptimConfig.from_dict(spec.section)  # a bad value stops here, before the run directory exists

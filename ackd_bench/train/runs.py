@@ -23,7 +23,9 @@ from .engine import Runtime, TrainingError
 from .feed import Split, as_split, split_outputs
 from .metrics import multi_label_metrics, single_label_metrics
 
-RUN_FILES = ("checkpoints", "log.csv", "result.json", "result.csv", "config.json", "tensorboard")
+RUN_MARKER = ".ackd-run"  # in every run folder this tool made: only such a folder's files are the tool's to replace
+RUN_FILES = ("log.csv", "result.json", "result.csv", "config.json", "tensorboard", "wandb", "mlruns", "cache")
+CHECKPOINT_FILES = ("last.pt", "best.pt")
 
 
 @contextmanager
@@ -59,14 +61,21 @@ def run_lock(run_dir: Path, enabled: bool = True) -> Iterator[None]:
 
 
 def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
-    """Refuse to overwrite an earlier run unless asked; --force clears only this tool's files."""
+    """Refuse to overwrite an earlier run unless asked, and a folder this tool did not make at all;
+    --force clears only this tool's files (its checkpoints, not the checkpoints folder)."""
+    owned = (run_dir / RUN_MARKER).is_file()
+    if run_dir.is_dir() and not owned and any(run_dir.iterdir()):
+        raise TrainingError(f"{run_dir}: not empty and not a run folder of ackd-bench (no {RUN_MARKER}); nothing was "
+                            f"changed: give --out a new or empty folder (a run of an older ackd-bench: create an empty "
+                            f"{run_dir / RUN_MARKER} to adopt it)")
     if force:
-        for name in RUN_FILES:
-            path = run_dir / name
-            if path.is_dir():
+        for path in [*(run_dir / name for name in RUN_FILES), *(run_dir / "checkpoints" / n for n in CHECKPOINT_FILES)]:
+            if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
-            elif path.exists():
+            elif path.exists() or path.is_symlink():
                 path.unlink()
+        if (run_dir / "checkpoints").is_dir() and not any((run_dir / "checkpoints").iterdir()):
+            (run_dir / "checkpoints").rmdir()
     elif not resume:
         if (run_dir / "result.json").exists():
             raise TrainingError(f"{run_dir}: run already finished (result.json exists); pass --force to run it again")
@@ -75,6 +84,8 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, force: bool) -> None:
                 f"{run_dir}: holds a checkpoint of an unfinished run; pass --resume to continue it or --force to start over"
             )
     run_dir.mkdir(parents=True, exist_ok=True)
+    if not owned:
+        (run_dir / RUN_MARKER).write_text("ackd-bench run folder: the tool may replace its own files here\n")
 
 
 def predict(model: nn.Module, data: ShardDataset | Split, rt: Runtime, batch_size: int,

@@ -1,0 +1,293 @@
+"""A built dataset, a run folder or a board from someone else cannot make the tool read, write or
+delete anything outside its place, and a dataset is what its shards say (issue: paths and data)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from ackd_bench.cli import main
+from ackd_bench.data.manifest import MANIFEST, verify_for_training, verify_manifest, write_manifest
+from ackd_bench.errors import AckdError, DatasetError
+from ackd_bench.provenance import sha256_file
+from ackd_bench.train.api import RunOptions, train_classifier
+from ackd_bench.train.engine import TrainingError
+
+
+@pytest.fixture
+def dataset(mini_toy, tmp_path) -> Path:
+    return Path(shutil.copytree(mini_toy, tmp_path / "ds"))
+
+
+def manifest_of(root: Path) -> dict:
+    return json.loads((root / MANIFEST).read_text())
+
+
+def resealed(root: Path, manifest: dict) -> None:
+    """What an attacker does after editing a manifest: the seal is an unkeyed hash, so re-seal it."""
+    manifest.pop("manifest_sha256", None)
+    write_manifest(root, manifest)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def one_line_exit_2(argv: list[str], capsys, *fragments: str) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("ackd-bench: error: "), err
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
+# --- 1 and 2: names come from files, paths from the user -------------------------------------------
+
+@pytest.mark.parametrize("where", ["absolute", "dotdot"])
+def test_a_shard_entry_naming_a_file_outside_is_neither_read_nor_stamped(dataset, tmp_path, capsys, where):
+    home = tmp_path / "home"
+    home.mkdir()
+    manifest = manifest_of(dataset)
+    entry = manifest["shards"][0]
+    victim = home / "notes"  # a file whose content the attacker can predict: here, a copy of the shard
+    shutil.copyfile(dataset / entry["file"], victim)
+    entry["file"] = str(victim) if where == "absolute" else "../home/notes"
+    resealed(dataset, manifest)
+    before = snapshot(home)
+    one_line_exit_2(["info", str(dataset)], capsys, "shard entry 'file'", "expected a plain name")
+    with pytest.raises(DatasetError, match="plain name"):
+        verify_for_training(dataset)
+    assert snapshot(home) == before  # no notes.json stamp beside the victim
+
+
+def test_a_shard_that_links_out_of_the_dataset_is_refused(dataset, tmp_path):
+    outside = tmp_path / "elsewhere.h5"
+    shard = dataset / manifest_of(dataset)["shards"][0]["file"]
+    shutil.move(shard, outside)
+    shard.symlink_to(outside)
+    with pytest.raises(DatasetError, match="outside"):
+        verify_for_training(dataset)
+
+
+def test_names_read_from_files_and_options_are_plain_names(dataset, tmp_path, capsys):
+    manifest = manifest_of(dataset)
+    manifest["dataset"] = "../../x"  # would place its runs outside the runs root
+    resealed(dataset, manifest)
+    one_line_exit_2(["info", str(dataset)], capsys, "field 'dataset'", "plain name")
+    one_line_exit_2(["build", "../../x/evilrecipe", "--out", str(tmp_path / "b")], capsys, "plain name")
+    assert not (tmp_path / "b").exists()
+
+    from ackd_bench.harness.sweep import SweepConfig, run_sweep
+    from ackd_bench.hub import parse_repo, resolve_checkpoint
+
+    with pytest.raises(AckdError, match="--name '../../x': expected a plain name"):
+        run_sweep([], SweepConfig(runs_root=str(tmp_path / "runs")), name="../../x")
+    for spec in ("org/..", "org/name@../x", "../org/name", "org/nam\u0435"):  # the last with a Cyrillic e
+        with pytest.raises(AckdError, match="ORG/NAME"):
+            parse_repo(spec)
+    with pytest.raises(AckdError, match="hf://ORG/REPO/PATH"):
+        resolve_checkpoint("hf://org/repo/../../etc/passwd")
+
+
+# --- 3: a dataset is what its shards say -------------------------------------------------------------
+
+def _rewrite_shard(root: Path, manifest: dict, index: int, edit) -> None:
+    entry = manifest["shards"][index]
+    with h5py.File(root / entry["file"], "r+") as handle:
+        edit(handle)
+    entry["sha256"], entry["bytes"] = sha256_file(root / entry["file"]), (root / entry["file"]).stat().st_size
+
+
+@pytest.mark.parametrize("change,message", [
+    ("samples", "images are"),
+    ("labels", "labels must be"),
+    ("version", "dataset_version does not match"),
+    ("content", "content_sha256 differs"),
+])
+def test_training_checks_the_dataset_against_its_shards(dataset, change, message):
+    manifest = manifest_of(dataset)
+    rgb = next(i for i, e in enumerate(manifest["shards"]) if e["modality"] == "rgb" and e["split"] == "train")
+    if change == "samples":  # would train on misaligned labels when streamed
+        manifest["shards"][rgb]["samples"] += 1
+    elif change == "labels":
+        def out_of_range(handle):
+            handle["labels"][0] = len(manifest["classes"]) + 3
+        _rewrite_shard(dataset, manifest, rgb, out_of_range)
+    elif change == "version":
+        manifest["dataset_version"] = "0" * 64
+    else:
+        def recontent(handle):
+            handle.attrs["content_sha256"] = "f" * 64
+        _rewrite_shard(dataset, manifest, rgb, recontent)
+    resealed(dataset, manifest)
+    with pytest.raises(DatasetError, match=message):
+        verify_for_training(dataset)
+    with pytest.raises(DatasetError, match=message):
+        verify_manifest(dataset)  # what info and publish check
+
+
+def test_non_finite_pixels_are_refused_at_build():
+    from ackd_bench.data.shards import as_stored
+
+    assert as_stored(np.array([[1.4, 2.0]]), np.uint16, "ok.tif").dtype == np.uint16
+    for bad in (np.nan, np.inf):
+        with pytest.raises(DatasetError, match="scene_7.tif: non-finite pixel values"):
+            as_stored(np.array([[1.0, bad]]), np.uint16, "scene_7.tif")
+
+
+# --- 4: never delete or overwrite what the tool did not write ----------------------------------------
+
+def test_out_into_a_users_folder_is_refused_and_force_removes_only_the_tools_files(mini_toy, tmp_path):
+    mine = tmp_path / "mine"
+    (mine / "checkpoints").mkdir(parents=True)
+    for name, text in (("config.json", "my config"), ("log.csv", "my log"), ("checkpoints/model_v1.bin", "weights")):
+        (mine / name).write_text(text)
+    before = snapshot(mine)
+    for force in (False, True):
+        with pytest.raises(TrainingError, match="not a run folder of ackd-bench"):
+            train_classifier(mini_toy, "S", role="teacher", profile="smoke", overrides={"epochs": 1},
+                             options=RunOptions(run_dir=mine, device="cpu", progress=False, force=force))
+        assert snapshot(mine) == before
+
+    run = tmp_path / "run"
+    options = RunOptions(run_dir=run, device="cpu", progress=False, force=True)
+    train_classifier(mini_toy, "S", role="teacher", profile="smoke", overrides={"epochs": 1}, options=options)
+    (run / "checkpoints" / "model_v1.bin").write_text("weights")  # the user's file in the tool's folder
+    (run / "notes.txt").write_text("mine")
+    train_classifier(mini_toy, "S", role="teacher", profile="smoke", overrides={"epochs": 1}, options=options)
+    assert (run / "checkpoints" / "model_v1.bin").read_text() == "weights" and (run / "notes.txt").exists()
+    assert (run / "checkpoints" / "best.pt").exists() and (run / "result.json").exists()
+
+
+# --- 5: locks on resolved paths; boards through links --------------------------------------------------
+
+def test_two_links_to_one_run_folder_share_its_lock(mini_toy, tmp_path):
+    from ackd_bench.train.runs import run_lock
+
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with run_lock(real):
+        with pytest.raises(TrainingError, match="another process is writing this run"):
+            train_classifier(mini_toy, "S", role="teacher", profile="smoke", overrides={"epochs": 1},
+                             options=RunOptions(run_dir=link, device="cpu", progress=False))
+
+
+def test_a_linked_board_gets_the_rows_and_boards_sharing_a_folder_keep_their_readmes(tmp_path, capsys):
+    from .test_leaderboard import _record, _write_csv
+
+    shared = tmp_path / "shared" / "leaderboard.csv"
+    shared.parent.mkdir()
+    link = tmp_path / "mine.csv"
+    link.symlink_to(shared)
+    assert main(["leaderboard", "submit", str(_write_csv(tmp_path / "a.csv", [_record(seed=0)])),
+                 "--board", str(link)]) == 0
+    assert link.is_symlink() and len(shared.read_text().splitlines()) == 2
+    assert (shared.parent / "README.md").exists()  # beside the board it points to
+
+    first_readme = (shared.parent / "README.md").read_text()
+    other = shared.parent / "other.csv"
+    assert main(["leaderboard", "submit", str(_write_csv(tmp_path / "b.csv", [_record(seed=1), _record(seed=2)])),
+                 "--board", str(other)]) == 0
+    assert "other.md regenerated" in capsys.readouterr().out
+    assert (shared.parent / "README.md").read_text() == first_readme  # the first board's README is its own
+    assert (shared.parent / "other.md").read_text() != first_readme
+
+
+# --- the class, not the instances: random manifests -----------------------------------------------------
+
+NASTY = ["../x", "/etc/passwd", "..", ".", "", "a" * 300, "ms-train-00000.h5", "rgb", "train", "\u202etxt.h5",
+         "C:\\x", "~/x", "x/../../y", None, True, -1, 0, 2**63, 1e308, float("nan"), [], {}, [1, 2], {"a": 1}]
+
+
+def _leaves(value, path=()):
+    """Every (path, value) of a JSON value, containers included."""
+    yield path, value
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from _leaves(child, (*path, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value[:4]):  # a few entries of the long lists are enough
+            yield from _leaves(child, (*path, index))
+
+
+def _set(document, path, value, delete):
+    target = document
+    for key in path[:-1]:
+        target = target[key]
+    if delete:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+
+
+def test_random_manifest_mutations_end_in_success_or_one_line(dataset, tmp_path, capsys):
+    """info, training's loading and publish's verification on random edits of a manifest (names, paths,
+    counts, types, seals): each succeeds or stops in one line with exit 2; no traceback; no file outside
+    the dataset folder changes, and inside it only the verification stamps."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from ackd_bench.data.dataset import ShardDataset
+    from ackd_bench.train.runs import load_dataset
+
+    original = manifest_of(dataset)
+    paths = [p for p, _ in _leaves(original) if p]
+    sentinel = tmp_path / "sentinel"
+    sentinel.mkdir()
+    (sentinel / "notes").write_text("do not touch")
+    outside_before = {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("ds/")}
+    inside_before = {k: v for k, v in snapshot(dataset).items() if not k.startswith(".verified/")}
+    values = st.one_of(st.sampled_from(NASTY), st.integers(-10, 10**6), st.text(max_size=12),
+                       st.lists(st.integers(0, 5), max_size=3))
+    tried = []
+
+    @settings(max_examples=int(os.environ.get("ACKD_FUZZ_EXAMPLES", 120)), deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(edits=st.lists(st.tuples(st.sampled_from(paths), values, st.booleans()), min_size=1, max_size=3),
+           reseal=st.booleans())
+    def check(edits, reseal):
+        manifest = copy.deepcopy(original)
+        for path, value, delete in edits:
+            try:
+                _set(manifest, path, value, delete and isinstance(path[-1], str))
+            except (KeyError, IndexError, TypeError):  # an earlier edit removed its parent
+                pass
+        if reseal:
+            resealed(dataset, manifest)
+        else:
+            (dataset / MANIFEST).write_text(json.dumps(manifest))
+        tried.append(1)
+        code = main(["info", str(dataset)])
+        err = capsys.readouterr().err.strip()
+        assert code in (0, 2) and "Traceback" not in err, err
+        assert code == 0 or (len(err.splitlines()) == 1 and err.startswith("ackd-bench: error: ")), err
+        for load in (verify_manifest, load_dataset):
+            try:
+                loaded = load(dataset)
+            except AckdError as exc:
+                assert "\n" not in str(exc)
+                continue
+            for modality in ("ms", "rgb"):  # what a run reads first: labels, one sample, its statistics
+                split = ShardDataset(dataset, modality, "train", manifest=loaded)
+                if len(split):
+                    assert split[0]["image"].shape[0] == len(split.bands)
+
+    try:
+        check()
+    finally:
+        (dataset / MANIFEST).write_text(json.dumps(original))
+    assert len(tried) >= min(100, int(os.environ.get("ACKD_FUZZ_EXAMPLES", 120)))
+    assert {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("ds/")} == outside_before
+    assert {k: v for k, v in snapshot(dataset).items() if not k.startswith(".verified/")} == {
+        **inside_before, MANIFEST: (dataset / MANIFEST).read_bytes()}
+    assert os.listdir(dataset / ".verified") and all(name.endswith(".h5.json") for name in os.listdir(dataset / ".verified"))

@@ -491,6 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show a name gets it escaped, not a traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # `leaderboard submit --board B.csv r.json`: files after an option are still files to submit
@@ -503,13 +506,17 @@ def main(argv: list[str] | None = None) -> int:
     except AckdError as exc:
         print(f"ackd-bench: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+    except OSError as exc:  # a path that is a folder, a read-only or full disk, a file where a folder should be
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"ackd-bench: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         hint = getattr(args, "resume_hint", "rerun the same command to resume")
         print(f"ackd-bench: interrupted; {hint}", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # output piped into `head` and the like
-        sys.stderr.close()
-        return 0
 
 
 if __name__ == "__main__":

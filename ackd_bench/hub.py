@@ -26,7 +26,7 @@ from typing import Any
 from .data.card import render_card, source_parts
 from .data.manifest import MANIFEST, read_manifest, verify_manifest
 from .errors import AckdError
-from .names import PLAIN_NAME
+from .untrusted import PLAIN_NAME
 
 # licences under which a built side may be shared (prefixes of a source's `licence`)
 REDISTRIBUTABLE = ("MIT", "CC0", "CC-BY-4.0", "CC-BY-SA-4.0", "CDLA-Permissive", "Apache-2.0")

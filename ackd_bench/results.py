@@ -18,6 +18,7 @@ from typing import Any
 from .experiment import ABLATIONS, ARCHS, parse_method
 from .errors import AckdError
 from .provenance import atomic_path, write_json_atomic
+from .untrusted import PLAIN_NAME
 
 # name -> (type, nullable)
 RESULT_FIELDS: dict[str, tuple[type, bool]] = {
@@ -117,6 +118,10 @@ def _coerce(name: str, value: Any) -> Any:
     return str(value)
 
 
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]{0,127}")
+BOUNDS = {"seed": 2**32 - 1, "epochs": 100_000, "n_test": 10**9, "wall_seconds": 10**8}  # sane ranges, on submit
+
+
 def check_plain_text(name: str, value: str | None) -> None:
     if value is None:
         return
@@ -133,6 +138,14 @@ def validate_record(raw: dict[str, Any], known_versions: dict[str, set[str]] | N
     record = {name: _coerce(name, raw.get(name)) for name in RESULT_FIELDS}
     for name in ("device", "code_version", "profile", "paper_url", "code_url"):  # text that reaches CSVs and pages
         check_plain_text(name, record[name])
+    # names that become HTML ids, Markdown and LaTeX: plain ASCII names (no look-alikes, no markup)
+    if not isinstance(record["dataset"], str) or not PLAIN_NAME.fullmatch(record["dataset"]):
+        raise ValueError(f"dataset: {str(record['dataset'])[:40]!r} is not a plain name (ASCII letters, digits, . _ + -)")
+    if record["profile"] is not None and not PROFILE_NAME.fullmatch(record["profile"]):
+        raise ValueError(f"profile: {record['profile'][:40]!r} is not a profile name (ASCII letters, digits, . _ + - @)")
+    for name, top in BOUNDS.items():
+        if record[name] is not None and record[name] > top:
+            raise ValueError(f"{name}: {raw[name]} is above {top:g}, more than any real run")
     for name in ("paper_url", "code_url"):
         if record[name] is not None and not re.fullmatch(r"https://[^\s\"'<>]+", record[name]):
             raise ValueError(f"{name}: {record[name][:40]!r} is not an https:// URL")

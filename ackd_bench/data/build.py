@@ -199,6 +199,15 @@ def _provenance(sources: dict[str, ModalitySource]) -> dict[str, Any]:
 
 def build_dataset(name: str, out: str | Path, **kwargs: Any) -> BuildResult:
     """Build (or resume building) a dataset; a full disk is one clear error and a resumable state."""
+    from filelock import FileLock, Timeout
+
+    target = Path(out).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(target.parent / f".{target.name}.build.lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise DatasetError(f"{out}: another build of this folder is running; wait for it to finish") from None
     try:
         return _build(name, out, **kwargs)
     except OSError as exc:
@@ -206,6 +215,8 @@ def build_dataset(name: str, out: str | Path, **kwargs: Any) -> BuildResult:
             raise
         raise DatasetError(f"{exc.filename or out}: {os.strerror(exc.errno)} while building '{name}'; free disk space "
                            "and rerun the build to resume") from None
+    finally:
+        lock.release()
 
 
 def _build(

@@ -13,7 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import AckdError, DatasetError
-from ..names import inside, plain_name
+from ..untrusted import inside, plain_name
 from ..provenance import sha256_file
 from .shards import IMAGE_DTYPES, MODALITIES
 from .splits import SPLITS

@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ..errors import AckdError, RecipeError
-from ..names import plain_name
+from ..untrusted import load_yaml, plain_name
 from ..provenance import config_hash
 from ..resources import resource_dirs
 from .splits import validate_fractions
@@ -42,9 +41,9 @@ def recipe_path(name: str) -> Path:
 def load_recipe(name: str) -> dict[str, Any]:
     path = recipe_path(name)
     try:
-        recipe = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+        recipe = load_yaml(path.read_text(), str(path))
+    except AckdError as exc:
+        raise RecipeError(str(exc)) from None
     validate_recipe(recipe, str(path))
     return recipe
 

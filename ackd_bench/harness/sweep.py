@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..errors import AckdError, DatasetError
 from ..provenance import write_json_atomic
-from ..names import plain_name
+from ..untrusted import plain_name
 from ..threads import threads_for
 from .grid import RunRequest
 

@@ -13,6 +13,10 @@ from ..experiment import PAIRS
 
 def plot_oa(board: list[dict[str, Any]], out: str | Path, methods: list[str] | None = None) -> Path:
     out = Path(out)
+    if out.is_dir():  # the path reported is the path written
+        out = out / "leaderboard_oa.png"
+    elif not out.suffix:
+        out = out.with_name(out.name + ".png")
     if not out.parent.is_dir():
         raise AckdError(f"--out {out}: folder {out.parent} does not exist")
     students = [r for r in board if r["method"] != "teacher"]

@@ -189,12 +189,14 @@ def _render_rows(table: Table, rows: list[tuple[str, list[Cell]]], title: str, f
 
     def text(i: int, j: int, cell: Cell) -> str:
         if (i, j) not in best:
-            return html.escape(cell.text) if fmt == "html" else cell.text
-        return {"md": f"**{cell.text}**", "csv": f"{cell.text}*", "latex": f"\\textbf{{{cell.text}}}",
+            return {"html": html.escape(cell.text), "latex": latex_safe(cell.text)}.get(fmt, cell.text)
+        return {"md": f"**{cell.text}**", "csv": f"{cell.text}*", "latex": f"\\textbf{{{latex_safe(cell.text)}}}",
                 "html": f"<b>{html.escape(cell.text)}</b>"}[fmt]
 
     body = [[label] + [text(i, j, c) for j, c in enumerate(cells)] for i, (label, cells) in enumerate(rows)]
-    if fmt == "md":
+    if fmt == "md":  # labels and headers escaped for Markdown: no table break, link, image or raw HTML
+        body = [[markdown_safe(row[0]), *row[1:]] for row in body]
+        headers = [markdown_safe(h) for h in headers]
         metrics = "OA" if all(sub not in ("OA", "F1") or sub == "OA" for _, sub in table.columns) else "OA / F1"
         note = ("mean ± std (n) over seeds; bold: best, its 95% t-interval above all others" if caption
                 else "mean ± std (n) over seeds")
@@ -210,15 +212,14 @@ def _render_rows(table: Table, rows: list[tuple[str, list[Cell]]], title: str, f
         writer.writerow(["method", *headers])
         writer.writerows([[spreadsheet_safe(c) for c in row] for row in body])
         return buffer.getvalue().rstrip("\n")
-    if fmt == "latex":
-        def tex(s: str) -> str:
-            return s.replace("±", r"$\pm$").replace("_", r"\_").replace("%", r"\%")
+    if fmt == "latex":  # cells arrive escaped (best ones in \textbf); labels and headers are escaped here
+        tex = latex_safe
         datasets = list(dict.fromkeys(d for d, _ in table.columns))
         span = len(table.columns) // len(datasets)
         lines = [r"\begin{tabular}{l" + "c" * len(table.columns) + "}", r"\toprule",
                  "Method & " + " & ".join(rf"\multicolumn{{{span}}}{{c}}{{{tex(d)}}}" for d in datasets) + r" \\",
                  " & " + " & ".join(tex(s) for _, s in table.columns) + r" \\", r"\midrule"]
-        lines += [" & ".join(tex(c) for c in row) + r" \\" for row in body]
+        lines += [" & ".join([tex(row[0]), *row[1:]]) + r" \\" for row in body]
         lines += [r"\bottomrule", r"\end{tabular}"]
         return "\n".join(lines)
     # cells arrive escaped (best ones wrapped in <b>); the row label and caption are escaped here
@@ -227,6 +228,22 @@ def _render_rows(table: Table, rows: list[tuple[str, list[Cell]]], title: str, f
     head = "<tr><th>method</th>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr>"
     return (f"<table>\n<caption>{html.escape(title)}</caption>\n<thead>{head}</thead>\n<tbody>{rows_html}</tbody>"
             "\n</table>")
+
+
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
+                 "^": r"\textasciicircum{}", "_": r"\_", "%": r"\%", "~": r"\textasciitilde{}"}
+MARKDOWN_SPECIAL = "\\|<>`"  # table breaks, raw HTML, code spans
+
+
+def latex_safe(text: str) -> str:
+    """Every LaTeX special character escaped, then the one symbol the tables use."""
+    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in text).replace("±", r"$\pm$")
+
+
+def markdown_safe(text: str) -> str:
+    """Text for a Markdown table cell: what could break out of it backslash-escaped, and the "](" that
+    every inline link and image needs broken."""
+    return "".join(f"\\{ch}" if ch in MARKDOWN_SPECIAL else ch for ch in text).replace("](", "]\\(")
 
 
 def spreadsheet_safe(cell: str) -> str:

@@ -28,6 +28,7 @@ from ..provenance import atomic_path
 from .plot import plot_oa
 from .render import MIN_SEEDS, PAPER_DATASETS, Table, build_table, render
 from .summary import render_summary
+from ..untrusted import plain_name
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
@@ -105,13 +106,15 @@ def _runs_behind(table: Table) -> str:
 
 def _table_html(table: Table, table_id: str) -> str:
     text = render(table, "html")
+    table_id = html.escape(table_id, quote=True)
     return text.replace("<table>", f'<table class="board" id="{table_id}">', 1).replace(
         "<table>", f'<table class="board" id="{table_id}-incomplete">', 1)
 
 
 def site_page(board: list[dict[str, Any]], datasets: list[str] | None = None, min_seeds: int = MIN_SEEDS) -> str:
     present = sorted({r["dataset"] for r in board}, key=lambda d: (d in PAPER_DATASETS, d))
-    datasets = datasets or present + [d for d in PAPER_DATASETS if d not in present]
+    datasets = [plain_name(d, "--dataset") for d in datasets] if datasets else \
+        present + [d for d in PAPER_DATASETS if d not in present]
     sections = []
     for dataset in datasets:
         parts = [f'<h2 id="{html.escape(dataset, quote=True)}">{html.escape(dataset)}'

@@ -16,11 +16,11 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ..errors import AckdError
 from ..experiment import BUILTIN_LOSSES, LOSS_NAME
 from ..resources import resource_file
+from ..untrusted import load_yaml
 from .base import Distiller
 
 ENTRY_POINT_GROUP = "ackd_bench.methods"
@@ -119,7 +119,7 @@ def _defaults_file(name: str) -> Path:
 def load_method_defaults(name: str) -> dict[str, Any]:
     """The method's YAML: `params` (constructor defaults), `alone_weights`, `citation`, URLs."""
     path = _defaults_file(name)
-    spec = yaml.safe_load(path.read_text())
+    spec = load_yaml(path.read_text(), str(path))
     if not isinstance(spec, dict) or not isinstance(spec.get("params"), dict):
         raise AckdError(f"{path}: expected a mapping with a 'params' mapping")
     weights = spec.get("alone_weights")

@@ -27,7 +27,7 @@ from .device import resolve_device
 from .engine import Engine, FitResult, OptimConfig, Runtime, resolve_precision, seed_everything
 from .feed import RESIDENT_MODES
 from .loggers import check_loggers
-from .profiles import load_profile
+from .profiles import load_profile, renamed
 from .runs import device_name, evaluate, load_dataset, prepare_run_dir, run_lock
 from .student import DistillationTask, StudentModule, TeacherSource
 from .teacher_cache import build_or_load_cache, load_teacher, require_teacher
@@ -301,6 +301,10 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
     manifest = load_dataset(dataset_dir)
     kd_loss, sembridge = parsed.loss, parsed.sembridge
     section, seed, profile_data = _profile_section(profile, "student", overrides, seed)
+    # options that change the experiment rename its profile, as --set does
+    renamed(profile_data, [f"methods.{kd_loss}.{k}={v}" for k, v in sorted((method_params or {}).items())]
+            + [f"sembridge.{k}={v}" for k, v in sorted((sembridge_params or {}).items())]
+            + ([f"sembridge.dynm={','.join(map(str, dynm_schedule))}"] if dynm_schedule else []))
     choices = profile_data["options"]
     method_spec = load_method_defaults(kd_loss)
     params = {**method_spec["params"], **profile_data["methods"].get(kd_loss, {}), **(method_params or {})}

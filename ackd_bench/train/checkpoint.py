@@ -121,10 +121,30 @@ def untouched_rng():
     return torch.random.fork_rng(devices=[])
 
 
+# what a model's metadata may claim: checked before anything is allocated from it
+MODEL_LIMITS = {"in_channels": 64, "num_classes": 10_000, "dim": 8192}
+MATCHER_PARAMS = {"dim": (int,), "dropout": (int, float), "temperature": (int, float), "soft_targets": (bool,),
+                  "normalise": (bool,), "learned_targets": (bool,), "pseudo_rgb": (str,)}
+
+
 def require_fields(state: dict[str, Any], fields: tuple[str, ...], path: str | Path) -> None:
     missing = [f for f in fields if f not in state]
     if missing:
         raise CheckpointError(f"{path}: not an ackd-bench model checkpoint (no {', '.join(missing)})")
+    params = state.get("matcher_params")
+    if params is not None:
+        if not isinstance(params, dict) or set(params) - set(MATCHER_PARAMS) or not all(
+                isinstance(v, MATCHER_PARAMS[k]) and (bool in MATCHER_PARAMS[k] or not isinstance(v, bool))
+                for k, v in params.items()):
+            raise CheckpointError(f"{path}: matcher_params must map some of {', '.join(MATCHER_PARAMS)} to values of "
+                                  "their types")
+    for key, top in MODEL_LIMITS.items():
+        value = (params or {}).get(key) if key == "dim" else state.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top):
+            raise CheckpointError(f"{path}: {key}={value!r} is not a plausible model size (expected an integer from 1 "
+                                  f"to {top})")
+    if not isinstance(state.get("arch", ""), str) or not isinstance(state.get("width", 1.0), (int, float)):
+        raise CheckpointError(f"{path}: arch must be a name and width a number")
 
 
 def check_compatible(meta: dict[str, Any], expected: dict[str, Any], path: str | Path) -> None:

@@ -16,11 +16,11 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ..errors import AckdError
 from ..provenance import config_hash
 from ..resources import resource_dirs
+from ..untrusted import load_yaml
 
 SECTIONS = ("teacher", "student", "matcher")
 
@@ -35,6 +35,69 @@ OPTIONS: dict[str, tuple[Any, ...]] = {
     "matcher_loss": ("reference", "normalised"),
     "pseudo_rgb": ("first-bands-image-max", "rgb-bands"),
 }
+
+
+NUMBER = (int, float)
+# every key a profile may hold, with the types its readers rely on
+TOP_LEVEL = ("name", "seed", "extends", "options", "methods", *SECTIONS)
+SECTION_KEYS: dict[str, tuple[type, ...]] = {"optimizer": (str,), "lr": NUMBER, "weight_decay": NUMBER,
+                                             "batch_size": (int,), "epochs": (int,), "scheduler": (str,),
+                                             "augment": (list,)}
+STUDENT_KEYS: dict[str, tuple[type, ...]] = {"loss_weights": (dict,)}
+LOSS_WEIGHTS = ("task", "kd", "ot", "ot_scale")
+AUGMENTATIONS = ("hflip", "vflip")
+
+
+def _typed(value: Any, kinds: tuple[type, ...]) -> bool:
+    return isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+
+
+def check_schema(profile: dict[str, Any], path: str) -> None:
+    """Unknown keys, and values of the wrong type, are errors that name the valid ones."""
+    unknown = sorted(set(profile) - {*TOP_LEVEL, "set"})
+    if unknown:
+        raise AckdError(f"{path}: unknown key(s) {', '.join(map(str, unknown))}: expected some of {', '.join(TOP_LEVEL)}")
+    if not _typed(profile.get("seed", 0), (int,)) or not 0 <= profile.get("seed", 0) < 2**32:
+        raise AckdError(f"{path}: seed is {profile.get('seed')!r}: expected an integer from 0 to 2**32 - 1")
+    for section in SECTIONS:
+        keys = {**SECTION_KEYS, **(STUDENT_KEYS if section == "student" else {})}
+        if not isinstance(profile[section], dict):
+            raise AckdError(f"{path}: '{section}' must be a mapping of {', '.join(keys)}")
+        for key, value in profile[section].items():
+            if key not in keys:
+                raise AckdError(f"{path}: unknown key {section}.{key}: expected one of "
+                                f"{', '.join(f'{section}.{k}' for k in keys)}")
+            if not _typed(value, keys[key]):
+                raise AckdError(f"{path}: {section}.{key} is {value!r}: expected "
+                                f"{' or '.join(k.__name__ for k in keys[key])}")
+        augment = profile[section].get("augment", [])
+        if any(a not in AUGMENTATIONS for a in augment):
+            raise AckdError(f"{path}: {section}.augment is {augment!r}: expected a list of {', '.join(AUGMENTATIONS)}")
+        weights = profile[section].get("loss_weights", {w: 0.0 for w in LOSS_WEIGHTS})
+        if set(weights) - set(LOSS_WEIGHTS) or not all(_typed(v, NUMBER) for v in weights.values()):
+            raise AckdError(f"{path}: {section}.loss_weights must map some of {', '.join(LOSS_WEIGHTS)} to numbers")
+    from ..methods import load_method_defaults
+
+    for method, params in profile["methods"].items():
+        defaults = load_method_defaults(str(method))["params"]  # an unknown method is an error naming the known
+        for key, value in params.items():
+            if key not in defaults:
+                raise AckdError(f"{path}: unknown parameter methods.{method}.{key}: expected one of "
+                                f"{', '.join(f'methods.{method}.{k}' for k in defaults)}")
+            expected = NUMBER if _typed(defaults[key], NUMBER) else (type(defaults[key]),)
+            if defaults[key] is not None and not _typed(value, expected):
+                raise AckdError(f"{path}: methods.{method}.{key} is {value!r}: expected "
+                                f"{' or '.join(k.__name__ for k in expected)} like its default {defaults[key]!r}")
+
+
+def renamed(profile: dict[str, Any], changes: list[str]) -> None:
+    """A profile changed by --set or by an option (--lr, --gamma, ...) is another experiment: it is
+    named apart (`NAME+set-<hash>`), so a board never mixes it with the profile as published."""
+    if not changes:
+        return
+    profile["set"] = [*profile.get("set", []), *changes]
+    base = profile["name"].split("+set-")[0]
+    profile["name"] = f"{base}+set-{config_hash({'set': profile['set']})[:8]}"
 
 
 def profile_names() -> list[str]:
@@ -72,16 +135,21 @@ def _raw_profile(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     if name in seen:
         raise AckdError(f"training profile '{name}' extends itself (through {' -> '.join(seen)})")
     path = _profile_file(name)
-    try:
-        profile = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise AckdError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    profile = load_yaml(path.read_text(), str(path))
     if not isinstance(profile, dict):
         raise AckdError(f"{path}: expected a mapping")
     parent = profile.pop("extends", None)
     if parent is not None:
         profile = _merged(_raw_profile(str(parent), (*seen, name)), profile)
-    profile["name"] = path.stem if is_profile_path(name) else name
+    if is_profile_path(name):  # any file may be called paper.yaml: named by its content too
+        import hashlib
+
+        from ..untrusted import plain_name
+
+        stem = plain_name(path.stem, f"--profile {name}: its file name")
+        profile["name"] = f"{stem}@{hashlib.sha256(path.read_bytes()).hexdigest()[:8]}"
+    else:
+        profile["name"] = name
     profile.setdefault("_path", str(path))
     return profile
 
@@ -108,10 +176,7 @@ def apply_sets(profile: dict[str, Any], sets: list[str] | tuple[str, ...], path:
         if not sep or not all(parts) or parts[0] not in (*SECTIONS, "options", "methods", "seed"):
             raise AckdError(f"--set {assignment}: expected SECTION.KEY=VALUE with SECTION one of "
                             f"{', '.join((*SECTIONS, 'options', 'methods'))} (or seed=N)")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise AckdError(f"--set {assignment}: the value is not valid YAML") from None
+        value = load_yaml(text, f"--set {assignment}")
         target = profile
         for part in parts[:-1]:
             target = target.setdefault(part, {}) if parts[0] == "methods" else target.get(part)
@@ -121,9 +186,7 @@ def apply_sets(profile: dict[str, Any], sets: list[str] | tuple[str, ...], path:
             raise AckdError(f"--set {assignment}: {path} has no {key.strip()} (expected one of "
                             f"{', '.join(f'{parts[0]}.{k}' for k in target)})")
         target[parts[-1]] = value
-    if sets:  # a changed profile is another experiment: its own name, so the board never mixes the two
-        profile["set"] = list(sets)
-        profile["name"] = f"{profile['name']}+set-{config_hash({'set': list(sets)})[:8]}"
+    renamed(profile, list(sets))
 
 
 def load_profile(name: str | dict[str, Any], overrides: dict[str, dict[str, Any]] | None = None,
@@ -134,8 +197,13 @@ def load_profile(name: str | dict[str, Any], overrides: dict[str, dict[str, Any]
         profile = copy.deepcopy(name)
     else:
         profile = _checked(name, sets)
+    changes = []
     for section, values in (overrides or {}).items():
-        profile[section].update({k: v for k, v in values.items() if v is not None})
+        given = {k: v for k, v in values.items() if v is not None}
+        profile[section].update(given)
+        # --epochs keeps the name: the board keys rows by profile and epochs; any other change renames
+        changes += [f"{section}.{k}={v}" for k, v in sorted(given.items()) if k != "epochs"]
+    renamed(profile, changes)
     return profile
 
 
@@ -152,4 +220,5 @@ def _checked(name: str, sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
     methods = profile.setdefault("methods", {})
     if not isinstance(methods, dict) or not all(isinstance(v, dict) for v in methods.values()):
         raise AckdError(f"{path}: 'methods' must map a method name to its parameter overrides")
+    check_schema(profile, path)
     return profile

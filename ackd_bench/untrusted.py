@@ -1,16 +1,21 @@
-"""Names read from files, and paths the tool writes: the two rules that keep shared files in their place.
+"""What the tool takes from files users exchange: names, paths and YAML, each read by one rule.
 
 A name that comes from a file a user may have been sent (a manifest's dataset or shard file, a
 recipe, a sweep, a board) is a plain name: one path component of ASCII letters, digits and
 `. _ + -`, starting with a letter or digit, so it can never be `..`, absolute, hidden or a
 look-alike. Paths come from the user; what the tool writes under a folder is checked on the
-resolved path, so a symlink inside a shared folder cannot lead outside it.
+resolved path, so a symlink inside a shared folder cannot lead outside it. YAML (profiles,
+recipes, method defaults, `--set` values) is read without aliases: a few lines of nested aliases
+expand to gigabytes (the "billion laughs"), and no file of this project needs one.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from .errors import AckdError
 
@@ -31,3 +36,19 @@ def inside(path: Path, root: Path, what: str) -> Path:
     if resolved != base and base not in resolved.parents:
         raise AckdError(f"{what} {path}: resolves to {resolved}, outside {base}")
     return resolved
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """YAML data (safe types only, no aliases); a one-line error naming `where` otherwise."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise AckdError(f"{where}: invalid YAML: {' '.join(str(exc).split())[:200]}") from None

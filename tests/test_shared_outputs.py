@@ -271,3 +271,25 @@ def test_plot_reports_the_file_it_wrote_and_a_second_build_of_a_folder_waits_its
     with FileLock(str(tmp_path / ".toy.build.lock")):  # another build of the same folder is running
         one_line_exit_2(["build", "toy", "--out", str(out), "--quiet", "--no-mi"], capsys, "another build")
     assert not out.exists()
+
+
+def test_a_row_of_a_method_not_installed_here_is_refused(tmp_path, capsys):
+    results = _write_csv(tmp_path / "r.csv", [_record(method="sembridge+zzz", kd_loss="zzz", sembridge=True)])
+    assert main(["leaderboard", "submit", str(results), "--board", str(tmp_path / "leaderboard.csv")]) == 2
+    assert "unknown distillation method 'zzz'" in capsys.readouterr().err
+    assert not (tmp_path / "leaderboard.csv").exists()
+
+
+def test_a_teacher_with_nan_weights_is_one_line_in_transport_cost(mini_toy, mini_teacher, tmp_path, capsys):
+    from ackd_bench.train.api import RunOptions, train_classifier
+    from ackd_bench.train.checkpoint import load_checkpoint, save_checkpoint
+
+    student = train_classifier(mini_toy, "S", role="student", profile="smoke", overrides={"epochs": 1},
+                               options=RunOptions(run_dir=tmp_path / "student", device="cpu", progress=False))
+    state = load_checkpoint(mini_teacher)
+    state["module"] = {k: v.float().fill_(float("nan")) if v.is_floating_point() else v
+                       for k, v in state["module"].items()}
+    save_checkpoint(tmp_path / "nan.pt", state)
+    one_line_exit_2(["transport-cost", str(mini_toy), "--teacher", str(tmp_path / "nan.pt"), "--student",
+                     str(Path(student["run_dir"]) / "checkpoints" / "best.pt"), "--device", "cpu"], capsys,
+                    "non-finite logits")

@@ -74,6 +74,9 @@ def transport_costs(teacher: torch.nn.Module, student: torch.nn.Module, ms: Shar
     else:
         t = teacher_logits[place(torch.from_numpy(ms_idx), teacher_logits.device)].float().cpu().numpy()
     s = predict(student, rgb, rt, batch_size, indices=rgb_idx)["logits"].numpy()
+    for side, logits in (("teacher", t), ("student", s)):
+        if not np.isfinite(logits).all():
+            raise AckdError(f"transport cost: the {side} gives non-finite logits (NaN or inf weights in its checkpoint?)")
     result = {"n": int(n), "asymmetric": wasserstein(t, s), "symmetric": None}
     paired = paired_images(rgb, ms, ms_idx)
     if paired is not None:

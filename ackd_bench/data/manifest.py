@@ -13,8 +13,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import AckdError, DatasetError
-from ..untrusted import inside, plain_name
 from ..provenance import sha256_file
+from ..untrusted import inside, plain_name
 from .shards import IMAGE_DTYPES, MODALITIES
 from .splits import SPLITS
 

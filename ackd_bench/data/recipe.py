@@ -9,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
 from ..errors import AckdError, RecipeError
-from ..untrusted import load_yaml, plain_name
 from ..provenance import config_hash
 from ..resources import resource_dirs
+from ..untrusted import load_yaml, plain_name
 from .splits import validate_fractions
 
 COMPRESSIONS = ("lzf", "gzip", "none")

@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 
 from ..errors import AckdError, DatasetError
 from ..provenance import write_json_atomic
-from ..untrusted import plain_name
 from ..threads import threads_for
+from ..untrusted import plain_name
 from .grid import RunRequest
 
 LAUNCHERS = ("local", "submitit-local", "slurm")

@@ -25,10 +25,10 @@ from .. import __version__
 from ..errors import AckdError
 from ..experiment import TABLES
 from ..provenance import atomic_path
+from ..untrusted import plain_name
 from .plot import plot_oa
 from .render import MIN_SEEDS, PAPER_DATASETS, Table, build_table, render
 from .summary import render_summary
-from ..untrusted import plain_name
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }

@@ -16,7 +16,6 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-
 from ..errors import AckdError
 from ..experiment import BUILTIN_LOSSES, LOSS_NAME
 from ..resources import resource_file

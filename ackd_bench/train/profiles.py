@@ -16,7 +16,6 @@ import copy
 from pathlib import Path
 from typing import Any
 
-
 from ..errors import AckdError
 from ..provenance import config_hash
 from ..resources import resource_dirs

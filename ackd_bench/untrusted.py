@@ -30,6 +30,15 @@ def plain_name(value: object, what: str) -> str:
     return value
 
 
+NUMBER = (int, float)
+
+
+def typed(value: Any, kinds: tuple[type, ...]) -> bool:
+    """`isinstance`, except that a bool is not a number unless bool is among `kinds` (JSON and YAML
+    `true` would otherwise pass as 1)."""
+    return isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+
+
 def inside(path: Path, root: Path, what: str) -> Path:
     """`path` resolved, after checking that it stays under `root` (resolved too)."""
     resolved, base = Path(path).resolve(), Path(root).resolve()

@@ -57,7 +57,7 @@ def mean_normalised(d: torch.Tensor) -> torch.Tensor:
     positive = d > 0
     count = positive.sum()
     mean = torch.where(positive, d, torch.zeros_like(d)).sum() / count.clamp_min(1)
-    return torch.where(count > 0, d / torch.where(count > 0, mean, torch.ones_like(mean)), d)
+    return d / torch.where(count > 0, mean, torch.ones_like(mean))  # no positive entry: d is all zeros, kept
 
 
 def triplet_angles(x: torch.Tensor) -> torch.Tensor:

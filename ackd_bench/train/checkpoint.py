@@ -19,6 +19,7 @@ import torch
 
 from ..errors import AckdError
 from ..provenance import atomic_path
+from ..untrusted import typed
 
 
 class CheckpointError(AckdError):
@@ -134,13 +135,12 @@ def require_fields(state: dict[str, Any], fields: tuple[str, ...], path: str | P
     params = state.get("matcher_params")
     if params is not None:
         if not isinstance(params, dict) or set(params) - set(MATCHER_PARAMS) or not all(
-                isinstance(v, MATCHER_PARAMS[k]) and (bool in MATCHER_PARAMS[k] or not isinstance(v, bool))
-                for k, v in params.items()):
+                typed(v, MATCHER_PARAMS[k]) for k, v in params.items()):
             raise CheckpointError(f"{path}: matcher_params must map some of {', '.join(MATCHER_PARAMS)} to values of "
                                   "their types")
     for key, top in MODEL_LIMITS.items():
         value = (params or {}).get(key) if key == "dim" else state.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top):
+        if value is not None and (not typed(value, (int,)) or not 1 <= value <= top):
             raise CheckpointError(f"{path}: {key}={value!r} is not a plausible model size (expected an integer from 1 "
                                   f"to {top})")
     if not isinstance(state.get("arch", ""), str) or not isinstance(state.get("width", 1.0), (int, float)):

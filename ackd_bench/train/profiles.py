@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import AckdError
 from ..provenance import config_hash
 from ..resources import resource_dirs
-from ..untrusted import load_yaml
+from ..untrusted import NUMBER, load_yaml, typed
 
 SECTIONS = ("teacher", "student", "matcher")
 
@@ -36,7 +36,6 @@ OPTIONS: dict[str, tuple[Any, ...]] = {
 }
 
 
-NUMBER = (int, float)
 # every key a profile may hold, with the types its readers rely on
 TOP_LEVEL = ("name", "seed", "extends", "options", "methods", *SECTIONS)
 SECTION_KEYS: dict[str, tuple[type, ...]] = {"optimizer": (str,), "lr": NUMBER, "weight_decay": NUMBER,
@@ -47,16 +46,12 @@ LOSS_WEIGHTS = ("task", "kd", "ot", "ot_scale")
 AUGMENTATIONS = ("hflip", "vflip")
 
 
-def _typed(value: Any, kinds: tuple[type, ...]) -> bool:
-    return isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
-
-
 def check_schema(profile: dict[str, Any], path: str) -> None:
     """Unknown keys, and values of the wrong type, are errors that name the valid ones."""
     unknown = sorted(set(profile) - {*TOP_LEVEL, "set"})
     if unknown:
         raise AckdError(f"{path}: unknown key(s) {', '.join(map(str, unknown))}: expected some of {', '.join(TOP_LEVEL)}")
-    if not _typed(profile.get("seed", 0), (int,)) or not 0 <= profile.get("seed", 0) < 2**32:
+    if not typed(profile.get("seed", 0), (int,)) or not 0 <= profile.get("seed", 0) < 2**32:
         raise AckdError(f"{path}: seed is {profile.get('seed')!r}: expected an integer from 0 to 2**32 - 1")
     for section in SECTIONS:
         keys = {**SECTION_KEYS, **(STUDENT_KEYS if section == "student" else {})}
@@ -66,14 +61,14 @@ def check_schema(profile: dict[str, Any], path: str) -> None:
             if key not in keys:
                 raise AckdError(f"{path}: unknown key {section}.{key}: expected one of "
                                 f"{', '.join(f'{section}.{k}' for k in keys)}")
-            if not _typed(value, keys[key]):
+            if not typed(value, keys[key]):
                 raise AckdError(f"{path}: {section}.{key} is {value!r}: expected "
                                 f"{' or '.join(k.__name__ for k in keys[key])}")
         augment = profile[section].get("augment", [])
         if any(a not in AUGMENTATIONS for a in augment):
             raise AckdError(f"{path}: {section}.augment is {augment!r}: expected a list of {', '.join(AUGMENTATIONS)}")
         weights = profile[section].get("loss_weights", {w: 0.0 for w in LOSS_WEIGHTS})
-        if set(weights) - set(LOSS_WEIGHTS) or not all(_typed(v, NUMBER) for v in weights.values()):
+        if set(weights) - set(LOSS_WEIGHTS) or not all(typed(v, NUMBER) for v in weights.values()):
             raise AckdError(f"{path}: {section}.loss_weights must map some of {', '.join(LOSS_WEIGHTS)} to numbers")
     from ..methods import load_method_defaults
 
@@ -83,8 +78,8 @@ def check_schema(profile: dict[str, Any], path: str) -> None:
             if key not in defaults:
                 raise AckdError(f"{path}: unknown parameter methods.{method}.{key}: expected one of "
                                 f"{', '.join(f'methods.{method}.{k}' for k in defaults)}")
-            expected = NUMBER if _typed(defaults[key], NUMBER) else (type(defaults[key]),)
-            if defaults[key] is not None and not _typed(value, expected):
+            expected = NUMBER if typed(defaults[key], NUMBER) else (type(defaults[key]),)
+            if defaults[key] is not None and not typed(value, expected):
                 raise AckdError(f"{path}: methods.{method}.{key} is {value!r}: expected "
                                 f"{' or '.join(k.__name__ for k in expected)} like its default {defaults[key]!r}")
 

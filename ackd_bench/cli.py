@@ -310,7 +310,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="paper",
                         help="training profile: paper (default: the reference code), bench, demo, smoke, or a "
-                             "PATH.yaml of the same form (see ackd_bench/resources/profiles/)")
+                             "PATH.yaml of the same form (see recipes/profiles/)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="change one profile value, e.g. student.epochs=50, options.matcher_loss=reference, "
                              "methods.dkd.beta=4 (repeatable; recorded in config.json and the config hash)")

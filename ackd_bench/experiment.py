@@ -5,7 +5,7 @@ read them from here.
 A method is parsed from its name into a `Method`: its distillation loss (a built-in baseline or an
 outside distiller, see `methods/registry.py`), whether SemBridge runs on top of it, and what it
 needs. A built-in loss is its module `ackd_bench/methods/<name>.py` and its YAML
-`ackd_bench/resources/methods/<name>.yaml`, which gives its display name and its place in the
+`baselines/<name>.yaml`, which gives its display name and its place in the
 tables; adding one touches nothing else. An outside one touches nothing here.
 """
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-# the demo's schedule (ackd_bench/resources/profiles/demo.yaml) over each profile's options
+# the demo's schedule (recipes/profiles/demo.yaml) over each profile's options
 TOY_SCHEDULE = """
 teacher: {lr: 2.0e-3, batch_size: 16, epochs: 6}
 student: {lr: 2.0e-3, batch_size: 16, epochs: 8}

@@ -4,7 +4,7 @@ An outside distiller is a `Distiller` subclass with a `name`, published by anoth
 the entry-point group `ackd_bench.methods` (`mykd = "mypkg.losses:MyKD"`), or named on the command
 line as `--method mypkg.losses:MyKD` (an importable module, e.g. a file in the working
 directory). Its defaults are a YAML file beside its module, `<name>.yaml`, in the same form as
-`ackd_bench/resources/methods/*.yaml`: `params` (constructor defaults), `alone_weights` (its own CE:KD weights) and
+`baselines/*.yaml`: `params` (constructor defaults), `alone_weights` (its own CE:KD weights) and
 `citation`, `paper_url`, `code_url`.
 """
 

@@ -8,7 +8,7 @@ Implemented terms (B x B relation matrices of pooled embeddings), following the 
 - RKD-G: RKD distance and angle plus the mean-normalised Poincare geodesic-distance relation
   (smooth-L1, weights 1/1/1) on the raw embeddings (`rkdg_embeddings: raw`, the reference code) or
   on the L2-normalised ones (`l2`).
-Weights are in resources/methods/vpr.yaml (the reference: 0.1, 0.1 and 10).
+Weights are in baselines/vpr.yaml (the reference: 0.1, 0.1 and 10).
 """
 
 from __future__ import annotations

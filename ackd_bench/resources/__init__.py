@@ -1,6 +1,8 @@
-"""The data that ships with the code, found in one place: dataset recipes, training profiles,
-method defaults (with the paper's published results) and the leaderboard's accepted dataset
-versions, as package resources (importlib.resources).
+"""The data that ships with the code, found in one place: dataset recipes (`recipes/`), training
+profiles (`recipes/profiles/`), method defaults with the paper's published results (`baselines/`) and
+the leaderboard's accepted dataset versions (here, `leaderboard/`), as package resources
+(importlib.resources). The two top-level folders are installed as `ackd_bench.recipes` and
+`ackd_bench.baselines` (pyproject.toml's package-dir), in a wheel and in an editable install alike.
 
 A user can put a folder in front of a kind with an environment variable: `ACKD_BENCH_RECIPES`,
 `ACKD_BENCH_PROFILES`, `ACKD_BENCH_METHODS`.
@@ -12,7 +14,10 @@ import os
 from importlib.resources import as_file, files
 from pathlib import Path
 
-KINDS = ("recipes", "profiles", "methods", "leaderboard")
+# kind -> (package, folder inside it)
+PACKAGED = {"recipes": ("ackd_bench.recipes", ""), "profiles": ("ackd_bench.recipes", "profiles"),
+            "methods": ("ackd_bench.baselines", ""), "leaderboard": (__name__, "leaderboard")}
+KINDS = tuple(PACKAGED)
 
 
 def resource_dirs(kind: str) -> list[Path]:
@@ -22,7 +27,8 @@ def resource_dirs(kind: str) -> list[Path]:
     dirs = []
     if env := os.environ.get(f"ACKD_BENCH_{kind.upper()}"):
         dirs.append(Path(env))
-    with as_file(files(__name__) / kind) as packaged:  # a real folder for a regular (or editable) install
+    package, folder = PACKAGED[kind]
+    with as_file(files(package).joinpath(folder) if folder else files(package)) as packaged:  # a real folder for a regular (or editable) install
         dirs.append(Path(packaged))
     return [d for d in dirs if d.is_dir()]
 

@@ -1,4 +1,4 @@
-"""Training profiles (`ackd_bench/resources/profiles/NAME.yaml`): optimiser, schedule, loss weights and the
+"""Training profiles (`recipes/profiles/NAME.yaml`): optimiser, schedule, loss weights and the
 fidelity options, as data.
 
 A profile is named (a packaged one, or one in $ACKD_BENCH_PROFILES) or given as a path to a YAML
@@ -6,7 +6,7 @@ file of the same form. `--set section.key=value` changes one value after loading
 as YAML): `student.epochs=50`, `options.matcher_loss=reference`, `methods.dkd.beta=4`, `seed=1`.
 A profile may `extends:` another; its mappings are merged into the parent's, key by key. The
 `options` section names every choice where the paper's reference code and this project differ
-(docs/FIDELITY.md has one row per option); `methods` overrides a distiller's `resources/methods/*.yaml`
+(docs/FIDELITY.md has one row per option); `methods` overrides a distiller's `baselines/*.yaml`
 parameters. Both enter every run's config, and so its hash.
 """
 

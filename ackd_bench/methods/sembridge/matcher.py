@@ -4,7 +4,7 @@ Each MS train image is paired with its own pseudo-RGB: the positive of a symmetr
 matching time real RGB images go through the RGB encoder and are compared with the MS gallery.
 Two forms of each piece, chosen by the profile (docs/FIDELITY.md rows 10 and 11):
 
-- loss (`resources/methods/sembridge.yaml` matcher_losses): the reference's raw embeddings, temperature 1
+- loss (`baselines/sembridge.yaml` matcher_losses): the reference's raw embeddings, temperature 1
   and learned soft targets, or L2-normalised embeddings at temperature 0.1 with identity targets
   (the reference form collapses with encoders trained from scratch);
 - pseudo-RGB: the reference's first three MS bands, each image divided by its own maximum and

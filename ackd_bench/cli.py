@@ -28,8 +28,9 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 def _cmd_build(args: argparse.Namespace) -> int:
     from .data.build import build_dataset
+    from .data.locate import data_root
 
-    out = Path(args.out) if args.out else Path(args.root) / args.dataset
+    out = Path(args.out) if args.out else (Path(args.root) if args.root else data_root()) / args.dataset
     if args.from_hub:
         from .hub import download_dataset
 
@@ -88,6 +89,42 @@ def _run_options(args: argparse.Namespace):
                       loggers=tuple(args.logger))
 
 
+def _say_chosen(parts: list[str]) -> None:
+    if parts and int(os.environ.get("RANK", "0")) == 0:
+        print("ackd-bench: " + "; ".join(parts))
+
+
+def _choose_dataset(args: argparse.Namespace) -> None:
+    """DATASET_DIR or --dataset NAME|PATH, else what the data root holds (data.locate); then the
+    profile's default for that dataset. Says what it chose when the user did not."""
+    from .data.locate import choose_dataset
+
+    if args.dataset_dir and args.dataset and Path(args.dataset_dir) != Path(args.dataset):
+        raise AckdError(f"two datasets given ({args.dataset_dir} and --dataset {args.dataset}): give one")
+    given = args.dataset or args.dataset_dir
+    chosen = choose_dataset(given, progress=not args.quiet)
+    args.dataset_dir = chosen.path
+    said = [] if chosen.how == "given" else [f"dataset {chosen.name} ({chosen.path}, {chosen.how})"]
+    if args.profile is None:
+        args.profile = chosen.default_profile()
+        said.append(f"profile {args.profile} (the default on {chosen.name}; --profile to choose another)")
+    _say_chosen(said)
+
+
+def _choose_datasets(args: argparse.Namespace) -> None:
+    """The sweep's datasets, each chosen as one run's; `demo` is the default profile only when every one is toy."""
+    from .data.locate import PAPER_PROFILE, choose_dataset
+
+    chosen = [choose_dataset(d, progress=not args.quiet) for d in args.datasets or [None]]
+    args.datasets = [str(c.path) for c in chosen]
+    said = [f"dataset {c.name} ({c.path}, {c.how})" for c in chosen if c.how != "given"]
+    if args.profile is None:
+        defaults = {c.default_profile() for c in chosen}
+        args.profile = defaults.pop() if len(defaults) == 1 else PAPER_PROFILE
+        said.append(f"profile {args.profile} (the default on {', '.join(sorted({c.name for c in chosen}))})")
+    _say_chosen(said)
+
+
 def _profile(args: argparse.Namespace):
     """--profile NAME|PATH.yaml, loaded here when --set changes it (then every run reads the same dict)."""
     if not args.set:
@@ -116,6 +153,7 @@ TRAIN_RESUME_HINT = ("add --resume to the same command to continue from the last
 def _cmd_train_teacher(args: argparse.Namespace) -> int:
     from .train.api import train_classifier
 
+    _choose_dataset(args)
     result = train_classifier(args.dataset_dir, args.arch, role="teacher", profile=_profile(args), seed=args.seed,
                               overrides=_overrides(args), options=_run_options(args))
     _print_result(result)
@@ -139,6 +177,7 @@ def _dynm(text: str | None):
 def _cmd_train_student(args: argparse.Namespace) -> int:
     from .train.api import train_student
 
+    _choose_dataset(args)
     result = train_student(args.dataset_dir, args.arch, method=args.method, teacher=args.teacher,
                            matcher=args.matcher, profile=_profile(args), seed=args.seed, overrides=_overrides(args),
                            ablate=args.ablate, sembridge_params=_sembridge_params(args), dynm_schedule=_dynm(args.dynm),
@@ -167,6 +206,7 @@ def _cmd_transport_cost(args: argparse.Namespace) -> int:
 def _cmd_train_matcher(args: argparse.Namespace) -> int:
     from .train.api import train_matcher
 
+    _choose_dataset(args)
     result = train_matcher(args.dataset_dir, args.arch, profile=_profile(args), seed=args.seed,
                            overrides=_overrides(args), options=_run_options(args))
     if int(os.environ.get("RANK", "0")) == 0:
@@ -177,6 +217,8 @@ def _cmd_train_matcher(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .harness.evaluate import run_eval
+
+    _choose_dataset(args)
 
     def epochs(value):
         return {"epochs": value} if value is not None else {}
@@ -201,6 +243,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from .harness.sweep import SweepConfig, check_runs_per_gpu, run_sweep
 
     check_runs_per_gpu(args.runs_per_gpu)
+    _choose_datasets(args)
     requests = expand_grid(args.datasets, methods=args.methods, pairs=args.pairs, seeds=args.seeds,
                            tables=args.tables)
     config = SweepConfig(profile=_profile(args), runs_root=args.runs_root, student_overrides=_overrides(args),
@@ -232,15 +275,22 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from .leaderboard.board import default_board, read_board, readme_path, submit
+    from .leaderboard.board import default_board, read_board, readme_path, submit, submit_runs
     from .leaderboard.render import README_MARK, build_table, render
 
     board_path = Path(args.board) if args.board else default_board()
     if args.action == "submit":
-        added = submit(args.results, board_path, readme=True)
+        if args.results:
+            added, source = submit(args.results, board_path, readme=True), ""
+        else:
+            added, held = submit_runs(args.runs_root, board_path, readme=True)
+            source = f" from the runs under {args.runs_root}/ ({held} already on the board)"
+        if not added:
+            print(f"{board_path}: nothing to add{source}")
+            return 0
         target = readme_path(board_path.resolve())
         generated = target.exists() and target.read_text(errors="replace").startswith(README_MARK)
-        print(f"{board_path}: {added} row(s) added; " + (f"{target} regenerated" if generated else
+        print(f"{board_path}: {added} row(s) added{source}; " + (f"{target} regenerated" if generated else
               f"{target} is not one this tool wrote: left alone (`leaderboard show` prints the tables)"))
         return 0
     board = read_board(board_path)
@@ -269,9 +319,10 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from .data.locate import data_root
     from .harness.demo import run_demo
 
-    run_demo(args.root, args.runs_root, pair=args.pair, device=args.device, progress=not args.quiet,
+    run_demo(args.root or data_root(), args.runs_root, pair=args.pair, device=args.device, progress=not args.quiet,
              threads=args.threads)
     return 0
 
@@ -290,7 +341,7 @@ def _add_sembridge_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset_dir", help="a directory made by `ackd-bench build`")
+    _add_dataset_arguments(parser)
     parser.add_argument("--arch", default="R", help="resnet34|mobilenetv2|shufflenetv2 or R|M|S (default R)")
     _add_profile_arguments(parser)
     parser.add_argument("--seed", type=int, help="default: the profile's seed")
@@ -307,10 +358,22 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+DATASET_HELP = ("a benchmark's name (toy, s2s-eu, s2s-cn, m2s-gl: built under the data root, ./data or "
+                "$ACKD_BENCH_DATA) or a folder made by `ackd-bench build`; default: the only benchmark built under the "
+                "data root, else toy, built there on the spot")
+
+
+def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset_dir", nargs="?", metavar="DATASET_DIR", help="a folder made by `ackd-bench build` "
+                        "(or use --dataset)")
+    parser.add_argument("--dataset", metavar="NAME|PATH", help=DATASET_HELP)
+
+
 def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", default="paper",
-                        help="training profile: paper (default: the reference code), bench, demo, smoke, or a "
-                             "PATH.yaml of the same form (see recipes/profiles/)")
+    parser.add_argument("--profile",
+                        help="training profile: paper (the reference code; the default on the real benchmarks), "
+                             "bench, demo (the default on toy), smoke, or a PATH.yaml of the same form (see "
+                             "recipes/profiles/)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="change one profile value, e.g. student.epochs=50, options.matcher_loss=reference, "
                              "methods.dkd.beta=4 (repeatable; recorded in config.json and the config hash)")
@@ -347,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="build a benchmark dataset (HDF5 shards + manifest)")
     build.add_argument("dataset", help="recipe name: toy, s2s-eu, s2s-cn, m2s-gl (or any recipe in $ACKD_BENCH_RECIPES)")
     build.add_argument("--out", help="output directory (default: ROOT/DATASET)")
-    build.add_argument("--root", default="data", help="parent directory for datasets (default: ./data)")
+    build.add_argument("--root", help="parent directory for datasets (default: $ACKD_BENCH_DATA, else ./data)")
     build.add_argument("--source-dir", help="directory holding source archives or extracted trees you already have "
                        "(required for the local-only NaSC-TG2 and AID)")
     build.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
@@ -431,7 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=_cmd_eval)
 
     sweep = commands.add_parser("sweep", help="run the grid of the paper's Tables 3-6 (skips finished runs)")
-    sweep.add_argument("--datasets", nargs="+", required=True, help="dataset directories")
+    sweep.add_argument("--datasets", "--dataset", nargs="+", metavar="NAME|PATH", help="the benchmarks to run, "
+                       "each " + DATASET_HELP.replace("; default:", " (default:", 1) + ")")
     sweep.add_argument("--methods", nargs="+", help="restrict to these methods (default: every built-in method of the "
                                                     "tables); an installed outside LOSS adds its rows to Tables 4 and 5")
     sweep.add_argument("--pairs", nargs="+", default=["all"], help="pairs (default all)")
@@ -463,7 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = commands.add_parser("leaderboard", help="submit results to the leaderboard, show or plot it")
     board.add_argument("action", choices=["submit", "show", "plot", "site"])
-    board.add_argument("results", nargs="*", help="submit: result.json / result.csv files or run directories")
+    board.add_argument("results", nargs="*", help="submit: result.json / result.csv files or run directories "
+                       "(default: every finished run under --runs-root that the board does not hold yet)")
+    board.add_argument("--runs-root", default="runs", help="submit with no files: where the runs are (default ./runs)")
     board.add_argument("--board", help="leaderboard CSV (default: your own board, $ACKD_BENCH_HOME/leaderboard.csv "
                                        "or ~/.local/share/ackd-bench/leaderboard.csv; the project's published board "
                                        "is leaderboard/leaderboard.csv)")
@@ -480,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.set_defaults(func=_cmd_leaderboard)
 
     demo = commands.add_parser("demo", help="build toy, train teacher + matcher, run none/kd/sembridge, print Table 3")
-    demo.add_argument("--root", default="data")
+    demo.add_argument("--root", help="parent directory for datasets (default: $ACKD_BENCH_DATA, else ./data)")
     demo.add_argument("--runs-root", default="runs")
     demo.add_argument("--pair", default="S/S")
     demo.add_argument("--device", default="auto")

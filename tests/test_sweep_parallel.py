@@ -87,7 +87,7 @@ def test_run_options_pass_through():
     assert (options.reuse_finished, options.resume, options.progress) == (True, "auto", False)
 
 
-def test_cli_runs_per_gpu(tmp_path, monkeypatch, capsys):
+def test_cli_runs_per_gpu(tmp_path, monkeypatch, capsys, toy_dir):
     assert main(["sweep", "--datasets", "d", "--runs-per-gpu", "0"]) == 2
     assert capsys.readouterr().err == "ackd-bench: error: --runs-per-gpu 0: expected a positive integer\n"
 
@@ -98,11 +98,11 @@ def test_cli_runs_per_gpu(tmp_path, monkeypatch, capsys):
         return Ledger(tmp_path / "ledger.json")
 
     monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
-    assert main(["sweep", "--datasets", "d", "--runs-per-gpu", "4", "--resident", "off", "--checkpoint-every", "30",
+    assert main(["sweep", "--datasets", str(toy_dir), "--runs-per-gpu", "4", "--resident", "off", "--checkpoint-every", "30",
                  "--compile", "--quiet"]) == 0
     config = seen["config"]
     assert (config.runs_per_gpu, config.resident, config.checkpoint_every, config.compile) == (4, "off", 30.0, True)
-    assert main(["sweep", "--datasets", "d"]) == 0
+    assert main(["sweep", "--datasets", str(toy_dir)]) == 0
     config = seen["config"]
     assert (config.runs_per_gpu, config.resident, config.checkpoint_every, config.compile) == (1, "auto", 600.0, False)
 

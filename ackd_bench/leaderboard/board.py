@@ -152,9 +152,11 @@ def _installed(loss: str | None) -> None:
 
 
 def validate_all(candidates: list[Candidate], existing: list[dict[str, Any]],
-                 versions: dict[str, set[str]]) -> list[dict[str, Any]]:
+                 versions: dict[str, set[str]], new_only: bool = False) -> list[dict[str, Any]]:
+    """The candidates as records; a row the board already holds is an error, or with `new_only` left out."""
     errors, records = [], []
-    seen = {run_key(r): "the board" for r in existing}
+    on_board = {run_key(r) for r in existing}
+    seen = dict.fromkeys(on_board, "the board")
     for candidate in candidates:
         try:
             record = validate_record(candidate.raw, versions)
@@ -163,6 +165,8 @@ def validate_all(candidates: list[Candidate], existing: list[dict[str, Any]],
             errors.append(f"{candidate.source}: {exc}")
             continue
         key = run_key(record)
+        if new_only and key in on_board:
+            continue
         if key in seen:
             errors.append(f"{candidate.source}: duplicate run (dataset version, method, ablation, pair, seed) "
                           f"already in {seen[key]}")
@@ -178,10 +182,27 @@ def submit(paths: list[str | Path], board: str | Path | None = None, versions_fi
            readme: bool = False) -> int:
     """Validate and append; returns the number of rows added. With `readme`, the board's README
     of tables is regenerated under the same lock, so it always shows the board as written."""
+    return _submit(read_candidates(paths), board, versions_file, readme)
+
+
+def submit_runs(runs_root: str | Path, board: str | Path | None = None, versions_file: Path = VERSIONS,
+                readme: bool = False) -> tuple[int, int]:
+    """Every finished teacher and student run under `runs_root` that the board does not hold yet
+    (`leaderboard submit` with no files); returns (rows added, rows the board already held)."""
+    root = Path(runs_root)
+    candidates = read_candidates(sorted(root.rglob("result.json")) if root.is_dir() else [])
+    if not candidates:
+        raise SubmissionError(f"{root}: no finished teacher or student runs (result.json) to submit; give files, "
+                              "or --runs-root where your runs are")
+    added = _submit(candidates, board, versions_file, readme, new_only=True)
+    return added, len(candidates) - added
+
+
+def _submit(candidates: list[Candidate], board: str | Path | None, versions_file: Path, readme: bool,
+            new_only: bool = False) -> int:
     # a board that is a link is written where it points: the shared board gets the rows
     board = (Path(board) if board is not None else default_board()).resolve()
     versions = known_versions(versions_file)
-    candidates = read_candidates(paths)
     if not candidates:
         raise SubmissionError("no rows to submit")
     validate_all(candidates, [], versions)  # fail fast, before taking the lock
@@ -189,7 +210,9 @@ def submit(paths: list[str | Path], board: str | Path | None = None, versions_fi
     with FileLock(str(board) + ".lock", timeout=60):
         existing_text = board.read_text() if board.exists() else ""
         existing = read_board(board)
-        records = validate_all(candidates, existing, versions)
+        records = validate_all(candidates, existing, versions, new_only)
+        if not records:  # every row is on the board already: leave it as it is
+            return 0
         if existing_text.split("\n", 1)[0] == ",".join(RESULT_FIELDS):  # kept byte for byte
             text = existing_text + records_to_csv(records, header=False)
         else:  # new or written before the current columns: rewritten whole, in them

@@ -1,4 +1,4 @@
-"""The HDF5 shard format (README: On-disk format): writing, finalising and reading shards.
+"""The HDF5 shard format (docs/formats.md): writing, finalising and reading shards.
 
 A shard `{modality}-{split}-NNNNN.h5` holds `images` (N, C, H, W) in one-sample chunks (uint16
 reflectance for MS, uint8 for RGB), `labels` (N,) int16, `source_ids` (N,) strings and, for

@@ -32,7 +32,7 @@ class Archive:
     filename: str | None
     md5: str | None
     tree: str  # the folder, relative to the extraction root, that holds the class folders
-    size: str  # for the README and error messages, e.g. "2.0 GB"
+    size: str  # for the docs and error messages, e.g. "2.0 GB"
     other_trees: tuple[str, ...] = ()  # other published layouts accepted in --source-dir
     page: str = ""  # where a local-only source is published
     layout: str = ""  # what a local-only source's folder must hold, for the error message

@@ -1,0 +1,170 @@
+"""MkDocs hook: the pages generated from the code at build time, so that they cannot drift from it.
+
+- `cli.md` (a generated file): every subcommand of `ackd_bench.cli.build_parser()`, with its usage
+  and each argument's help, default and choices.
+- `datasets.md`: its hand-written text, then one subsection per recipe in `recipes/` (sources, bands,
+  class maps, splits, licences), rendered with the dataset card's own helpers (`data/card.py`), so
+  the site says what a build's `DATASET.md` says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+from pathlib import Path
+from typing import Any
+
+from mkdocs.structure.files import File
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPES = ROOT / "recipes"  # this checkout's recipes, not $ACKD_BENCH_RECIPES: the site documents the repository
+USAGE_WIDTH = 100  # argparse wraps to the terminal otherwise, and the page would depend on who built it
+
+
+def on_files(files, config):
+    files.append(File.generated(config, "cli.md", content=cli_page()))
+    return files
+
+
+def on_page_markdown(markdown, page, config, files):
+    if page.file.src_uri == "datasets.md":
+        return markdown.rstrip("\n") + "\n\n" + recipes_markdown()
+    return markdown
+
+
+# --- CLI reference --------------------------------------------------------------------------------
+
+def _text(value: str) -> str:
+    """Help text as Markdown text: HTML-escaped, and `*` kept literal (globs such as `teacher-R-s0-*`)."""
+    return html.escape(" ".join(value.split()), quote=False).replace("*", r"\*")
+
+
+def _usage(parser: argparse.ArgumentParser) -> str:
+    parser.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=USAGE_WIDTH)
+    return parser.format_usage().strip()
+
+
+def _argument(action: argparse.Action) -> str:
+    if action.option_strings:
+        takes_value = action.nargs != 0
+        metavar = action.metavar or action.dest.upper()
+        name = ", ".join(f"{o} {metavar}" if takes_value else o for o in action.option_strings)
+    else:
+        name = action.metavar or action.dest
+        if action.nargs in ("?", "*"):
+            name = f"[{name}]"
+    notes = []
+    if action.choices is not None and not isinstance(action, argparse._SubParsersAction):
+        notes.append("one of " + ", ".join(f"`{c}`" for c in action.choices))
+    default = action.default
+    if (default not in (None, False, argparse.SUPPRESS, []) and action.nargs != 0
+            and "default" not in (action.help or "")):
+        shown = " ".join(map(str, default)) if isinstance(default, list) else default
+        notes.append(f"default `{shown}`")
+    if action.required and action.option_strings:
+        notes.append("required")
+    help_text = _text(action.help or "")
+    if notes:
+        help_text = f"{help_text} ({'; '.join(notes)})" if help_text else "; ".join(notes).capitalize()
+    return f"- `{name}`" + (f": {help_text}" if help_text else "")
+
+
+def documented(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The arguments `--help` shows (not those whose help is argparse.SUPPRESS)."""
+    return [a for a in parser._actions if a.help != argparse.SUPPRESS]
+
+
+def cli_page() -> str:
+    from ackd_bench.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    summaries = {choice.dest: choice.help for choice in commands._choices_actions}
+    lines = ["# CLI reference", "",
+             "Generated from the parser (`ackd_bench.cli.build_parser()`) when this site is built. "
+             "`ackd-bench COMMAND --help` prints the same.", "",
+             "```text", _usage(parser), "```", ""]
+    lines += [_argument(a) for a in documented(parser) if a is not commands] + [""]
+    for name, sub in commands.choices.items():
+        lines += [f"## {name}", "", _text(summaries.get(name) or ""), "", "```text", _usage(sub), "```", ""]
+        lines += [_argument(a) for a in documented(sub)] + [""]
+    return "\n".join(lines)
+
+
+# --- datasets -------------------------------------------------------------------------------------
+
+def _demote(lines: list[str]) -> list[str]:
+    """The card's sections (`## ...`) as subsections of a recipe's section (`### name`)."""
+    return ["##" + line if line.startswith("## ") else line for line in lines]
+
+
+def _source_lines(name: str, source: Any, what: str) -> list[str]:
+    lines = [f"- **{name}** ({what}): licence {source.licence}"]
+    archive = getattr(source, "archive", None)
+    if archive is not None and archive.url:
+        lines.append(f"    - download: `{archive.filename}` ({archive.size}, md5 `{archive.md5}`) from <{archive.url}>")
+    elif archive is not None:
+        url, _, about = archive.page.partition(" ")  # "URL (who publishes it)"
+        lines.append(f"    - local copy only (`--source-dir`), from <{url}> {_text(about)}; it holds "
+                     f"`{archive.layout.split(' (')[0]}` ({_text(archive.size)})")
+    else:  # streamed sources list their published files themselves (BigEarthNet)
+        for part in (source.metadata, *source.s2_parts, *source.map_parts):
+            lines.append(f"    - download: `{part.filename}` ({part.size}, md5 `{part.md5}`) from "
+                         f"<{source.url.format(part.filename)}>")
+    lines.append(f"    - cite: {_text(source.citation)}")
+    return lines
+
+
+def recipe_section(path: Path) -> list[str]:
+    from ackd_bench.data.card import class_map_lines, selection_lines
+    from ackd_bench.data.recipe import side_sources, validate_recipe
+    from ackd_bench.data.sources import PAIRED_SOURCES, SOURCES
+    from ackd_bench.untrusted import load_yaml
+
+    text = path.read_text()
+    recipe = load_yaml(text, str(path))
+    validate_recipe(recipe, str(path))
+    name = recipe["name"]
+    splits = recipe["splits"]
+    fractions = " / ".join(f"{split} {share:g}" for split, share in splits["fractions"].items())
+    lines = [f"### {name}" + (" (SYNTHETIC)" if recipe.get("synthetic") else ""), ""]
+    if recipe.get("description"):
+        lines += [recipe["description"].strip(), ""]
+    lines += [f"- recipe: `recipes/{path.name}` (version {recipe['version']})",
+              f"- classes ({len(recipe['classes'])}): " + ", ".join(f"`{c}`" for c in recipe["classes"]),
+              f"- image size: {recipe['image_size']} px",
+              f"- splits: {fractions}, by sha256(salt `{splits['salt']}`, source id)"
+              + "".join(f"; {m.upper()} keeps its source's official split"
+                        for m, spec in recipe["modalities"].items() if spec.get("official_split")),
+              f"- shards: at most {recipe['shards']['max_samples']} samples each, "
+              f"`{recipe['shards']['compression']}` compression",
+              "", "#### Sides", "", "| side | sources | bands | pseudo-RGB | labels | paired control |",
+              "|---|---|---|---|---|---|"]
+    sources = []
+    for modality, spec in recipe["modalities"].items():
+        names = list(side_sources(spec)) or ["generated"]
+        paired = spec.get("paired_rgb", {}).get("source") if spec.get("paired_rgb") else None
+        lines.append(f"| {modality.upper()} | {', '.join(names)} | {' '.join(spec['bands'])} | "
+                     f"{' '.join(spec.get('rgb_bands', [])) or '–'} | "
+                     f"{'multi-label' if spec.get('multilabel') else 'single-label'} | {paired or '–'} |")
+        sources += [(n, SOURCES[n], f"{modality.upper()} side") for n in names if n in SOURCES]
+        if paired in PAIRED_SOURCES:
+            sources.append((paired, PAIRED_SOURCES[paired], "paired control"))
+    view = {"recipe": recipe, "classes": recipe["classes"]}  # what the card's helpers read of a manifest
+    lines += _demote(selection_lines(view)) + _demote(class_map_lines(view))
+    if sources:
+        lines += ["", "#### Sources and licences", ""]
+        for source_name, source, what in sources:
+            lines += _source_lines(source_name, source, what)
+    else:
+        lines += ["", "#### Sources and licences", "", "Generated on the spot by `ackd_bench/data/toy.py`; no download."]
+    lines += ["", "#### Recipe file", "", "The reasons for choices the paper does not state are the file's comments.", "",
+              "```yaml", text.rstrip("\n"), "```", ""]
+    return lines
+
+
+def recipes_markdown() -> str:
+    lines = []
+    for path in sorted(RECIPES.glob("*.yaml")):
+        lines += recipe_section(path)
+    return "\n".join(lines)

@@ -35,17 +35,17 @@ def _cmd_build(args: argparse.Namespace) -> int:
         from .hub import download_dataset
 
         manifest = download_dataset(args.from_hub, out, expect_dataset=args.dataset, progress=not args.quiet)
-        print(f"{out}: {manifest['dataset']} (version {manifest['dataset_version'][:16]}) from the hub's "
+        print(f"{out}: {manifest.dataset} (version {manifest.dataset_version[:16]}) from the hub's "
               f"{args.from_hub}, every shard verified")
         return 0
     result = build_dataset(args.dataset, out, force=args.force, progress=not args.quiet, source_dir=args.source_dir,
                            download=args.download, workers=args.workers, require_paired=args.require_paired)
-    version = result.manifest["dataset_version"][:16]
+    version = result.manifest.dataset_version[:16]
     if result.status == "up-to-date":
         print(f"{out}: already built and verified (version {version}); nothing to do (use --force to rebuild)")
     else:
-        print(f"{out}: built {result.manifest['dataset']} (version {version})")
-    if not args.no_mi and "mi" not in result.manifest.get("analyses", {}):
+        print(f"{out}: built {result.manifest.dataset} (version {version})")
+    if not args.no_mi and result.manifest.mi is None:
         from .data.analyses import run_mi
 
         try:
@@ -59,9 +59,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 def _print_mi(mi: dict) -> None:
     s = mi["summary"]
-    paired = "n/a: no paired control" if s["mean_paired"] is None else f"{s['mean_paired']:.3f}"
-    print(f"within-class MI (nats, mean over classes): unpaired {s['mean_unpaired']:.3f}, "
-          f"permutation baseline {s['mean_permutation']:.3f}, paired control {paired}; {mi['csv']}, {mi['png']}")
+    paired = "n/a: no paired control" if s.mean_paired is None else f"{s.mean_paired:.3f}"
+    print(f"within-class MI (nats, mean over classes): unpaired {s.mean_unpaired:.3f}, "
+          f"permutation baseline {s.mean_permutation:.3f}, paired control {paired}; {mi['csv']}, {mi['png']}")
 
 
 def _cmd_mi(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .data.card import render_card, source_parts
-from .data.manifest import MANIFEST, read_manifest, verify_manifest
+from .data.manifest import MANIFEST, Manifest, read_manifest, verify_manifest
 from .errors import AckdError
 from .untrusted import PLAIN_NAME
 
@@ -50,10 +50,10 @@ def _licence_id(licence: str) -> str | None:
     return next((HF_LICENCES[p] for p in REDISTRIBUTABLE if licence.startswith(p)), None)
 
 
-def licence_check(manifest: dict[str, Any], allow_restricted: bool) -> list[str]:
+def licence_check(sources: dict[str, dict[str, Any]], allow_restricted: bool) -> list[str]:
     """The hub licence ids of a build's sources; a source that may not be redistributed stops it."""
     ids = []
-    for side, source in manifest.get("sources", {}).items():
+    for side, source in sources.items():
         for part in source_parts(source):
             licence = str(part.get("licence", "unknown"))
             hub_id = _licence_id(licence)
@@ -72,41 +72,41 @@ def _size_category(count: int) -> str:
     return "n>1M"
 
 
-def dataset_readme(manifest: dict[str, Any], licences: list[str]) -> str:
-    samples = sum(entry["samples"] for entry in manifest["shards"])
+def dataset_readme(manifest: Manifest, licences: list[str]) -> str:
+    samples = manifest.samples()
     header = {
         "license": licences[0] if len(licences) == 1 else "other",
         "license_details": "; ".join(f"{side}: {part.get('name')} ({part.get('licence')})"
-                                     for side, source in manifest.get("sources", {}).items()
+                                     for side, source in manifest.sources.items()
                                      for part in source_parts(source)),
         "task_categories": ["image-classification"],
         "size_categories": [_size_category(samples)],
         "tags": ["remote-sensing", "multispectral", "knowledge-distillation", "ackd-bench"],
-        "pretty_name": f"ackd-bench {manifest['dataset']}",
-        "ackd_bench": {"dataset": manifest["dataset"], "dataset_version": manifest["dataset_version"],
-                       "code_version": manifest.get("code_version")},
+        "pretty_name": f"ackd-bench {manifest.dataset}",
+        "ackd_bench": {"dataset": manifest.dataset, "dataset_version": manifest.dataset_version,
+                       "code_version": manifest.code_version},
     }
     body = render_card(manifest)
-    return f"---\n{json.dumps(header, indent=1)}\n---\n\n{body}\n\nLoad it with `ackd-bench build {manifest['dataset']} " \
+    return f"---\n{json.dumps(header, indent=1)}\n---\n\n{body}\n\nLoad it with `ackd-bench build {manifest.dataset} " \
            f"--from-hub ORG/NAME`, which checks every shard against `manifest.json`.\n"
 
 
-def croissant(manifest: dict[str, Any], repo: str) -> dict[str, Any]:
+def croissant(manifest: Manifest, repo: str) -> dict[str, Any]:
     """Croissant 1.0 metadata (mlcommons.org/croissant): the dataset and its files."""
     return {
         "@context": {"@language": "en", "@vocab": "https://schema.org/", "cr": "http://mlcommons.org/croissant/",
                      "sc": "https://schema.org/"},
         "@type": "sc:Dataset",
         "conformsTo": "http://mlcommons.org/croissant/1.0",
-        "name": f"ackd-bench-{manifest['dataset']}",
-        "description": f"The {manifest['dataset']} benchmark of ackd-bench, version {manifest['dataset_version']}.",
-        "version": manifest["dataset_version"],
-        "license": [str(part.get("licence")) for source in manifest.get("sources", {}).values()
+        "name": f"ackd-bench-{manifest.dataset}",
+        "description": f"The {manifest.dataset} benchmark of ackd-bench, version {manifest.dataset_version}.",
+        "version": manifest.dataset_version,
+        "license": [str(part.get("licence")) for source in manifest.sources.values()
                     for part in source_parts(source)],
         "url": f"https://huggingface.co/datasets/{repo}",
-        "distribution": [{"@type": "cr:FileObject", "@id": entry["file"], "name": entry["file"],
-                          "contentUrl": entry["file"], "encodingFormat": "application/x-hdf5",
-                          "sha256": entry["sha256"]} for entry in manifest["shards"]],
+        "distribution": [{"@type": "cr:FileObject", "@id": entry.file, "name": entry.file,
+                          "contentUrl": entry.file, "encodingFormat": "application/x-hdf5",
+                          "sha256": entry.sha256} for entry in manifest.shards],
     }
 
 
@@ -136,12 +136,12 @@ def publish_dataset(dataset_dir: str | Path, repo: str, *, allow_restricted: boo
 
     root = Path(dataset_dir)
     manifest = verify_manifest(root)  # never publish a damaged copy
-    licences = licence_check(manifest, allow_restricted)
+    licences = licence_check(manifest.sources, allow_restricted)
     repo_id, _ = parse_repo(repo)
     api = _api()
     with hub_errors(f"publishing {root} to the hub's dataset {repo_id}"):
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    files = [MANIFEST, "DATASET.md", *(entry["file"] for entry in manifest["shards"])]
+    files = [MANIFEST, "DATASET.md", *(entry.file for entry in manifest.shards)]
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(root / name)) for name in files
                   if (root / name).is_file()]
     operations += [
@@ -149,17 +149,17 @@ def publish_dataset(dataset_dir: str | Path, repo: str, *, allow_restricted: boo
         CommitOperationAdd(path_in_repo="croissant.json",
                            path_or_fileobj=json.dumps(croissant(manifest, repo_id), indent=1).encode()),
     ]
-    version = manifest["dataset_version"]
+    version = manifest.dataset_version
     tag = f"v-{version[:16]}"
     with hub_errors(f"publishing {root} to the hub's dataset {repo_id}"):
         commit = api.create_commit(repo_id, operations, repo_type="dataset",
-                                   commit_message=f"{manifest['dataset']} dataset version {version[:16]}")
+                                   commit_message=f"{manifest.dataset} dataset version {version[:16]}")
         api.create_tag(repo_id, tag=tag, revision=commit.oid, repo_type="dataset", exist_ok=True)
     return {"repo": repo_id, "revision": commit.oid, "tag": tag}
 
 
 def download_dataset(spec: str, target: str | Path, *, expect_dataset: str | None = None,
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True) -> Manifest:
     """`ORG/NAME[@REV]` into `target`, verified; returns the manifest."""
     from huggingface_hub import snapshot_download
 
@@ -175,12 +175,12 @@ def download_dataset(spec: str, target: str | Path, *, expect_dataset: str | Non
         cached = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision,
                                         allow_patterns=list(DATASET_FILES)))
     manifest = read_manifest(cached)
-    if expect_dataset is not None and manifest["dataset"] != expect_dataset:
-        raise AckdError(f"{spec}: holds the {manifest['dataset']} benchmark, not {expect_dataset}")
+    if expect_dataset is not None and manifest.dataset != expect_dataset:
+        raise AckdError(f"{spec}: holds the {manifest.dataset} benchmark, not {expect_dataset}")
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    for name in [MANIFEST, "DATASET.md", *(entry["file"] for entry in manifest["shards"])]:
+    for name in [MANIFEST, "DATASET.md", *(entry.file for entry in manifest.shards)]:
         if not (cached / name).is_file():
             raise AckdError(f"{spec}: {name} is listed in {MANIFEST} but missing from the repository")
         _link_or_copy(cached / name, staging / name)

@@ -17,8 +17,12 @@ from . import __version__
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """Package version plus the git commit (and a '-dirty' mark) when run from a checkout."""
+    """The package's version, plus the git commit (and a '-dirty' mark) when the package sits in its
+    own checkout. An installed package inside some other repository (a venv in a user's project)
+    gets its version only: that repository's commit says nothing about this code."""
     repo = Path(__file__).resolve().parents[1]
+    if not _own_checkout(repo):
+        return __version__
     try:
         commit = subprocess.run(
             ["git", "-C", str(repo), "describe", "--always", "--dirty", "--abbrev=12"],
@@ -27,6 +31,16 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return __version__
     return f"{__version__}+g{commit}" if commit else __version__
+
+
+def _own_checkout(repo: Path) -> bool:
+    """Whether `repo` (the package's parent folder) is this project's checkout: its git root, with the
+    project's own pyproject.toml."""
+    try:
+        project = (repo / "pyproject.toml").read_text(errors="replace")
+    except OSError:
+        return False
+    return (repo / ".git").exists() and 'name = "ackd-bench"' in project
 
 
 def canonical_json(obj: Any) -> str:

@@ -115,9 +115,9 @@ def epoch_split(run_dir: Path) -> dict[str, float]:
 
 
 def len_split(dataset: Path, modality: str, split: str) -> int:
-    from ackd_bench.data.manifest import read_manifest, shard_entries
+    from ackd_bench.data.manifest import read_manifest
 
-    return sum(e["samples"] for e in shard_entries(read_manifest(dataset), modality, split))
+    return sum(e.samples for e in read_manifest(dataset).entries(modality, split))
 
 
 def run_seconds(kind: str, method: str, arch: str, facts: tuple, measured: dict, size: int, bench_val: dict,

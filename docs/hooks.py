@@ -150,8 +150,7 @@ def recipe_section(path: Path) -> list[str]:
         sources += [(n, SOURCES[n], f"{modality.upper()} side") for n in names if n in SOURCES]
         if paired in PAIRED_SOURCES:
             sources.append((paired, PAIRED_SOURCES[paired], "paired control"))
-    view = {"recipe": recipe, "classes": recipe["classes"]}  # what the card's helpers read of a manifest
-    lines += _demote(selection_lines(view)) + _demote(class_map_lines(view))
+    lines += _demote(selection_lines(recipe)) + _demote(class_map_lines(recipe, recipe["classes"]))
     if sources:
         lines += ["", "#### Sources and licences", ""]
         for source_name, source, what in sources:

@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 
 from ackd_bench import __version__
 from ackd_bench.data.dataset import ShardDataset
-from ackd_bench.data.manifest import MANIFEST, read_manifest, write_manifest
+from ackd_bench.data.manifest import MANIFEST, read_manifest, write_sealed
 
 from .conftest import run_cli
 
@@ -31,7 +31,7 @@ def test_build_then_info_then_noop_then_force(tmp_path):
     built = run_cli("build", "toy", "--out", str(out))
     assert built.returncode == 0, built.stderr
     assert "build toy" in built.stderr  # the progress bar
-    version = read_manifest(out)["dataset_version"]
+    version = read_manifest(out).dataset_version
     assert f"built toy (version {version[:16]})" in built.stdout
 
     info = run_cli("info", str(out))
@@ -41,7 +41,7 @@ def test_build_then_info_then_noop_then_force(tmp_path):
         assert text in info.stdout
     manifest = read_manifest(out)
     forest_row = next(line for line in info.stdout.splitlines() if line.startswith("Forest "))
-    expected = [manifest["counts"][m][s]["Forest"] for m in ("ms", "rgb") for s in ("train", "val", "test")]
+    expected = [manifest.counts[m][s]["Forest"] for m in ("ms", "rgb") for s in ("train", "val", "test")]
     assert [int(v) for v in forest_row.split()[1:]] == expected
 
     mtime = (out / MANIFEST).stat().st_mtime_ns
@@ -53,7 +53,7 @@ def test_build_then_info_then_noop_then_force(tmp_path):
     forced = run_cli("build", "toy", "--out", str(out), "--force", "--quiet")
     assert forced.returncode == 0
     assert "built toy" in forced.stdout
-    assert read_manifest(out)["dataset_version"] == version  # the build is deterministic
+    assert read_manifest(out).dataset_version == version  # the build is deterministic
 
 
 def test_version_and_help():
@@ -114,7 +114,7 @@ def test_malformed_manifest(toy_copy):
 def test_manifest_from_another_recipe_needs_force(toy_copy):
     manifest = json.loads((toy_copy / MANIFEST).read_text())
     manifest["recipe_hash"] = "0" * 64
-    write_manifest(toy_copy, manifest)  # a sealed build of another recipe version
+    write_sealed(toy_copy, manifest)  # a sealed build of another recipe version
     _one_line_error(run_cli("build", "toy", "--out", str(toy_copy)), "another version of recipe 'toy'", "--force")
 
 
@@ -140,7 +140,7 @@ def test_killed_build_leaves_nothing_info_accepts_and_resumes(tmp_path, toy_dir,
     assert resumed.returncode == 0, resumed.stderr
     assert not list(out.glob("*.partial")) and not list(out.glob(".*.writing"))
     assert run_cli("info", str(out)).returncode == 0
-    assert read_manifest(out)["dataset_version"] == read_manifest(toy_dir)["dataset_version"]
+    assert read_manifest(out).dataset_version == read_manifest(toy_dir).dataset_version
 
 
 def _band_features(dataset):
@@ -173,7 +173,7 @@ def test_parallel_decode_builds_the_same_dataset(toy_dir, tmp_path):
     out = tmp_path / "toy"
     result = run_cli("build", "toy", "--out", str(out), "--workers", "2", "--quiet", "--no-mi")
     assert result.returncode == 0, result.stderr
-    assert read_manifest(out)["dataset_version"] == read_manifest(toy_dir)["dataset_version"]
+    assert read_manifest(out).dataset_version == read_manifest(toy_dir).dataset_version
 
 
 def test_full_disk_is_one_error_and_the_build_resumes(tmp_path):
@@ -196,7 +196,7 @@ def test_full_disk_is_one_error_and_the_build_resumes(tmp_path):
     assert not list(out.glob(".*")) and not (out / "manifest.json").exists()
     assert run_cli("info", str(out)).returncode == 2
     assert run_cli("build", "toy", "--out", str(out), "--quiet", "--no-mi").returncode == 0
-    assert read_manifest(out)["dataset_version"].startswith("39a303ae3e530850")
+    assert read_manifest(out).dataset_version.startswith("39a303ae3e530850")
 
 
 def _flip_a_byte(path):
@@ -210,7 +210,7 @@ def test_training_refuses_a_bit_flipped_shard_and_hashes_each_shard_once(toy_cop
 
     verify_for_training(toy_copy)
     stamps = sorted(p.name for p in (toy_copy / VERIFIED_DIR).iterdir())
-    assert stamps == sorted(f"{e['file']}.json" for e in read_manifest(toy_copy)["shards"])
+    assert stamps == sorted(f"{e.file}.json" for e in read_manifest(toy_copy).shards)
     shard = toy_copy / "rgb-train-00000.h5"
     _flip_a_byte(shard)  # same size: only the hash tells
     args = ["train-student", str(toy_copy), "--arch", "S", "--profile", "smoke", "--quiet"]

@@ -386,4 +386,4 @@ def test_ctrl_c_during_a_build_then_a_rerun_finishes_it(tmp_path):
         assert not (out / "manifest.json").exists()
     rerun = run_cli("build", "toy", "--out", str(out), "--quiet", "--no-mi")
     assert rerun.returncode == 0, rerun.stderr
-    assert verify_manifest(out)["dataset_version"].startswith("39a303ae3e530850")
+    assert verify_manifest(out).dataset_version.startswith("39a303ae3e530850")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ackd_bench.cli import main
-from ackd_bench.data.manifest import MANIFEST, verify_for_training, verify_manifest, write_manifest
+from ackd_bench.data.manifest import MANIFEST, verify_for_training, verify_manifest, write_sealed
 from ackd_bench.errors import AckdError, DatasetError
 from ackd_bench.provenance import sha256_file
 from ackd_bench.train.api import RunOptions, train_classifier
@@ -33,7 +33,7 @@ def manifest_of(root: Path) -> dict:
 def resealed(root: Path, manifest: dict) -> None:
     """What an attacker does after editing a manifest: the seal is an unkeyed hash, so re-seal it."""
     manifest.pop("manifest_sha256", None)
-    write_manifest(root, manifest)
+    write_sealed(root, manifest)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -271,7 +271,7 @@ def test_random_manifest_mutations_end_in_success_or_one_line(dataset, tmp_path,
         err = capsys.readouterr().err.strip()
         assert code in (0, 2) and "Traceback" not in err, err
         assert code == 0 or (len(err.splitlines()) == 1 and err.startswith("ackd-bench: error: ")), err
-        for load in (verify_manifest, load_dataset):
+        for load in (verify_manifest, lambda root: load_dataset(root).manifest):
             try:
                 loaded = load(dataset)
             except AckdError as exc:

@@ -36,17 +36,17 @@ def test_build_publish_download_and_train_through_the_hub(toy_dir, tmp_path, hub
     published = cli(env, "publish", str(toy_dir), "--repo", "ackd/toy")
     assert published.returncode == 0, published.stderr
     manifest = read_manifest(toy_dir)
-    tag = f"v-{manifest['dataset_version'][:16]}"
+    tag = f"v-{manifest.dataset_version[:16]}"
     repo = server.repos[("dataset", "ackd/toy")]
     sha, files = repo.files(tag)
-    assert {e["file"] for e in manifest["shards"]} | {"manifest.json", "DATASET.md", "README.md", "croissant.json"} == set(files)
+    assert {e.file for e in manifest.shards} | {"manifest.json", "DATASET.md", "README.md", "croissant.json"} == set(files)
     card = yaml.safe_load(files["README.md"].decode().split("---")[1])
     assert card["license"] == "cc0-1.0" and card["task_categories"] == ["image-classification"]
-    assert card["ackd_bench"]["dataset_version"] == manifest["dataset_version"]
+    assert card["ackd_bench"]["dataset_version"] == manifest.dataset_version
     croissant = json.loads(files["croissant.json"])
-    assert croissant["conformsTo"] == "http://mlcommons.org/croissant/1.0" and len(croissant["distribution"]) == len(manifest["shards"])
+    assert croissant["conformsTo"] == "http://mlcommons.org/croissant/1.0" and len(croissant["distribution"]) == len(manifest.shards)
 
-    shard = manifest["shards"][0]["file"]
+    shard = manifest.shards[0].file
     server.cut_after[shard] = 1000  # the first transfer of this shard drops after 1000 bytes
     local = tmp_path / "from-hub"
     pulled = cli(env, "build", "toy", "--from-hub", f"ackd/toy@{tag}", "--out", str(local), "--quiet")
@@ -54,7 +54,7 @@ def test_build_publish_download_and_train_through_the_hub(toy_dir, tmp_path, hub
     assert read_manifest(local) == manifest
     transfers = [r for method, path, r in server.requests if method == "GET" and path.endswith(f"/{shard}")]
     assert len(transfers) == 2  # the dropped transfer was fetched again, and what arrived is whole (checked above)
-    assert all(sha256_file(local / e["file"]) == e["sha256"] for e in manifest["shards"])
+    assert all(sha256_file(local / e.file) == e.sha256 for e in manifest.shards)
 
     teacher_run = tmp_path / "teacher"
     trained = cli(env, "train-teacher", str(local), "--arch", "S", "--profile", "smoke", "--epochs", "1",
@@ -76,7 +76,7 @@ def test_a_damaged_shard_on_the_hub_never_reaches_a_dataset_directory(toy_dir, t
     server, env = hub
     assert cli(env, "publish", str(toy_dir), "--repo", "ackd/toy").returncode == 0
     _, files = server.repos[("dataset", "ackd/toy")].files("main")
-    shard = read_manifest(toy_dir)["shards"][1]["file"]
+    shard = read_manifest(toy_dir).shards[1].file
     files[shard] = files[shard][:-1] + bytes([files[shard][-1] ^ 1])  # one flipped bit, same size
     local = tmp_path / "from-hub"
     pulled = cli(env, "build", "toy", "--from-hub", "ackd/toy", "--out", str(local), "--quiet")
@@ -88,12 +88,12 @@ def test_a_damaged_shard_on_the_hub_never_reaches_a_dataset_directory(toy_dir, t
 
 
 def test_a_source_that_may_not_be_redistributed_is_refused_by_name():
-    manifest = {"sources": {"ms": {"name": "EuroSAT", "licence": "MIT"},
-                            "rgb": {"name": "NWPU-RESISC45", "licence": "research use (NWPU-RESISC45 terms)"}}}
+    sources = {"ms": {"name": "EuroSAT", "licence": "MIT"},
+               "rgb": {"name": "NWPU-RESISC45", "licence": "research use (NWPU-RESISC45 terms)"}}
     with pytest.raises(AckdError, match=r"the rgb side's source NWPU-RESISC45 is licensed 'research use \(NWPU-RESISC45 "
                                         r"terms\)', which does not allow redistribution"):
-        licence_check(manifest, allow_restricted=False)
-    assert licence_check(manifest, allow_restricted=True) == ["mit", "other"]
+        licence_check(sources, allow_restricted=False)
+    assert licence_check(sources, allow_restricted=True) == ["mit", "other"]
     assert parse_repo("org/name@v-1") == ("org/name", "v-1")
     with pytest.raises(AckdError, match="expected ORG/NAME"):
         parse_repo("just-a-name")

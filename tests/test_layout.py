@@ -78,3 +78,24 @@ def test_the_published_board_is_committed_and_its_readme_shows_it():
     board = REPO / "leaderboard" / "leaderboard.csv"
     assert board.read_text().split("\n", 1)[0] == ",".join(RESULT_FIELDS)
     assert (REPO / "leaderboard" / "README.md").read_text() == readme(read_board(board)) + "\n"
+
+
+def test_code_version_names_this_checkouts_commit_and_never_an_enclosing_repositorys(tmp_path):
+    from ackd_bench.provenance import code_version
+
+    if (REPO / ".git").exists():
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        assert f"+g{head}" in code_version()
+    # the package installed into a virtual environment that lives inside a user's own repository
+    project = tmp_path / "my-project"
+    site = project / ".venv" / "site-packages"
+    shutil.copytree(REPO / "ackd_bench", site / "ackd_bench", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "my-project"\n')
+    subprocess.run(["git", "-C", str(project), "-c", "user.name=u", "-c", "user.email=u@example.org", "commit", "-q",
+                    "--allow-empty", "-m", "the user's own history"], check=True)
+    probe = "import sys; sys.path.insert(0, sys.argv[1]); from ackd_bench.provenance import code_version; print(code_version())"
+    found = subprocess.run([sys.executable, "-S", "-c", probe, str(site)], capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr
+    assert "+g" not in found.stdout and found.stdout.strip()

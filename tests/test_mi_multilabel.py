@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ackd_bench.data.dataset import ShardDataset
-from ackd_bench.data.manifest import FORMAT, dataset_version, write_manifest
+from ackd_bench.data.manifest import FORMAT, ShardEntry, dataset_version, write_sealed
 from ackd_bench.provenance import sha256_file
 from ackd_bench.data.mi import within_class_mi
 from ackd_bench.data.shards import SampleRef, band_statistics, content_digest, finalize, write_partial
@@ -59,9 +59,10 @@ def multilabel_dir(tmp_path_factory):
     for label in rgb_labels:
         counts["rgb"]["train"][CLASSES[label]] += 1
     shards = [ms_entry, rgb_entry]
-    manifest = {"format": FORMAT, "dataset": "multilabel-mi", "dataset_version": dataset_version(shards),
+    manifest = {"format": FORMAT, "dataset": "multilabel-mi", 
+                "dataset_version": dataset_version(ShardEntry(**e) for e in shards),
                 "classes": CLASSES, "modalities": {"ms": ms_spec, "rgb": rgb_spec}, "shards": shards, "counts": counts}
-    write_manifest(root, manifest)
+    write_sealed(root, manifest)
     return root
 
 

@@ -57,10 +57,10 @@ def test_m2s_gl_streams_the_parts_and_builds(served, tmp_path):
     out = tmp_path / "m2s-gl"
     assert main(["build", "m2s-gl", "--out", str(out), "--source-dir", str(aid_dir), "--quiet", "--no-mi"]) == 0
     manifest = read_manifest(out)
-    classes = manifest["classes"]
-    assert len(classes) == 15 and manifest["modalities"]["ms"]["multilabel"] is True
-    assert manifest["modalities"]["ms"]["bands"] == MS_BANDS
-    assert manifest["sources"]["ms"]["excluded_snow_cloud_shadow"] == 2
+    classes = manifest.classes
+    assert len(classes) == 15 and manifest.modalities["ms"].multilabel is True
+    assert list(manifest.modalities["ms"].bands) == MS_BANDS
+    assert manifest.sources["ms"]["excluded_snow_cloud_shadow"] == 2
     # labels: every kept patch carries exactly its categories, in reBEN's official split
     expected = {f"bigearthnet/{p.patch_id}": p for p in KEPT}
     seen = {}
@@ -70,8 +70,8 @@ def test_m2s_gl_streams_the_parts_and_builds(served, tmp_path):
             vector = ms.reader.read(i, "multilabels")
             seen[source_id] = (split, tuple(c for c, on in zip(classes, vector) if on))
     assert seen == {sid: ({"validation": "val"}.get(p.split, p.split), p.categories) for sid, p in expected.items()}
-    assert manifest["counts"]["ms"]["train"]["forest"] == 3  # patches 10, 11 and 21 all carry forest
-    assert manifest["splits"]["from_source"] == ["ms"]
+    assert manifest.counts["ms"]["train"]["forest"] == 3  # patches 10, 11 and 21 all carry forest
+    assert manifest.splits.from_source == ("ms",)
     # pixels: 10 m bands copied, 20 m bands resampled from 60 to 120 px, in recipe band order
     ms = ShardDataset(out, "ms", "train", normalize=False)
     patch_id = ms.source_ids()[0].split("/", 1)[1]
@@ -86,9 +86,9 @@ def test_m2s_gl_streams_the_parts_and_builds(served, tmp_path):
     extracted = sorted(p.name for p in (out / ".sources" / "bigearthnet" / "BigEarthNet-S2").rglob("*.tif"))
     assert extracted == sorted(f"{p.patch_id}_{b}.tif" for p in KEPT for b in MS_BANDS)
     # RGB: RESISC45 and AID merged per category
-    rgb_totals = {c: sum(manifest["counts"]["rgb"][s][c] for s in ("train", "val", "test")) for c in classes}
+    rgb_totals = {c: sum(manifest.counts["rgb"][s][c] for s in ("train", "val", "test")) for c in classes}
     assert rgb_totals["sport"] == 6 * 2 + 3 * 2 and rgb_totals["grassland"] == 2 and rgb_totals["shrub"] == 2
-    assert manifest["sources"]["rgb"]["name"] == "resisc45+aid"
+    assert manifest.sources["rgb"]["name"] == "resisc45+aid"
     card = (out / "DATASET.md").read_text()
     assert "| airport | Airports | resisc45:airport; resisc45:runway; aid:Airport |" in card
     assert "reBEN" in card and "AID: A Benchmark" in card
@@ -98,7 +98,7 @@ def test_m2s_gl_streams_the_parts_and_builds(served, tmp_path):
         path.unlink()
     assert main(["build", "m2s-gl", "--out", str(out), "--source-dir", str(aid_dir), "--force", "--quiet",
                  "--no-mi"]) == 0
-    assert read_manifest(out)["dataset_version"] == manifest["dataset_version"]
+    assert read_manifest(out).dataset_version == manifest.dataset_version
 
 
 def test_m2s_gl_from_extracted_trees(tmp_path, monkeypatch, capsys):
@@ -117,8 +117,8 @@ def test_m2s_gl_from_extracted_trees(tmp_path, monkeypatch, capsys):
     # several categories have no MS train patch in this tiny fixture: the dataset is built, MI says why it is not
     assert "within-class MI skipped: class agriculture has 0 MS train samples" in capsys.readouterr().out
     manifest = read_manifest(out)
-    assert manifest["sources"]["ms"]["archive_verified"] is False
-    assert sum(e["samples"] for e in manifest["shards"] if e["modality"] == "ms") == len(KEPT)
+    assert manifest.sources["ms"]["archive_verified"] is False
+    assert sum(e.samples for e in manifest.shards if e.modality == "ms") == len(KEPT)
     assert not (out / ".downloads").exists() and not (out / ".sources" / "bigearthnet" / "BigEarthNet-S2").exists()
 
     bad = source_dir / "BigEarthNet" / "BigEarthNet-S2" / ben_data.TILE / KEPT[0].patch_id / f"{KEPT[0].patch_id}_B11.tif"
@@ -138,7 +138,7 @@ def test_m2s_gl_from_published_files_in_source_dir(tmp_path, monkeypatch):
     out = tmp_path / "m2s-gl"
     assert main(["build", "m2s-gl", "--out", str(out), "--source-dir", str(source_dir), "--no-download", "--quiet",
                  "--no-mi"]) == 0
-    record = read_manifest(out)["sources"]["ms"]
+    record = read_manifest(out).sources["ms"]
     assert record["archive_verified"] is True and str(source_dir / "BigEarthNet-S2.tar.gzaa") in record["from"]
     assert not (out / ".downloads").exists()
     assert (out / ".sources" / "verified" / "BigEarthNet-S2.tar.gzab.md5-ok").is_file()  # hashed once, not per rebuild
@@ -153,7 +153,7 @@ def test_m2s_gl_bad_parts(served, tmp_path, capsys):
     out = tmp_path / "a"
     assert main(["build", "m2s-gl", "--out", str(out), "--source-dir", str(aid_dir), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert f"Reference_Maps.tar.gzaa: md5 mismatch for http://127.0.0.1" in err and f"expected {expected_md5}" in err
+    assert "Reference_Maps.tar.gzaa: md5 mismatch for http://127.0.0.1" in err and f"expected {expected_md5}" in err
     assert (out / ".downloads" / "Reference_Maps.tar.gzaa.corrupt").exists() and not (out / MANIFEST).exists()
 
 

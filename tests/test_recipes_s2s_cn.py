@@ -32,21 +32,21 @@ def test_s2s_cn_builds_from_a_local_nasc_tg2_tree(sources, tmp_path):
     out = tmp_path / "s2s-cn"
     assert main(["build", "s2s-cn", "--out", str(out), "--source-dir", str(sources), "--quiet", "--no-mi"]) == 0
     manifest = read_manifest(out)
-    assert manifest["classes"] == list(nasc_data.CLASSES)
-    assert manifest["modalities"]["ms"]["bands"] == [f"B{i:02d}" for i in range(1, 15)]
-    assert manifest["modalities"]["ms"]["image_size"] == [128, 128] == manifest["modalities"]["rgb"]["image_size"]
-    totals = {m: {c: sum(manifest["counts"][m][s][c] for s in ("train", "val", "test")) for c in manifest["classes"]}
+    assert list(manifest.classes) == list(nasc_data.CLASSES)
+    assert list(manifest.modalities["ms"].bands) == [f"B{i:02d}" for i in range(1, 15)]
+    assert manifest.modalities["ms"].image_size == (128, 128) == manifest.modalities["rgb"].image_size
+    totals = {m: {c: sum(manifest.counts[m][s][c] for s in ("train", "val", "test")) for c in manifest.classes}
               for m in ("ms", "rgb")}
     assert set(totals["ms"].values()) == {3}
     assert totals["rgb"]["residential"] == 6 and totals["rgb"]["snowberg"] == 3
-    assert manifest["sources"]["ms"]["archive_verified"] is False
-    assert manifest["sources"]["rgb"]["archive_verified"] is True
+    assert manifest.sources["ms"]["archive_verified"] is False
+    assert manifest.sources["rgb"]["archive_verified"] is True
     ms = ShardDataset(out, "ms", "train", normalize=False)
     _, cls, name = ms.source_ids()[0].split("/")
     with rasterio.open(sources / "MS" / cls / name) as src:
         np.testing.assert_array_equal(ms.reader.read(0), src.read())  # all 14 bands, file order, no resampling
     assert ms.reader.read(0, "paired_rgb").shape == (3, 128, 128)  # the release's JPEG of the same scene
-    assert manifest["sources"]["ms_paired_rgb"]["name"] == "nasc_tg2_rgb"
+    assert manifest.sources["ms_paired_rgb"]["name"] == "nasc_tg2_rgb"
     rgb = ShardDataset(out, "rgb", "test", normalize=False)
     assert rgb.reader.read(0).shape == (3, 128, 128)  # 256 px RESISC45 scenes downsampled to the MS size
     card = (out / "DATASET.md").read_text()

@@ -35,13 +35,13 @@ def test_s2s_eu_downloads_verifies_and_builds(served_sources, tmp_path, capsys):
     out = tmp_path / "s2s-eu"
     assert main(["build", "s2s-eu", "--out", str(out), "--quiet", "--no-mi"]) == 0
     manifest = read_manifest(out)
-    assert manifest["classes"][0] == "SeaLake" and len(manifest["classes"]) == 10
-    counts = {m: {c: sum(manifest["counts"][m][s][c] for s in ("train", "val", "test")) for c in manifest["classes"]}
+    assert manifest.classes[0] == "SeaLake" and len(manifest.classes) == 10
+    counts = {m: {c: sum(manifest.counts[m][s][c] for s in ("train", "val", "test")) for c in manifest.classes}
               for m in ("ms", "rgb")}
     assert set(counts["ms"].values()) == {6}
     assert counts["rgb"]["Residential"] == 10 and counts["rgb"]["AnnualCrop"] == 5  # two RESISC45 classes merged
-    assert manifest["modalities"]["ms"]["bands"] == ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
-    assert manifest["sources"]["ms"]["archive_verified"] is True and manifest["sources"]["rgb"]["from"].startswith("http")
+    assert list(manifest.modalities["ms"].bands) == ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+    assert manifest.sources["ms"]["archive_verified"] is True and manifest.sources["rgb"]["from"].startswith("http")
     # band order: the shard's band 7 (B8A) is the file's 13th band
     ms = ShardDataset(out, "ms", "train", normalize=False)
     source_id = ms.source_ids()[0]
@@ -57,9 +57,9 @@ def test_s2s_eu_downloads_verifies_and_builds(served_sources, tmp_path, capsys):
 
     with Image.open(out / ".sources" / "eurosat_rgb" / "2750" / cls / name.replace(".tif", ".jpg")) as jpeg:
         np.testing.assert_array_equal(ms.reader.read(0, "paired_rgb"), np.asarray(jpeg.convert("RGB")).transpose(2, 0, 1))
-    assert manifest["modalities"]["ms"]["paired_rgb"] == {"status": "present", "source": "eurosat_rgb",
+    assert manifest.modalities["ms"].paired_rgb == {"status": "present", "source": "eurosat_rgb",
                                                           "bands": ["R", "G", "B"]}
-    assert manifest["sources"]["ms_paired_rgb"]["md5"] == EuroSATRGB.archive.md5
+    assert manifest.sources["ms_paired_rgb"]["md5"] == EuroSATRGB.archive.md5
     from ackd_bench.data.mi import within_class_mi
 
     rows = within_class_mi(out, pairs=1, split="train")
@@ -71,7 +71,7 @@ def test_s2s_eu_downloads_verifies_and_builds(served_sources, tmp_path, capsys):
     for archive in served_sources.glob("*.zip"):
         archive.unlink()
     assert main(["build", "s2s-eu", "--out", str(out), "--force", "--quiet", "--no-mi"]) == 0
-    assert read_manifest(out)["dataset_version"] == manifest["dataset_version"]
+    assert read_manifest(out).dataset_version == manifest.dataset_version
     assert main(["info", str(out)]) == 0
 
 
@@ -128,25 +128,25 @@ def test_builds_from_ms_and_resisc45_alone_then_adds_the_paired_control(tmp_path
     assert "MI and transport-cost" in note[0] and "--require-paired" in note[0]
     assert "paired control n/a: no paired control" in captured.out  # the build's MI summary
     manifest = read_manifest(out)
-    paired = manifest["modalities"]["ms"]["paired_rgb"]
+    paired = manifest.modalities["ms"].paired_rgb
     assert paired["status"] == "absent" and paired["source"] == "eurosat_rgb" and "EuroSAT.zip" in paired["reason"]
     assert "paired_rgb: absent (eurosat_rgb: EuroSAT.zip" in (out / "DATASET.md").read_text()
     ms = ShardDataset(out, "ms", "train")
     from ackd_bench.data.mi import paired_view
     from ackd_bench.data.shards import has_paired
 
-    assert paired_view(ms) is None and not has_paired(out / manifest["shards"][0]["file"])
+    assert paired_view(ms) is None and not has_paired(out / manifest.shards[0].file)
     assert main(["mi", str(out), "--pairs", "1"]) == 0
     assert "paired control n/a: no paired control" in capsys.readouterr().out
 
     # the files arrive later: a plain rebuild adds the control, rewrites only the MS shards, keeps the splits
-    rgb_shards = {e["file"]: (out / e["file"]).stat().st_mtime_ns for e in manifest["shards"] if e["modality"] == "rgb"}
+    rgb_shards = {e.file: (out / e.file).stat().st_mtime_ns for e in manifest.shards if e.modality == "rgb"}
     shutil.move(tmp_path / "later", rgb_tree)
     assert main(args) == 0
     added = read_manifest(out)
-    assert added["modalities"]["ms"]["paired_rgb"]["status"] == "present"
-    assert added["dataset_version"] == manifest["dataset_version"]  # the version names the training data
-    assert added["counts"] == manifest["counts"]
+    assert added.modalities["ms"].paired_rgb["status"] == "present"
+    assert added.dataset_version == manifest.dataset_version  # the version names the training data
+    assert added.counts == manifest.counts
     assert ShardDataset(out, "ms", "train").source_ids() == ms.source_ids()
     assert {f: (out / f).stat().st_mtime_ns for f in rgb_shards} == rgb_shards
     assert paired_view(ShardDataset(out, "ms", "train")) is not None
@@ -159,7 +159,7 @@ def test_source_dir_with_extracted_trees(tmp_path):
     assert main(["build", "s2s-eu", "--out", str(out), "--source-dir", str(source_dir), "--no-download", "--quiet",
                  "--no-mi"]) == 0
     manifest = read_manifest(out)
-    assert manifest["sources"]["ms"]["archive_verified"] is False
+    assert manifest.sources["ms"]["archive_verified"] is False
     assert not (out / ".downloads").exists()
 
 

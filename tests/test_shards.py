@@ -62,8 +62,8 @@ def test_dataset_normalises_with_train_statistics(toy_dir):
     sample, raw_sample = ds[3], raw[3]
     assert sample["image"].dtype == torch.float32
     assert sample["image"].shape == (10, 48, 48)
-    mean = torch.tensor(manifest["modalities"]["ms"]["mean"]).view(-1, 1, 1)
-    std = torch.tensor(manifest["modalities"]["ms"]["std"]).view(-1, 1, 1)
+    mean = torch.tensor(manifest.modalities["ms"].mean).view(-1, 1, 1)
+    std = torch.tensor(manifest.modalities["ms"].std).view(-1, 1, 1)
     torch.testing.assert_close(sample["image"], ((raw_sample["image"] - mean) / std).float())
     assert sample["label"] == ds.labels[3]
     batch = ds.__getitems__([3, 0])
@@ -81,10 +81,10 @@ def test_counts_and_labels_match_manifest(toy_dir):
     for modality in ("ms", "rgb"):
         for split in ("train", "val", "test"):
             ds = ShardDataset(toy_dir, modality, split)
-            expected = manifest["counts"][modality][split]
+            expected = manifest.counts[modality][split]
             assert len(ds) == sum(expected.values())
-            counts = np.bincount(ds.labels, minlength=len(manifest["classes"]))
-            assert dict(zip(manifest["classes"], counts.tolist())) == expected
+            counts = np.bincount(ds.labels, minlength=len(manifest.classes))
+            assert dict(zip(manifest.classes, counts.tolist())) == expected
 
 
 def test_lazy_reader_under_two_worker_dataloader(toy_dir):
@@ -111,8 +111,8 @@ def test_dataset_rejects_unknown_modality_and_split(toy_dir):
 def test_manifest_records_provenance(toy_dir):
     manifest = read_manifest(toy_dir)
     assert (toy_dir / MANIFEST).exists()
-    assert manifest["synthetic"] is True
-    assert len(manifest["recipe_hash"]) == 64 and len(manifest["dataset_version"]) == 64
-    assert manifest["code_version"].startswith("0.")
-    assert manifest["sources"]["ms"]["seed"] == 0
-    assert {e["file"] for e in manifest["shards"]} == {p.name for p in toy_dir.glob("*.h5")}
+    assert manifest.synthetic is True
+    assert len(manifest.recipe_hash) == 64 and len(manifest.dataset_version) == 64
+    assert manifest.code_version.startswith("0.")
+    assert manifest.sources["ms"]["seed"] == 0
+    assert {e.file for e in manifest.shards} == {p.name for p in toy_dir.glob("*.h5")}

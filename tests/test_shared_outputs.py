@@ -149,7 +149,7 @@ def test_implausible_checkpoint_metadata_is_refused_before_allocating(mini_toy, 
         path = tmp_path / f"{key}.pt"
         save_checkpoint(path, state)
         with pytest.raises(CheckpointError, match=key if key != "width" else "width a number"):
-            load_teacher(path, load_dataset(mini_toy))
+            load_teacher(path, load_dataset(mini_toy).manifest)
 
 
 def test_absurd_numbers_are_refused_on_submit(tmp_path):

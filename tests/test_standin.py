@@ -108,7 +108,7 @@ def test_ssm_pairs_a_resident_student_split(mini_toy, mini_matcher):
     from ackd_bench.train.pairing import ssm_pairs
     from ackd_bench.train.runs import load_dataset
 
-    manifest = load_dataset(mini_toy)
+    manifest = load_dataset(mini_toy).manifest
     with standin.standin() as device:
         rt = Runtime(device=device, progress=False)
         rgb = ShardDataset(mini_toy, "rgb", "train", manifest=manifest)

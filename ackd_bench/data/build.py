@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from ..errors import DatasetError
 from ..provenance import code_version, sha256_file
 from .card import write_card
-from .manifest import FORMAT, MANIFEST, dataset_version, read_manifest, verify_manifest, write_manifest
+from .manifest import (MANIFEST, Manifest, Modality, ShardEntry, Splits, dataset_version, read_manifest,
+                       verify_manifest, write_manifest)
 from .recipe import load_recipe, recipe_hash
 from .shards import (
     IMAGE_DTYPES, MODALITIES, PARTIAL_SUFFIX, EncodedSample, SampleRef, as_stored, band_statistics, content_digest,
@@ -79,7 +80,7 @@ class PlannedShard:
 class BuildResult:
     root: Path
     status: str  # "built" or "up-to-date"
-    manifest: dict[str, Any]
+    manifest: Manifest
 
 
 def plan_shards(refs: Sequence[SampleRef], modality: str, salt: str, fractions: dict, max_samples: int) -> list[PlannedShard]:
@@ -99,12 +100,12 @@ def _shard_files(root: Path) -> list[Path]:
     return sorted({p for pattern in patterns for p in root.glob(pattern)})
 
 
-def paired_absent(manifest: dict[str, Any]) -> bool:
+def paired_absent(manifest: Manifest) -> bool:
     """Whether a build went without a paired control its recipe names (a rebuild tries to add it)."""
-    return any(spec.get("paired_rgb", {}).get("status") == "absent" for spec in manifest["modalities"].values())
+    return any(spec.paired_status == "absent" for spec in manifest.modalities.values())
 
 
-def _check_existing(root: Path, digest: str) -> dict[str, Any] | None:
+def _check_existing(root: Path, digest: str) -> Manifest | None:
     """The manifest of a finished build of this recipe, None when there is none to keep."""
     if not (root / MANIFEST).exists():
         return None
@@ -112,9 +113,9 @@ def _check_existing(root: Path, digest: str) -> dict[str, Any] | None:
         manifest = verify_manifest(root, checksums=True)
     except DatasetError as exc:
         raise DatasetError(f"{exc}; rerun with --force to rebuild") from None
-    if manifest.get("recipe_hash") != digest:
+    if manifest.recipe_hash != digest:
         raise DatasetError(
-            f"{root / MANIFEST}: built from another version of recipe '{manifest['dataset']}'; "
+            f"{root / MANIFEST}: built from another version of recipe '{manifest.dataset}'; "
             "rerun with --force to rebuild"
         )
     return manifest
@@ -283,45 +284,31 @@ def _build(
                 finalize(path, mean, std)
             elif not has_statistics(final, mean, std):
                 raise DatasetError(f"{final}: left by a build of other data; rerun with --force to rebuild")
-            entries.append({
-                "file": final.name, "modality": modality, "split": plan.split, "samples": len(plan.refs),
-                "bytes": final.stat().st_size, "sha256": sha256_file(final), "content_sha256": content_digest(final),
-            })
+            entries.append(ShardEntry(file=final.name, modality=modality, split=plan.split, samples=len(plan.refs),
+                                      bytes=final.stat().st_size, sha256=sha256_file(final),
+                                      content_sha256=content_digest(final)))
         spec = recipe["modalities"][modality]
         size = int(recipe["image_size"])
-        modalities[modality] = {
-            "bands": list(sources[modality].bands), "dtype": np.dtype(IMAGE_DTYPES[modality]).name,
-            "image_size": [size, size], "multilabel": bool(spec.get("multilabel", False)),
-            "mean": mean.tolist(), "std": std.tolist(),
-        }
-        if spec.get("rgb_bands"):
-            modalities[modality]["rgb_bands"] = list(spec["rgb_bands"])
+        paired = None
         if sources[modality].paired is not None:
-            modalities[modality]["paired_rgb"] = {"status": "present", "source": sources[modality].paired.name,
-                                                  "bands": ["R", "G", "B"]}
+            paired = {"status": "present", "source": sources[modality].paired.name, "bands": ["R", "G", "B"]}
         elif sources[modality].paired_absent is not None:
-            modalities[modality]["paired_rgb"] = {"status": "absent", **sources[modality].paired_absent}
+            paired = {"status": "absent", **sources[modality].paired_absent}
+        modalities[modality] = Modality(
+            bands=tuple(sources[modality].bands), image_size=(size, size), dtype=np.dtype(IMAGE_DTYPES[modality]).name,
+            mean=tuple(mean.tolist()), std=tuple(std.tolist()), multilabel=bool(spec.get("multilabel", False)),
+            rgb_bands=tuple(spec["rgb_bands"]) if spec.get("rgb_bands") else None, paired_rgb=paired)
 
-    manifest = {
-        "format": FORMAT,
-        "dataset": name,
-        "synthetic": bool(recipe.get("synthetic", False)),
-        "dataset_version": dataset_version(entries),
-        "recipe_hash": digest,
-        "recipe": recipe,
-        "code_version": code_version(),
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "build_seconds": round(time.time() - started, 3),
-        "classes": list(recipe["classes"]),
-        "modalities": modalities,
-        "compression": recipe["shards"]["compression"],
-        "shard_max_samples": max_samples,
-        "splits": {"fractions": fractions, "salt": salt,
-                   "from_source": [m for m in MODALITIES if any(r.split for p in plans[m] for r in p.refs)]},
-        "counts": {m: class_counts(plans[m], recipe["classes"]) for m in MODALITIES},
-        "shards": entries,
-        "sources": _provenance(sources),
-    }
+    manifest = Manifest(
+        dataset=name, synthetic=bool(recipe.get("synthetic", False)), dataset_version=dataset_version(entries),
+        recipe_hash=digest, recipe=recipe, code_version=code_version(),
+        created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), build_seconds=round(time.time() - started, 3),
+        classes=tuple(recipe["classes"]), modalities=modalities, compression=recipe["shards"]["compression"],
+        shard_max_samples=max_samples,
+        splits=Splits(fractions, salt, tuple(m for m in MODALITIES if any(r.split for p in plans[m] for r in p.refs))),
+        counts={m: class_counts(plans[m], recipe["classes"]) for m in MODALITIES}, shards=tuple(entries),
+        sources=_provenance(sources),
+    )
     write_manifest(root, manifest)
     write_card(root, manifest)
     return BuildResult(root, "built", read_manifest(root))

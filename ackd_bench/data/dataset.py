@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DatasetError
-from .manifest import read_manifest, shard_entries, shard_path
+from .manifest import Manifest, read_manifest, shard_path
 from .shards import MODALITIES, ShardReader
 from .splits import SPLITS
 
@@ -27,7 +27,7 @@ class ShardDataset(Dataset):
         *,
         normalize: bool = True,
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-        manifest: dict[str, Any] | None = None,
+        manifest: Manifest | None = None,
     ):
         if modality not in MODALITIES:
             raise DatasetError(f"unknown modality '{modality}': expected one of {', '.join(MODALITIES)}")
@@ -36,16 +36,16 @@ class ShardDataset(Dataset):
         self.root = Path(root)
         self.manifest = manifest if manifest is not None else read_manifest(self.root)
         self.modality, self.split = modality, split
-        entries = shard_entries(self.manifest, modality, split)
-        self.reader = ShardReader([shard_path(self.root, e) for e in entries], [e["samples"] for e in entries])
-        spec = self.manifest["modalities"][modality]
-        self.bands: list[str] = list(spec["bands"])
-        self.classes: list[str] = list(self.manifest["classes"])
-        self.multilabel = bool(spec.get("multilabel", False))
+        entries = self.manifest.entries(modality, split)
+        self.reader = ShardReader([shard_path(self.root, e) for e in entries], [e.samples for e in entries])
+        spec = self.manifest.modalities[modality]
+        self.bands: list[str] = list(spec.bands)
+        self.classes: list[str] = list(self.manifest.classes)
+        self.multilabel = spec.multilabel
         self.normalize = normalize
         self.transform = transform
-        self.mean = torch.tensor(spec["mean"], dtype=torch.float32).view(-1, 1, 1)
-        self.inv_std = 1.0 / torch.tensor(spec["std"], dtype=torch.float32).view(-1, 1, 1)
+        self.mean = torch.tensor(spec.mean, dtype=torch.float32).view(-1, 1, 1)
+        self.inv_std = 1.0 / torch.tensor(spec.std, dtype=torch.float32).view(-1, 1, 1)
         columns = list(self.reader.read_column("labels"))  # small: kept in memory for samplers
         self.labels = np.concatenate(columns).astype(np.int64) if columns else np.zeros(0, np.int64)
 

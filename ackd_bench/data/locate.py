@@ -87,4 +87,4 @@ def _build_embedded(root: Path, progress: bool) -> ChosenDataset:
 def _chosen(path: Path, how: str) -> ChosenDataset:
     from .manifest import read_manifest
 
-    return ChosenDataset(path, read_manifest(path)["dataset"], how)
+    return ChosenDataset(path, read_manifest(path).dataset, how)

@@ -56,14 +56,13 @@ def paired_view(ms: ShardDataset) -> Callable[[int], np.ndarray] | None:
     """MS sample index -> the RGB image of the same scene (uint8, 3 x H x W), where the dataset has
     one: the `paired_rgb` images stored next to the MS pixels, or the toy generator's RGB view."""
     manifest = ms.manifest
-    paired = manifest["modalities"]["ms"].get("paired_rgb")
-    if paired and paired.get("status", "present") == "present":
+    if manifest.modalities["ms"].paired_status == "present":
         return lambda index: ms.reader.read(int(index), "paired_rgb")
-    if manifest.get("recipe", {}).get("source") == "toy":
+    if manifest.recipe_source == "toy":
         from .toy import ToyGenerator
 
-        generator = ToyGenerator(manifest["recipe"])
-        classes = list(manifest["classes"])
+        generator = ToyGenerator(manifest.recipe)
+        classes = list(manifest.classes)
         ids = ms.source_ids()
 
         def render(index: int) -> np.ndarray:
@@ -80,7 +79,7 @@ def within_class_mi(root: str | Path, *, pairs: int = 100, bins: int = 16, seed:
     rgb = ShardDataset(root, "rgb", split, normalize=False)
     if len(ms) == 0 or len(rgb) == 0:
         raise DatasetError(f"{root}: the {split} split needs both MS and RGB samples for MI ({len(ms)} MS, {len(rgb)} RGB)")
-    spec = ms.manifest["modalities"]["ms"]
+    rgb_bands = ms.manifest.modalities["ms"].rgb_bands
     paired = paired_view(ms)
     rng = np.random.default_rng(seed)
     # a multi-label MS patch (BigEarthNet) belongs to every class it carries, not only to its first
@@ -97,7 +96,7 @@ def within_class_mi(root: str | Path, *, pairs: int = 100, bins: int = 16, seed:
         draw_ms = rng.choice(ms_members, pairs, replace=False)
         draw_rgb = rng.choice(rgb_members, pairs, replace=False)
         draw_other = rng.choice(others, pairs, replace=True)
-        views = [pseudo_rgb(ms.reader.read(int(i)), ms.bands, spec.get("rgb_bands")) for i in draw_ms]
+        views = [pseudo_rgb(ms.reader.read(int(i)), ms.bands, rgb_bands) for i in draw_ms]
         unpaired = [image_mi(v, rgb.reader.read(int(j)), bins) for v, j in zip(views, draw_rgb)]
         permuted = [image_mi(v, rgb.reader.read(int(j)), bins) for v, j in zip(views, draw_other)]
         row = {"class": name, "pairs": pairs, "bins": bins, "mi_unpaired": float(np.mean(unpaired)),

@@ -32,16 +32,16 @@ from torchgeo.datasets import NonGeoDataset
 
 from ..errors import DatasetError
 from .dataset import ShardDataset
-from .manifest import verify_for_training
+from .manifest import Manifest, verify_for_training
 from .mi import paired_view
 
 SIDES = ("ms", "rgb", "paired")
 
 
-def side_statistics(manifest: dict[str, Any], side: str) -> tuple[list[float], list[float]]:
+def side_statistics(manifest: Manifest, side: str) -> tuple[list[float], list[float]]:
     """Per-band train mean and std of a side (the paired RGB images use the RGB side's)."""
-    spec = manifest["modalities"]["ms" if side == "ms" else "rgb"]
-    return list(spec["mean"]), list(spec["std"])
+    spec = manifest.modalities["ms" if side == "ms" else "rgb"]
+    return list(spec.mean), list(spec.std)
 
 
 class BenchmarkDataset(NonGeoDataset):
@@ -57,7 +57,7 @@ class BenchmarkDataset(NonGeoDataset):
         self.classes = self.data.classes
         self.multilabel = self.data.multilabel and side != "paired"
         self.bands = ["R", "G", "B"] if side == "paired" else self.data.bands
-        rgb_bands = self.data.manifest["modalities"]["ms"].get("rgb_bands") if side == "ms" else None
+        rgb_bands = self.data.manifest.modalities["ms"].rgb_bands if side == "ms" else None
         self.rgb_indices = [self.bands.index(b) for b in rgb_bands] if rgb_bands else [0, 1, 2]
         self.paired = paired_view(self.data) if side == "paired" else None
         if side == "paired" and self.paired is None:

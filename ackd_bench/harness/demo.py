@@ -23,7 +23,7 @@ def run_demo(root: str | Path = "data", runs_root: str | Path = "runs", pair: st
              seed: int | None = None, device: str = "auto", progress: bool = True, threads: int | None = None) -> str:
     dataset_dir = Path(root) / "toy"
     build = build_dataset("toy", dataset_dir, progress=progress)
-    print(f"[1/3] toy benchmark at {dataset_dir} (version {build.manifest['dataset_version'][:16]}, {build.status})")
+    print(f"[1/3] toy benchmark at {dataset_dir} (version {build.manifest.dataset_version[:16]}, {build.status})")
     options = RunOptions(runs_root=Path(runs_root), device=device, progress=progress, threads=threads)
     records = []
     for method in DEMO_METHODS:

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import yaml
 
-from ..data.dataset import ShardDataset
+from ..data.manifest import Manifest
 from ..errors import AckdError
 from ..experiment import parse_ablation, parse_method
 from ..methods import build_distiller, load_method_defaults
@@ -28,7 +28,7 @@ from .engine import Engine, FitResult, OptimConfig, Runtime, resolve_precision, 
 from .feed import RESIDENT_MODES
 from .loggers import check_loggers
 from .profiles import load_profile, renamed
-from .runs import device_name, evaluate, load_dataset, prepare_run_dir, run_lock
+from .runs import BuiltDataset, device_name, evaluate, load_dataset, prepare_run_dir, run_lock
 from .student import DistillationTask, StudentModule, TeacherSource
 from .teacher_cache import build_or_load_cache, load_teacher, require_teacher
 
@@ -73,11 +73,12 @@ def make_runtime(options: RunOptions) -> Runtime:
                    precision=resolve_precision(options.precision, device), loggers=loggers)
 
 
-def dataset_meta(manifest: dict[str, Any], modality: str) -> dict[str, Any]:
-    spec = manifest["modalities"][modality]
+def dataset_meta(manifest: Manifest, modality: str) -> dict[str, Any]:
+    """What a run's config and checkpoint record of its dataset (a checkpoint is checked against it)."""
+    spec = manifest.modalities[modality]
     return {
-        "dataset": manifest["dataset"], "dataset_version": manifest["dataset_version"], "modality": modality,
-        "bands": list(spec["bands"]), "classes": list(manifest["classes"]), "multilabel": bool(spec["multilabel"]),
+        "dataset": manifest.dataset, "dataset_version": manifest.dataset_version, "modality": modality,
+        "bands": list(spec.bands), "classes": list(manifest.classes), "multilabel": spec.multilabel,
     }
 
 
@@ -90,7 +91,7 @@ def run_dir_for(options: RunOptions, dataset: str, label: str, config: dict[str,
 class RunSpec:
     """What a run is: its config (hashed), label, optimiser section and checkpoint metadata."""
 
-    manifest: dict[str, Any]
+    data: BuiltDataset
     config: dict[str, Any]
     label: str
     section: dict[str, Any]
@@ -109,7 +110,7 @@ def execute(spec: RunSpec, options: RunOptions, build_task: Callable, finish: Ca
     `build_task(runtime, cfg)` returns (task, backbone evaluated on test)."""
     started = time.time()
     # resolved: two links to one folder are one run (one lock, one writer)
-    run_dir = run_dir_for(options, spec.manifest["dataset"], spec.label, spec.config).resolve()
+    run_dir = run_dir_for(options, spec.data.manifest.dataset, spec.label, spec.config).resolve()
     if (reused := _reused(run_dir, options)) is not None:
         return reused
     cfg = OptimConfig.from_dict(spec.section)  # a bad value stops here, before the run directory exists
@@ -153,11 +154,11 @@ def _execute_locked(spec: RunSpec, options: RunOptions, build_task: Callable, fi
 
 
 def _classification_record(spec: RunSpec, rt: Runtime, cfg: OptimConfig, fit: FitResult, backbone, started: float):
-    manifest = spec.manifest
-    test = ShardDataset(manifest["_root"], spec.test_modality, "test", manifest=manifest)
+    manifest = spec.data.manifest
+    test = spec.data.split(spec.test_modality, "test")
     metrics = evaluate(backbone, test, rt, cfg.batch_size, spec.config["options"]["multilabel_f1"])
     return make_record(
-        dataset=manifest["dataset"], dataset_version=manifest["dataset_version"], **spec.record,
+        dataset=manifest.dataset, dataset_version=manifest.dataset_version, **spec.record,
         seed=spec.config["seed"], profile=spec.config["profile"], epochs=cfg.epochs, oa=metrics["oa"], f1=metrics["f1"],
         val_oa=fit.best_val.get("oa"), val_f1=fit.best_val["f1"], n_test=metrics["n"],
         config_hash=spec.digest, code_version=code_version(), wall_seconds=round(time.time() - started, 3),
@@ -180,16 +181,16 @@ def _profile_config(profile_data: dict[str, Any]) -> dict[str, Any]:
             "options": profile_data["options"]}
 
 
-def _classifier_spec(manifest, arch, role, profile, seed, overrides) -> RunSpec:
+def _classifier_spec(data: BuiltDataset, arch, role, profile, seed, overrides) -> RunSpec:
     modality = "ms" if role == "teacher" else "rgb"
     section, seed, profile_data = _profile_section(profile, role, overrides, seed)
     options = profile_data["options"]
-    meta = dataset_meta(manifest, modality)
+    meta = dataset_meta(data.manifest, modality)
     method = "teacher" if role == "teacher" else "none"
     short = short_arch(arch)
     width = arch_width(arch, options["shufflenet_width"])
     return RunSpec(
-        manifest=manifest, section=section, test_modality=modality,
+        data=data, section=section, test_modality=modality,
         config={"kind": role, "method": method, "arch": arch, "width": width, "seed": seed,
                 **_profile_config(profile_data), "optim": section, **meta},
         label=f"{role}-{short}" + ("" if role == "teacher" else "-none") + f"-s{seed}",
@@ -206,13 +207,13 @@ def train_classifier(dataset_dir: str | Path, arch: str, *, role: str, profile: 
                      options: RunOptions | None = None) -> dict[str, Any]:
     """Train the MS teacher (role 'teacher') or the RGB student without KD (role 'student')."""
     arch = canonical_arch(arch)
-    manifest = load_dataset(dataset_dir)
-    spec = _classifier_spec(manifest, arch, role, profile, seed, overrides)
+    data = load_dataset(dataset_dir)
+    spec = _classifier_spec(data, arch, role, profile, seed, overrides)
     modality = spec.test_modality
-    meta = dataset_meta(manifest, modality)
+    meta = dataset_meta(data.manifest, modality)
 
     def build_task(rt: Runtime, cfg: OptimConfig):
-        datasets = [ShardDataset(dataset_dir, modality, split, manifest=manifest) for split in ("train", "val")]
+        datasets = [data.split(modality, split) for split in ("train", "val")]
         backbone = build_backbone(arch, len(meta["bands"]), len(meta["classes"]), spec.config["width"])
         return ClassifierTask(backbone, *datasets, cfg, spec.section.get("augment", []), spec.config["seed"], rt,
                               spec.config["options"]["multilabel_f1"]), backbone
@@ -231,20 +232,21 @@ def sembridge_defaults() -> dict[str, Any]:
 
 def matcher_spec(dataset_dir: str | Path, arch: str | None = None, profile: Profile = "paper", seed: int | None = None,
                  overrides: dict[str, Any] | None = None) -> RunSpec:
-    manifest = load_dataset(dataset_dir)
+    data = load_dataset(dataset_dir)
     sembridge = sembridge_defaults()
     defaults = sembridge["matcher"]
     arch = canonical_arch(arch or defaults["arch"])
     section, seed, profile_data = _profile_section(profile, "matcher", overrides, seed)
     options = profile_data["options"]
-    meta = dataset_meta(manifest, "ms")
+    meta = dataset_meta(data.manifest, "ms")
+    rgb_bands = data.manifest.modalities["ms"].rgb_bands
     params = {"dim": defaults["dim"], "dropout": defaults["dropout"], **sembridge["matcher_losses"][options["matcher_loss"]],
               "pseudo_rgb": options["pseudo_rgb"]}
     return RunSpec(
-        manifest=manifest, section=section,
+        data=data, section=section,
         config={"kind": "matcher", "arch": arch, "matcher_params": params, "seed": seed,
-                **_profile_config(profile_data), "optim": section, "rgb_bands": manifest["modalities"]["ms"].get("rgb_bands"),
-                **meta},
+                **_profile_config(profile_data), "optim": section,
+                "rgb_bands": None if rgb_bands is None else list(rgb_bands), **meta},
         label=f"matcher-{short_arch(arch)}-s{seed}",
         checkpoint_meta={**meta, "kind": "matcher", "arch": arch, "matcher_params": params},
     )
@@ -257,16 +259,16 @@ def train_matcher(dataset_dir: str | Path, arch: str | None = None, *, profile: 
     from .matcher import MatcherTask, build_matcher
 
     spec = matcher_spec(dataset_dir, arch, profile, seed, overrides)
-    manifest = spec.manifest
+    manifest = spec.data.manifest
     build_matcher(manifest, spec.config["arch"], spec.config["matcher_params"])  # a missing band stops here
 
     def build_task(rt: Runtime, cfg: OptimConfig):
-        train, val = (ShardDataset(dataset_dir, "ms", s, manifest=manifest) for s in ("train", "val"))
+        train, val = (spec.data.split("ms", s) for s in ("train", "val"))
         matcher = build_matcher(manifest, spec.config["arch"], spec.config["matcher_params"])
         return MatcherTask(matcher, train, val, cfg, spec.section.get("augment", []), spec.config["seed"], rt), None
 
     def finish(rt: Runtime, fit: FitResult, run_dir: Path) -> dict[str, Any]:
-        return {"kind": "matcher", "dataset": manifest["dataset"], "dataset_version": manifest["dataset_version"],
+        return {"kind": "matcher", "dataset": manifest.dataset, "dataset_version": manifest.dataset_version,
                 "arch": spec.config["arch"], "seed": spec.config["seed"], "profile": spec.config["profile"],
                 "epochs": spec.section["epochs"],
                 "val_top1": fit.best_val["top1"], "val_clip_loss": fit.best_val["clip_loss"],
@@ -298,7 +300,8 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
                                 options=options)
     options = options or RunOptions()
     arch = canonical_arch(arch)
-    manifest = load_dataset(dataset_dir)
+    data = load_dataset(dataset_dir)
+    manifest = data.manifest
     kd_loss, sembridge = parsed.loss, parsed.sembridge
     section, seed, profile_data = _profile_section(profile, "student", overrides, seed)
     # options that change the experiment rename its profile, as --set does
@@ -329,7 +332,7 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
         sb = {**defaults["params"], **(sembridge_params or {})}
         weights["kd"] = float(sb["lambda1"])
         weights["ot"] = 1.0 - float(weights["task"]) - float(sb["lambda1"])
-        sb["dynm_epochs"] = dynm_epochs(defaults, manifest["dataset"], choices["dynm_epochs"], int(section["epochs"]),
+        sb["dynm_epochs"] = dynm_epochs(defaults, manifest.dataset, choices["dynm_epochs"], int(section["epochs"]),
                                         dynm_schedule)
         sb["dynm_divergence"] = choices["dynm_divergence"]
         if "ssm" not in ablation:
@@ -347,7 +350,7 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
     config["pairing"] = "sembridge" if sembridge else "random-same-class"
     label = f"student-{short}-{method}" + (f"-no-{'-'.join(ablation)}" if ablation else "") + f"-T{teacher_short}-s{seed}"
     spec = RunSpec(
-        manifest=manifest, config=config, section=section, label=label,
+        data=data, config=config, section=section, label=label,
         checkpoint_meta={**meta, "kind": "student", "arch": arch, "width": width, "in_channels": len(meta["bands"]),
                          "num_classes": len(meta["classes"])},
         record={"method": method, "kd_loss": kd_loss, "sembridge": sembridge, "ablation": ",".join(ablation),
@@ -356,8 +359,8 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
     )
 
     def build_task(rt: Runtime, cfg: OptimConfig):
-        rgb_train, rgb_val = (ShardDataset(dataset_dir, "rgb", s, manifest=manifest) for s in ("train", "val"))
-        ms_train = ShardDataset(dataset_dir, "ms", "train", manifest=manifest)
+        rgb_train, rgb_val = (data.split("rgb", s) for s in ("train", "val"))
+        ms_train = data.split("ms", "train")
         cache = build_or_load_cache(teacher_path, ms_train, rt, cfg.batch_size) if (teacher_mode == "cache" or sembridge) else None
         if teacher_mode == "cache":
             source = TeacherSource(rt, cache=cache)

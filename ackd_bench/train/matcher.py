@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.dataset import ShardDataset
+from ..data.manifest import Manifest
 from ..methods.sembridge.matcher import Matcher, rgb_band_indices
 from .checkpoint import check_compatible, load_checkpoint, load_weights, require_fields, untouched_rng
 from .engine import OptimConfig, Runtime, Task
@@ -16,18 +17,18 @@ from .feed import Split, TrainFeed, as_split, open_splits, split_outputs
 from .runs import eval_batch_size
 
 
-def build_matcher(manifest: dict[str, Any], arch: str, params: dict[str, Any]) -> Matcher:
+def build_matcher(manifest: Manifest, arch: str, params: dict[str, Any]) -> Matcher:
     """The matcher a dataset and a run's `matcher_params` describe (training and loading alike)."""
-    ms = manifest["modalities"]["ms"]
+    ms = manifest.modalities["ms"]
     reference = params.get("pseudo_rgb", "rgb-bands") == "first-bands-image-max"
-    indices = [0, 1, 2] if reference else rgb_band_indices(ms["bands"], ms.get("rgb_bands"))
-    return Matcher(len(ms["bands"]), indices, arch, **params, band_mean=ms.get("mean"), band_std=ms.get("std"))
+    indices = [0, 1, 2] if reference else rgb_band_indices(list(ms.bands), ms.rgb_bands)
+    return Matcher(len(ms.bands), indices, arch, **params, band_mean=list(ms.mean), band_std=list(ms.std))
 
 
-def load_matcher(path: str | Path, manifest: dict[str, Any]) -> Matcher:
+def load_matcher(path: str | Path, manifest: Manifest) -> Matcher:
     state = load_checkpoint(path)
     check_compatible(state, {"kind": "matcher"}, path)
-    check_compatible(state, {"dataset_version": manifest["dataset_version"]}, path)
+    check_compatible(state, {"dataset_version": manifest.dataset_version}, path)
     require_fields(state, ("arch", "matcher_params", "module"), path)
     with untouched_rng():
         matcher = build_matcher(manifest, state["arch"], state["matcher_params"])

@@ -9,6 +9,7 @@ import shutil
 import socket
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from ..data.dataset import ShardDataset
-from ..data.manifest import verify_for_training
+from ..data.manifest import Manifest, verify_for_training
 from ..provenance import write_json_atomic
 from .engine import Runtime, TrainingError
 from .feed import Split, as_split, split_outputs
@@ -117,6 +118,16 @@ def device_name(rt: Runtime) -> str:
     return f"cpu x{rt.ctx.world_size}" if rt.ctx.enabled else "cpu"
 
 
-def load_dataset(dataset_dir: str | Path) -> dict[str, Any]:
-    manifest = verify_for_training(dataset_dir)
-    return {**manifest, "_root": str(dataset_dir)}
+@dataclass(frozen=True)
+class BuiltDataset:
+    """A built dataset's folder and its manifest, verified for training: what every run reads."""
+
+    root: Path
+    manifest: Manifest
+
+    def split(self, modality: str, split: str) -> ShardDataset:
+        return ShardDataset(self.root, modality, split, manifest=self.manifest)
+
+
+def load_dataset(dataset_dir: str | Path) -> BuiltDataset:
+    return BuiltDataset(Path(dataset_dir), verify_for_training(dataset_dir))

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..data.dataset import ShardDataset
+from ..data.manifest import Manifest
 from ..errors import AckdError
 from ..models import build_backbone
 from ..provenance import atomic_path, sha256_file
@@ -26,18 +27,17 @@ from .runs import predict
 OUTPUTS = ("logits", "pooled", "tokens")
 
 
-def check_teacher(path: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def check_teacher(path: str | Path, manifest: Manifest) -> dict[str, Any]:
     """A teacher checkpoint's contents, after checking that it fits the dataset."""
     state = load_checkpoint(path)
-    ms = manifest["modalities"]["ms"]
     check_compatible(state, {"kind": "teacher"}, path)
-    check_compatible(state, {"bands": list(ms["bands"]), "classes": list(manifest["classes"])}, path)
-    check_compatible(state, {"dataset_version": manifest["dataset_version"]}, path)
+    check_compatible(state, {"bands": list(manifest.modalities["ms"].bands), "classes": list(manifest.classes)}, path)
+    check_compatible(state, {"dataset_version": manifest.dataset_version}, path)
     require_fields(state, ("arch", "in_channels", "num_classes", "module"), path)
     return state
 
 
-def load_teacher(path: str | Path, manifest: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+def load_teacher(path: str | Path, manifest: Manifest) -> tuple[nn.Module, dict[str, Any]]:
     """The teacher of a checkpoint, frozen in eval mode, after checking it fits the dataset."""
     state = check_teacher(path, manifest)
     with untouched_rng():
@@ -78,7 +78,7 @@ def build_or_load_cache(teacher_path: str | Path, ms_train: ShardDataset, rt: Ru
                         progress: bool = True) -> TeacherCache:
     teacher_path = Path(teacher_path)
     manifest = ms_train.manifest
-    keys = {"dataset_version": manifest["dataset_version"], "teacher_sha256": sha256_file(teacher_path)}
+    keys = {"dataset_version": manifest.dataset_version, "teacher_sha256": sha256_file(teacher_path)}
     path = cache_file(teacher_path, keys["dataset_version"], keys["teacher_sha256"])
     if path.is_file():
         try:

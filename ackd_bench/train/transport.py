@@ -19,6 +19,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 from ..data.dataset import ShardDataset
+from ..data.manifest import Manifest
 from ..data.mi import paired_view
 from ..errors import AckdError
 from ..models import build_backbone
@@ -40,13 +41,12 @@ def wasserstein(a: np.ndarray, b: np.ndarray, metric: str = "euclidean") -> floa
     return float(cost[rows, cols].mean())
 
 
-def load_student(path: str | Path, manifest: dict[str, Any]) -> torch.nn.Module:
+def load_student(path: str | Path, manifest: Manifest) -> torch.nn.Module:
     state = load_checkpoint(path)
     check_compatible(state, {"kind": "student"}, path)
     require_fields(state, ("arch", "in_channels", "num_classes", "module"), path)
-    check_compatible(state, {"bands": list(manifest["modalities"]["rgb"]["bands"]),
-                             "classes": list(manifest["classes"])}, path)
-    check_compatible(state, {"dataset_version": manifest["dataset_version"]}, path)
+    check_compatible(state, {"bands": list(manifest.modalities["rgb"].bands), "classes": list(manifest.classes)}, path)
+    check_compatible(state, {"dataset_version": manifest.dataset_version}, path)
     with untouched_rng():
         student = build_backbone(state["arch"], state["in_channels"], state["num_classes"], state.get("width", 1.0))
     load_weights(student, {k.removeprefix("backbone."): v for k, v in state["module"].items()
@@ -95,9 +95,9 @@ def transport_cost_from_checkpoints(dataset_dir: str | Path, teacher_ckpt: str |
                                     device: str = "auto") -> dict[str, Any]:
     from .device import resolve_device
 
-    manifest = load_dataset(dataset_dir)
+    manifest = load_dataset(dataset_dir).manifest
     for modality in ("ms", "rgb"):
-        if sum(manifest["counts"][modality][split].values()) == 0:
+        if sum(manifest.counts[modality][split].values()) == 0:
             raise AckdError(f"{dataset_dir}: no {modality.upper()} samples in the {split} split")
     rt = Runtime(device=resolve_device(device), progress=False)
     teacher, _ = load_teacher(teacher_ckpt, manifest)

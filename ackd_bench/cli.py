@@ -295,7 +295,7 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
         return 0
     board = read_board(board_path)
     if args.dataset:
-        board = [r for r in board if r["dataset"] in args.dataset]
+        board = [r for r in board if r.dataset in args.dataset]
     if args.action == "plot":
         from .leaderboard.plot import plot_oa
 

@@ -14,12 +14,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING
 
 import yaml
 
 from .errors import AckdError
 from .resources import resource_dirs
+
+if TYPE_CHECKING:  # for annotations only: both modules import this one
+    from .leaderboard.render import PaperResult
+    from .results import Record
 
 ARCH_NAMES = {"R": "ResNet34", "M": "MobileNetV2", "S": "ShuffleNetV2"}
 ARCHS = tuple(ARCH_NAMES)
@@ -160,23 +164,23 @@ class Row:
                 out.append((self.method, teacher, student))
         return out
 
-    def matches(self, record: dict[str, Any], pair: str | None = None) -> bool:
+    def matches(self, record: Record | PaperResult, pair: str | None = None) -> bool:
         """Whether a result record (or a row of the paper's results) belongs to this row."""
-        if canonical_method(str(record.get("method") or "")) != self.method:
+        if canonical_method(record.method) != self.method:
             return False
-        if (record.get("ablation") or "") != self.ablation:
+        if record.ablation != self.ablation:
             return False
         wanted = [pair] if pair else self.pairs
         return any(_in_pair(record, self.method, p) for p in wanted)
 
 
-def _in_pair(record: dict[str, Any], method: str, pair: str) -> bool:
+def _in_pair(record: Record | PaperResult, method: str, pair: str) -> bool:
     teacher, student = pair.split("/")
     if method == "teacher":
-        return (record.get("teacher") or "") == teacher
+        return record.teacher == teacher
     if method == "none":
-        return (record.get("student") or "") == student
-    return (record.get("teacher") or "") == teacher and (record.get("student") or "") == student
+        return record.student == student
+    return record.teacher == teacher and record.student == student
 
 
 def table_rows(table: int, pairs: tuple[str, ...] | list[str] = PAIRS, extra_losses: tuple[str, ...] = ()) -> list[Row]:

@@ -93,7 +93,7 @@ def test_submit_with_no_files_adds_what_the_board_does_not_hold(tmp_path, capsys
     assert main(["leaderboard", "submit", "--runs-root", str(runs), "--board", str(board)]) == 0
     assert capsys.readouterr().out.startswith(f"{board}: 1 row(s) added from the runs under {runs}/ "
                                               "(2 already on the board); ")
-    assert board.read_text().startswith(written) and [r["seed"] for r in read_board(board)] == [0, 1, 2]
+    assert board.read_text().startswith(written) and [r.seed for r in read_board(board)] == [0, 1, 2]
     assert main(["leaderboard", "submit", "--runs-root", str(runs), "--board", str(board)]) == 0
     assert capsys.readouterr().out == f"{board}: nothing to add from the runs under {runs}/ (3 already on the board)\n"
 

@@ -108,16 +108,16 @@ def test_the_default_board_lives_outside_the_checkout(tmp_path, monkeypatch):
 
 def test_one_experiment_has_one_name_and_settings_are_not_averaged():
     from ackd_bench.leaderboard.render import build_table, render
-    from ackd_bench.results import run_key, validate_record
+    from ackd_bench.results import Record, run_key
 
-    a = validate_record(_record(method="sembridge+kd", sembridge=True, seed=1))
-    b = validate_record(_record(method="sembridge", sembridge=True, seed=1))
-    assert a["method"] == "sembridge" and run_key(a) == run_key(b)  # a duplicate under either name
-    smoke = validate_record(_record(seed=1, epochs=2, oa=0.50))
-    longer = validate_record(_record(seed=1, epochs=8, oa=0.90))
-    demo = validate_record(_record(seed=1, profile="demo", epochs=8, oa=0.70))
+    a = Record.from_dict(_record(method="sembridge+kd", sembridge=True, seed=1))
+    b = Record.from_dict(_record(method="sembridge", sembridge=True, seed=1))
+    assert a.method == "sembridge" and run_key(a) == run_key(b)  # a duplicate under either name
+    smoke = Record.from_dict(_record(seed=1, epochs=2, oa=0.50))
+    longer = Record.from_dict(_record(seed=1, epochs=8, oa=0.90))
+    demo = Record.from_dict(_record(seed=1, profile="demo", epochs=8, oa=0.70))
     assert len({run_key(r) for r in (smoke, longer, demo)}) == 3  # not duplicates of each other
-    more = validate_record(_record(seed=2, epochs=8, oa=0.80))
+    more = Record.from_dict(_record(seed=2, epochs=8, oa=0.80))
     text = render(build_table(4, [smoke, longer, demo, more], datasets=["toy"], with_paper=False, pairs=["S/S"]), "md")
     assert "85.0 ± 7.1" in text  # the two 8-epoch smoke runs only: (90 + 80) / 2
 

@@ -1,3 +1,4 @@
+import csv
 import json
 import subprocess
 import sys
@@ -7,8 +8,8 @@ import pytest
 
 from ackd_bench.cli import main
 from ackd_bench.leaderboard.board import SubmissionError, known_versions, read_board, submit
-from ackd_bench.leaderboard.render import build_table, load_paper, render
-from ackd_bench.results import RESULT_FIELDS, records_to_csv, validate_record
+from ackd_bench.leaderboard.render import PAPER_RESULTS, PaperResult, build_table, load_paper, render
+from ackd_bench.results import RESULT_FIELDS, Record
 
 PAPER_TABLES = Path(__file__).resolve().parent / "data" / "paper_tables.tsv"  # the numbers only
 
@@ -24,8 +25,12 @@ def _record(**changes):
     return record
 
 
-def _write_csv(path, records):
-    path.write_text(records_to_csv(records))
+def _write_csv(path, rows):
+    """Raw rows (dicts, as a submitter's file holds them, possibly wrong) as a results CSV."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=RESULT_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: "" if row.get(k) is None else row[k] for k in RESULT_FIELDS} for row in rows)
     return path
 
 
@@ -35,12 +40,12 @@ def test_registered_toy_version_matches_a_fresh_build(toy_dir):
 
 
 def test_percentages_are_converted_and_fractions_kept():
-    percent = validate_record(_record(oa=93.7, f1=88.0, val_oa=91.0, val_f1=90.0))
-    assert percent["oa"] == pytest.approx(0.937) and percent["f1"] == pytest.approx(0.88)
+    percent = Record.from_dict(_record(oa=93.7, f1=88.0, val_oa=91.0, val_f1=90.0))
+    assert percent.oa == pytest.approx(0.937) and percent.f1 == pytest.approx(0.88)
     with pytest.raises(ValueError, match=r"f1: 0.88 is a fraction but oa=1.5 is a percentage"):
-        validate_record(_record(oa=1.5))  # 1.5 % or a typo of a fraction: never guessed
-    assert validate_record(_record(oa="0.5"))["oa"] == 0.5
-    assert validate_record(_record(method="teacher", kd_loss=None, student=None, oa=None))["oa"] is None
+        Record.from_dict(_record(oa=1.5))  # 1.5 % or a typo of a fraction: never guessed
+    assert Record.from_dict(_record(oa="0.5")).oa == 0.5
+    assert Record.from_dict(_record(method="teacher", kd_loss=None, student=None, oa=None)).oa is None
 
 
 @pytest.mark.parametrize("changes,message", [
@@ -95,13 +100,13 @@ def test_concurrent_submits_lose_no_row(tmp_path):
             "[submit([sys.argv[1]], sys.argv[2]) for _ in range(1)]")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(f), str(board)]) for f in files]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    seeds = sorted(r["seed"] for r in read_board(board))
+    seeds = sorted(r.seed for r in read_board(board))
     assert seeds == [0, 1, 2, 3, 4, 10, 11, 12, 13, 14]
 
 
 def _runs(method, oas, f1s, **changes):
     loss = {"sembridge": "kd"}.get(method, method)
-    return [validate_record(_record(method=method, kd_loss=loss, sembridge=method.startswith("sembridge"), seed=seed,
+    return [Record.from_dict(_record(method=method, kd_loss=loss, sembridge=method.startswith("sembridge"), seed=seed,
                                     oa=oa / 100, f1=f1 / 100, **changes))
             for seed, (oa, f1) in enumerate(zip(oas, f1s))]
 
@@ -200,13 +205,16 @@ def _paper_cells() -> set[tuple[str, ...]]:
 
 def test_paper_results_transcription_matches_the_paper_cell_by_cell():
     columns = ("table", "dataset", "method", "ablation", "pair", "teacher", "student", "oa", "f1")
-    rows = load_paper()
+    with open(PAPER_RESULTS, newline="") as handle:  # the file's text, as transcribed
+        rows = list(csv.DictReader(handle))
     assert len(rows) == 249
     transcribed = {tuple(r[c] for c in columns) for r in rows}
     printed = _paper_cells()
     assert len(printed) == 249 and transcribed == printed, sorted(transcribed ^ printed)[:6]
     # the paper's own quirk, kept: in Table 3 the R/S block prints the ResNet34 teacher's M2S-GL F1 as 85.3
     assert ("3", "m2s-gl", "teacher", "", "R/S", "R", "", "", "85.3") in transcribed
+    paper = load_paper()  # as the tables read it: typed, empty cells None
+    assert len(paper) == 249 and PaperResult(3, "m2s-gl", "teacher", "", "R/S", "R", None, None, 85.3) in paper
 
 
 def test_leaderboard_cli_submit_show_plot(tmp_path, capsys):
@@ -272,7 +280,7 @@ def test_ten_concurrent_submits_lose_no_row_and_the_readme_matches_the_board(tmp
     procs = [subprocess.Popen([sys.executable, "-c", code, str(f), str(board)]) for f in files]
     assert [p.wait(timeout=300) for p in procs] == [0] * 10
     rows = read_board(board)
-    assert sorted(r["seed"] for r in rows) == sorted(10 * i + k for i in range(10) for k in range(2))
+    assert sorted(r.seed for r in rows) == sorted(10 * i + k for i in range(10) for k in range(2))
     written = (tmp_path / "board.md").read_text()  # named after its board
     assert written.startswith(README_MARK) and written == readme(rows) + "\n"  # regenerated under the lock
 

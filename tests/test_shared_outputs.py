@@ -17,7 +17,7 @@ from ackd_bench.cli import main
 from ackd_bench.errors import AckdError
 from ackd_bench.leaderboard.board import read_board, submit
 from ackd_bench.leaderboard.render import latex_safe, markdown_safe
-from ackd_bench.results import RESULT_FIELDS, validate_record
+from ackd_bench.results import RESULT_FIELDS, Record
 from ackd_bench.train.profiles import load_profile
 
 from .conftest import run_cli
@@ -65,7 +65,7 @@ def test_a_board_naming_a_dataset_with_markup_is_refused_and_the_site_stays_clea
                                      "smoke\u200b", "sm\u043eke", "\u202esmoke", "=cmd|' /C calc'!A0"])
 def test_profile_names_are_visible_ascii_names(profile):
     with pytest.raises(ValueError, match="profile"):
-        validate_record(_record(profile=profile))
+        Record.from_dict(_record(profile=profile))
 
 
 def test_markdown_and_latex_escape_what_could_break_out():
@@ -155,7 +155,7 @@ def test_implausible_checkpoint_metadata_is_refused_before_allocating(mini_toy, 
 def test_absurd_numbers_are_refused_on_submit(tmp_path):
     for field, value in (("epochs", 1e300), ("seed", 2**40), ("n_test", 10**12), ("wall_seconds", 1e12)):
         with pytest.raises(ValueError, match=field):
-            validate_record(_record(**{field: value}))
+            Record.from_dict(_record(**{field: value}))
 
 
 # --- 6: one line, exit 2, nothing lost ----------------------------------------------------------------

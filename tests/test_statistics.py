@@ -8,7 +8,7 @@ import pytest
 from ackd_bench.leaderboard.stats import (aggregate_iqm, iqm, probability_of_improvement, stratified_bootstrap,
                                           t_interval)
 from ackd_bench.leaderboard.summary import method_iqm, render_summary, sembridge_improvement
-from ackd_bench.results import validate_record
+from ackd_bench.results import Record
 
 from .test_leaderboard import _record
 
@@ -50,7 +50,7 @@ def test_bootstrap_resamples_within_each_task():
 
 def _runs(method, oas, dataset_version=None, **changes):
     loss = None if method == "none" else {"sembridge": "kd"}.get(method, method.split("+")[-1])
-    return [validate_record(_record(method=method, kd_loss=loss, sembridge=method.startswith("sembridge"), seed=seed,
+    return [Record.from_dict(_record(method=method, kd_loss=loss, sembridge=method.startswith("sembridge"), seed=seed,
                                     oa=oa, f1=oa, **changes)) for seed, oa in enumerate(oas)]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..data.build import build_dataset
 from ..leaderboard.render import build_table, render
-from ..results import RESULT_FIELDS, read_result
+from ..results import read_result
 from ..train.api import RunOptions
 from .evaluate import run_eval
 
@@ -30,13 +30,13 @@ def run_demo(root: str | Path = "data", runs_root: str | Path = "runs", pair: st
         print(f"[2/3] {pair} RGB student: {STEPS[method]}")
         records += run_eval(dataset_dir, method, pair=pair, profile=profile, seed=seed, matcher_arch="S",
                             options=options)
-    teacher = read_result(records[0]["teacher_run_dir"])
-    board = [{k: r[k] for k in RESULT_FIELDS} for r in [*records, teacher]]
+    # the records as the runs wrote them: run_eval's results add the run's folder, epoch and pair
+    board = [read_result(run_dir) for run_dir in [*(r["run_dir"] for r in records), records[0]["teacher_run_dir"]]]
     table = build_table(3, board, datasets=["toy"], with_paper=False, pairs=[pair], min_seeds=1)
-    kd = [r for r in board if r["method"] == "kd"]
+    kd = [r for r in board if r.method == "kd"]
     text = render(table, "md")
     if kd:
-        oa, f1 = 100 * kd[0]["oa"], 100 * kd[0]["f1"]
+        oa, f1 = 100 * kd[0].oa, 100 * kd[0].f1
         text += f"\n| {pair}  Vanilla KD (naive pairing) ({profile} profile) | {oa:.1f} (n=1) | {f1:.1f} (n=1) |"
     print("[3/3] results (toy is SYNTHETIC; one seed, demo profile)\n")
     print(text)

@@ -20,7 +20,7 @@ from filelock import FileLock
 from ..errors import AckdError
 from ..provenance import atomic_path
 from ..resources import resource_file
-from ..results import RESULT_FIELDS, records_to_csv, run_key, validate_record
+from ..results import RESULT_FIELDS, Record, records_to_csv, run_key
 
 REPO = Path(__file__).resolve().parents[2]
 PUBLISHED_BOARD = REPO / "leaderboard" / "leaderboard.csv"  # the project's published board: only with --board
@@ -53,7 +53,7 @@ def known_versions(path: Path = VERSIONS) -> dict[str, set[str]]:
 @dataclass
 class Candidate:
     source: str  # "file:row" for messages
-    raw: dict[str, Any]
+    raw: dict[str, Any]  # untrusted until Record.from_dict has read it
 
 
 def read_candidates(paths: list[str | Path]) -> list[Candidate]:
@@ -95,14 +95,14 @@ def _read_file(path: Path) -> list[Candidate]:
     return candidates
 
 
-def read_board(board: Path) -> list[dict[str, Any]]:
+def read_board(board: Path) -> list[Record]:
     if not board.exists():
         return []
     records = []
     with open(board, newline="") as handle:
         for line, raw in enumerate(csv.DictReader(handle), start=2):
             try:
-                records.append(validate_record(raw))
+                records.append(Record.from_dict(raw))
             except ValueError as exc:  # a board edited by hand: say where
                 raise SubmissionError(f"{board}:{line}: {exc}") from None
     return records
@@ -151,16 +151,16 @@ def _installed(loss: str | None) -> None:
             raise ValueError(f"method: {exc}; install its package before submitting its rows") from None
 
 
-def validate_all(candidates: list[Candidate], existing: list[dict[str, Any]],
-                 versions: dict[str, set[str]], new_only: bool = False) -> list[dict[str, Any]]:
+def validate_all(candidates: list[Candidate], existing: list[Record],
+                 versions: dict[str, set[str]], new_only: bool = False) -> list[Record]:
     """The candidates as records; a row the board already holds is an error, or with `new_only` left out."""
     errors, records = [], []
     on_board = {run_key(r) for r in existing}
     seen = dict.fromkeys(on_board, "the board")
     for candidate in candidates:
         try:
-            record = validate_record(candidate.raw, versions)
-            _installed(record["kd_loss"])
+            record = Record.from_dict(candidate.raw, versions)
+            _installed(record.kd_loss)
         except (ValueError, AckdError) as exc:
             errors.append(f"{candidate.source}: {exc}")
             continue

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..errors import AckdError
 from ..experiment import PAIRS
+from ..results import Record
 
 
-def plot_oa(board: list[dict[str, Any]], out: str | Path, methods: list[str] | None = None) -> Path:
+def plot_oa(board: list[Record], out: str | Path, methods: list[str] | None = None) -> Path:
     out = Path(out)
     if out.is_dir():  # the path reported is the path written
         out = out / "leaderboard_oa.png"
@@ -19,7 +19,7 @@ def plot_oa(board: list[dict[str, Any]], out: str | Path, methods: list[str] | N
         out = out.with_name(out.name + ".png")
     if not out.parent.is_dir():
         raise AckdError(f"--out {out}: folder {out.parent} does not exist")
-    students = [r for r in board if r["method"] != "teacher"]
+    students = [r for r in board if r.method != "teacher"]
     if not students:
         raise AckdError("nothing to plot: the board holds no student runs (submit some first)")
     import matplotlib
@@ -27,8 +27,8 @@ def plot_oa(board: list[dict[str, Any]], out: str | Path, methods: list[str] | N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datasets = sorted({r["dataset"] for r in students})
-    methods = methods or sorted({r["method"] for r in students if not r["ablation"]})
+    datasets = sorted({r.dataset for r in students})
+    methods = methods or sorted({r.method for r in students if not r.ablation})
     fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(6 * max(1, len(datasets)), 4), squeeze=False)
     width = 0.8 / max(1, len(methods))
     for ax, dataset in zip(axes[0], datasets):
@@ -36,8 +36,8 @@ def plot_oa(board: list[dict[str, Any]], out: str | Path, methods: list[str] | N
             means, errors = [], []
             for pair in PAIRS:
                 t, s = pair.split("/")
-                values = [100 * r["oa"] for r in students if r["dataset"] == dataset and r["method"] == method
-                          and not r["ablation"] and r["student"] == s and (r["teacher"] or t) == t]
+                values = [100 * r.oa for r in students if r.dataset == dataset and r.method == method
+                          and not r.ablation and r.student == s and (r.teacher or t) == t]
                 means.append(np.mean(values) if values else np.nan)
                 errors.append(np.std(values, ddof=1) if len(values) > 1 else 0.0)
             ax.bar(np.arange(len(PAIRS)) + k * width, means, width, yerr=errors, label=method, capsize=2)

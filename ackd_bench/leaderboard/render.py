@@ -14,13 +14,12 @@ import csv
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 
 from ..errors import AckdError
 from ..experiment import BUILTIN_LOSSES, Row, parse_method, parse_pairs, sub_columns, table_rows
 from ..resources import resource_file
+from ..results import Record
 from .stats import Interval, t_interval
 
 PAPER_RESULTS = resource_file("methods", "paper_results.csv")
@@ -43,7 +42,7 @@ class TableRow:
     cells: list[Cell]
     source: str = "board"  # board | paper
     profile: str | None = None
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
 
 
 @dataclass
@@ -56,8 +55,32 @@ class Table:
     min_seeds: int = MIN_SEEDS
 
 
-def board_cell(records: list[dict[str, Any]], metric: str) -> Cell:
-    values = np.array([r[metric] for r in records if r[metric] is not None], dtype=float) * 100
+@dataclass(frozen=True)
+class PaperResult:
+    """A row of `paper_results.csv`: the paper's OA and F1 (in percent) for one method, pair and
+    dataset of one table. Not a Record: no run stands behind it (no seed, version or device)."""
+
+    table: int
+    dataset: str
+    method: str
+    ablation: str
+    pair: str
+    teacher: str | None  # None where the paper's row has none (the student alone)
+    student: str | None  # None for a teacher's row
+    oa: float | None  # None where the paper prints none
+    f1: float | None
+
+    @classmethod
+    def from_csv(cls, row: dict[str, str]) -> PaperResult:
+        def number(text: str) -> float | None:
+            return float(text) if text else None
+
+        return cls(int(row["table"]), row["dataset"], row["method"], row["ablation"], row["pair"],
+                   row["teacher"] or None, row["student"] or None, number(row["oa"]), number(row["f1"]))
+
+
+def board_cell(records: list[Record], metric: str) -> Cell:
+    values = np.array([getattr(r, metric) for r in records if getattr(r, metric) is not None], dtype=float) * 100
     if len(values) == 0:
         return Cell()
     mean = float(values.mean())
@@ -66,37 +89,38 @@ def board_cell(records: list[dict[str, Any]], metric: str) -> Cell:
     return Cell(mean, f"{mean:.1f} ± {float(values.std(ddof=1)):.1f} (n={len(values)})", len(values), t_interval(values))
 
 
-def paper_cell(rows: list[dict[str, str]], metric: str) -> Cell:
-    values = [float(r[metric]) for r in rows if r[metric] not in ("", None)]
+def paper_cell(rows: list[PaperResult], metric: str) -> Cell:
+    values = [getattr(r, metric) for r in rows if getattr(r, metric) is not None]
     return Cell(values[0], f"{values[0]:.1f}") if values else Cell()
 
 
-def load_paper(path: Path = PAPER_RESULTS) -> list[dict[str, str]]:
+def load_paper(path: Path = PAPER_RESULTS) -> list[PaperResult]:
     with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+        return [PaperResult.from_csv(row) for row in csv.DictReader(handle)]
 
 
-def outside_losses(board: list[dict[str, Any]]) -> tuple[str, ...]:
+def outside_losses(board: list[Record]) -> tuple[str, ...]:
     """Distillation losses on the board that are not built in (outside methods), sorted."""
-    losses = {parse_method(r["method"]).loss for r in board if r["method"] not in ("teacher", "none")}
+    losses = {parse_method(r.method).loss for r in board if r.method not in ("teacher", "none")}
     return tuple(sorted(loss for loss in losses if loss and loss not in BUILTIN_LOSSES))
 
 
-def one_setting(records: list[dict]) -> list[dict]:
+def one_setting(records: list[Record]) -> list[Record]:
     """The runs of one training length: runs of different lengths are never averaged. The length
     with the most runs wins, then the longest."""
-    groups: dict[int, list[dict]] = {}
+    groups: dict[int, list[Record]] = {}
     for r in records:
-        groups.setdefault(int(r.get("epochs") or 0), []).append(r)
+        groups.setdefault(r.epochs, []).append(r)
     if len(groups) <= 1:
         return records
     return max(groups.items(), key=lambda item: (len(item[1]), item[0]))[1]
 
 
-def _cells(table: int, row: Row, columns: list[tuple[str, str]], records: list[dict], paper: bool) -> list[Cell]:
+def _cells(table: int, row: Row, columns: list[tuple[str, str]], records: list[Record] | list[PaperResult],
+           paper: bool) -> list[Cell]:
     cells = []
     for dataset, sub in columns:
-        selected = [r for r in records if r["dataset"] == dataset]
+        selected = [r for r in records if r.dataset == dataset]
         if table == 4:
             if sub == "Avg.":
                 cells.append(Cell())  # filled in afterwards from the row's pair cells
@@ -120,20 +144,20 @@ def _complete(columns: list[tuple[str, str]], cells: list[Cell], min_seeds: int)
     return True
 
 
-def build_table(table: int, board: list[dict[str, Any]], datasets: list[str] | None = None,
-                paper_rows: list[dict[str, str]] | None = None, with_paper: bool = True,
+def build_table(table: int, board: list[Record], datasets: list[str] | None = None,
+                paper_rows: list[PaperResult] | None = None, with_paper: bool = True,
                 pairs: list[str] | None = None, min_seeds: int = MIN_SEEDS) -> Table:
     paper_rows = load_paper() if paper_rows is None else paper_rows
-    board_datasets = sorted({r["dataset"] for r in board}, key=lambda d: (d in PAPER_DATASETS, d))
+    board_datasets = sorted({r.dataset for r in board}, key=lambda d: (d in PAPER_DATASETS, d))
     if datasets is None:
         datasets = board_datasets + [d for d in PAPER_DATASETS if with_paper and d not in board_datasets]
     pairs = tuple(parse_pairs(pairs))
     result = Table(f"Table {table}", [(d, s) for d in datasets for s in sub_columns(table, pairs)], min_seeds=min_seeds)
     for row in table_rows(table, pairs, outside_losses(board)):
-        by_profile: dict[str, list[dict]] = {}
+        by_profile: dict[str, list[Record]] = {}
         for r in board:  # a profile is a different experiment: its own row, named
             if row.matches(r):
-                by_profile.setdefault(str(r.get("profile") or "unknown"), []).append(r)
+                by_profile.setdefault(r.profile or "unknown", []).append(r)
         for profile, records in sorted(by_profile.items()):
             cells = _cells(table, row, result.columns, records, paper=False)
             label = f"{row.label} ({profile} profile)"
@@ -143,9 +167,9 @@ def build_table(table: int, board: list[dict[str, Any]], datasets: list[str] | N
         if not by_profile:  # the layout stays whole: an empty row says nobody has run it yet
             result.rows.append((row.label, [Cell() for _ in result.columns]))
         if with_paper:
-            paper_match = [r for r in paper_rows if int(r["table"]) == table and row.matches(r)]
+            paper_match = [r for r in paper_rows if r.table == table and row.matches(r)]
             if table == 3:  # the paper repeats a teacher in every pair it teaches: take this pair's
-                paper_match = [r for r in paper_match if r["pair"] == row.pairs[0]]
+                paper_match = [r for r in paper_match if r.pair == row.pairs[0]]
             cells = _cells(table, row, result.columns, paper_match, paper=True)
             if any(c.value is not None for c in cells):
                 result.rows.append((f"{row.label} [paper]", cells))
@@ -254,7 +278,7 @@ def spreadsheet_safe(cell: str) -> str:
 README_MARK = "<!-- generated by `ackd-bench leaderboard submit`; edits are overwritten -->"
 
 
-def readme(board: list[dict[str, Any]]) -> str:
+def readme(board: list[Record]) -> str:
     parts = [README_MARK, "# leaderboard", "",
              "Regenerated by `ackd-bench leaderboard submit` from `leaderboard.csv` (one row per run; schema in",
              "`ackd_bench/results.py`). Metrics are stored as fractions and shown in percent. Rows of the synthetic",

@@ -19,12 +19,12 @@ import base64
 import html
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from .. import __version__
 from ..errors import AckdError
 from ..experiment import TABLES
 from ..provenance import atomic_path
+from ..results import Record
 from ..untrusted import plain_name
 from .plot import plot_oa
 from .render import MIN_SEEDS, PAPER_DATASETS, Table, build_table, render
@@ -68,8 +68,8 @@ document.body.dataset.ready = "1";
 """
 
 
-def _plot(board: list[dict[str, Any]], dataset: str) -> str:
-    rows = [r for r in board if r["dataset"] == dataset]
+def _plot(board: list[Record], dataset: str) -> str:
+    rows = [r for r in board if r.dataset == dataset]
     with tempfile.TemporaryDirectory() as tmp:
         try:
             png = plot_oa(rows, Path(tmp) / "oa.png")
@@ -89,11 +89,11 @@ def _runs_behind(table: Table) -> str:
         if detail.source != "board":
             continue
         records = detail.records
-        seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in records}))
-        versions = ", ".join(sorted({r["code_version"] for r in records}))
-        teachers = ", ".join(sorted({(r.get("teacher_sha256") or "")[:12] for r in records} - {""})) or "–"
+        seeds = ", ".join(str(s) for s in sorted({r.seed for r in records}))
+        versions = ", ".join(sorted({r.code_version for r in records}))
+        teachers = ", ".join(sorted({(r.teacher_sha256 or "")[:12] for r in records} - {""})) or "–"
         first = records[0]
-        links = " ".join(x for x in (_link(first.get("paper_url"), "paper"), _link(first.get("code_url"), "code")) if x)
+        links = " ".join(x for x in (_link(first.paper_url, "paper"), _link(first.code_url, "code")) if x)
         rows.append(f"<tr><td>{html.escape(detail.label)}</td><td>{html.escape(detail.profile or '')}</td>"
                     f"<td>{len(records)}</td><td>{html.escape(seeds)}</td><td>{html.escape(versions)}</td>"
                     f"<td>{html.escape(teachers)}</td><td>{links or '–'}</td></tr>")
@@ -111,8 +111,8 @@ def _table_html(table: Table, table_id: str) -> str:
         "<table>", f'<table class="board" id="{table_id}-incomplete">', 1)
 
 
-def site_page(board: list[dict[str, Any]], datasets: list[str] | None = None, min_seeds: int = MIN_SEEDS) -> str:
-    present = sorted({r["dataset"] for r in board}, key=lambda d: (d in PAPER_DATASETS, d))
+def site_page(board: list[Record], datasets: list[str] | None = None, min_seeds: int = MIN_SEEDS) -> str:
+    present = sorted({r.dataset for r in board}, key=lambda d: (d in PAPER_DATASETS, d))
     datasets = [plain_name(d, "--dataset") for d in datasets] if datasets else \
         present + [d for d in PAPER_DATASETS if d not in present]
     sections = []
@@ -145,7 +145,7 @@ listed under each table. Every row names the training profile that produced it. 
 """
 
 
-def write_site(board: list[dict[str, Any]], out_dir: str | Path, datasets: list[str] | None = None,
+def write_site(board: list[Record], out_dir: str | Path, datasets: list[str] | None = None,
                min_seeds: int = MIN_SEEDS) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from ..experiment import Method, parse_method, table_rows
+from ..results import Record
 from .render import outside_losses
 from .stats import Interval, aggregate_iqm, probability_of_improvement, stratified_bootstrap
 
@@ -33,22 +33,23 @@ class SummaryRow:
         return f"{100 * i.estimate:.1f} [{100 * i.low:.1f}, {100 * i.high:.1f}]"
 
 
-def _tasks(records: list[dict[str, Any]], metric: str) -> dict[tuple[str, str, str], np.ndarray]:
+def _tasks(records: list[Record], metric: str) -> dict[tuple[str, str, str], np.ndarray]:
     cells: dict[tuple[str, str, str], list[float]] = {}
     for r in records:
-        if r[metric] is not None:
-            cells.setdefault((r["dataset"], r["teacher"] or "", r["student"] or ""), []).append(r[metric])
+        value = getattr(r, metric)
+        if value is not None:
+            cells.setdefault((r.dataset, r.teacher or "", r.student or ""), []).append(value)
     return {key: np.array(values) for key, values in cells.items()}
 
 
-def _by_profile(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    groups: dict[str, list[dict[str, Any]]] = {}
+def _by_profile(records: list[Record]) -> dict[str, list[Record]]:
+    groups: dict[str, list[Record]] = {}
     for r in records:
-        groups.setdefault(str(r.get("profile") or "unknown"), []).append(r)
+        groups.setdefault(r.profile or "unknown", []).append(r)
     return groups
 
 
-def method_iqm(board: list[dict[str, Any]], metric: str = "oa") -> list[SummaryRow]:
+def method_iqm(board: list[Record], metric: str = "oa") -> list[SummaryRow]:
     rows = []
     for row in table_rows(4, extra_losses=outside_losses(board)):
         for profile, records in sorted(_by_profile([r for r in board if row.matches(r)]).items()):
@@ -59,14 +60,14 @@ def method_iqm(board: list[dict[str, Any]], metric: str = "oa") -> list[SummaryR
     return rows
 
 
-def sembridge_improvement(board: list[dict[str, Any]], metric: str = "oa") -> list[SummaryRow]:
+def sembridge_improvement(board: list[Record], metric: str = "oa") -> list[SummaryRow]:
     rows = []
-    losses = sorted({parse_method(r["method"]).loss for r in board
-                     if r["method"] not in ("teacher", "none") and not r["ablation"]} - {None})
+    losses = sorted({parse_method(r.method).loss for r in board
+                     if r.method not in ("teacher", "none") and not r.ablation} - {None})
     for loss in losses:
         alone, combined = Method(loss), Method(loss, True)
-        pick = {name: [r for r in board if r["method"] == name and not r["ablation"] and r["teacher"] == "R"
-                       and r["student"] == "R"] for name in (alone.name, combined.name)}
+        pick = {name: [r for r in board if r.method == name and not r.ablation and r.teacher == "R"
+                       and r.student == "R"] for name in (alone.name, combined.name)}
         alone_profiles, combined_profiles = _by_profile(pick[alone.name]), _by_profile(pick[combined.name])
         for profile in sorted(set(alone_profiles) & set(combined_profiles)):
             x, y = _tasks(combined_profiles[profile], metric), _tasks(alone_profiles[profile], metric)
@@ -79,7 +80,7 @@ def sembridge_improvement(board: list[dict[str, Any]], metric: str = "oa") -> li
     return rows
 
 
-def render_summary(board: list[dict[str, Any]], fmt: str = "md") -> str:
+def render_summary(board: list[Record], fmt: str = "md") -> str:
     """Both summaries as Markdown (for `leaderboard show --stats`) or HTML tables (for the site)."""
     sections = [
         ("IQM of test OA across cells (%, stratified-bootstrap 95% interval)", method_iqm(board), "IQM"),

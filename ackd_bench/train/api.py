@@ -19,7 +19,7 @@ from ..models import build_backbone, canonical_arch
 from ..models.backbones import arch_width, short_arch
 from ..provenance import code_version, config_hash, sha256_file, write_json_atomic
 from ..resources import resource_file
-from ..results import make_record, read_result, write_result
+from ..results import make_record, read_result_json, write_result
 from ..threads import set_threads
 from .classifier import ClassifierTask
 from .distributed import init_from_env, shutdown
@@ -123,7 +123,7 @@ def execute(spec: RunSpec, options: RunOptions, build_task: Callable, finish: Ca
 
 
 def _reused(run_dir: Path, options: RunOptions) -> dict[str, Any] | None:
-    finished = read_result(run_dir)
+    finished = read_result_json(run_dir)  # a matcher's too: it has no Record
     if options.reuse_finished and finished is not None and not (options.force or options.resume is True):
         return {**finished, "run_dir": str(run_dir), "best_epoch": None, "reused": True}
     return None
@@ -150,7 +150,7 @@ def _execute_locked(spec: RunSpec, options: RunOptions, build_task: Callable, fi
         result = _classification_record(spec, rt, cfg, fit, backbone, started)
     if rt.ctx.is_main:
         write_result(run_dir, result) if finish is None else write_json_atomic(run_dir / "result.json", result)
-    return {**result, "run_dir": str(run_dir), "best_epoch": fit.best_epoch}
+    return {**(result.to_dict() if finish is None else result), "run_dir": str(run_dir), "best_epoch": fit.best_epoch}
 
 
 def _classification_record(spec: RunSpec, rt: Runtime, cfg: OptimConfig, fit: FitResult, backbone, started: float):

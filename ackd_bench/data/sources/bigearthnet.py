@@ -153,7 +153,8 @@ class BigEarthNetV2:
         self.official_split = bool(spec.get("official_split", False))
         self.work = root / ".sources" / self.name
         self.metadata_path, origin = self._fetch(self.metadata)
-        self.record: dict[str, Any] = {
+        # where the files came from, as provenance() gives it to the manifest (not a result record)
+        self.source_facts: dict[str, Any] = {
             "name": self.name, "url": self.url.format(""), "metadata": self.metadata.filename,
             "metadata_md5": self.metadata.md5, "metadata_from": origin,
         }
@@ -181,7 +182,7 @@ class BigEarthNetV2:
             raise DatasetError(f"{self.metadata_path}: column(s) {', '.join(missing)} missing; expected reBEN's "
                                "metadata.parquet (patch_id, labels, split, ..., contains_cloud_or_shadow)")
         flagged = table[list(FLAG_COLUMNS)].any(axis=1)
-        self.record["excluded_snow_cloud_shadow"] = int(flagged.sum())
+        self.source_facts["excluded_snow_cloud_shadow"] = int(flagged.sum())
         return table.loc[~flagged, ["patch_id", "split"]].reset_index(drop=True)
 
     def reference_pixels(self, patch_ids: set[str]) -> pd.DataFrame:
@@ -210,7 +211,7 @@ class BigEarthNetV2:
         seen = set()
         tree = self._extracted(self.maps_tree)
         if tree is not None:
-            self.record["reference_maps_from"] = f"extracted tree {tree}"
+            self.source_facts["reference_maps_from"] = f"extracted tree {tree}"
             for patch_id in tqdm(sorted(patch_ids), desc="read reference maps", disable=None):
                 path = tree / patch_folder(patch_id) / f"{patch_id}_reference_map.tif"
                 if path.is_file():
@@ -218,7 +219,7 @@ class BigEarthNetV2:
                     seen.add(patch_id)
         else:
             parts = [self._fetch(p)[0] for p in self.map_parts]
-            self.record["reference_maps_from"] = ", ".join(p.name for p in parts)
+            self.source_facts["reference_maps_from"] = ", ".join(p.name for p in parts)
             def wanted(name: str) -> bool:
                 return name.endswith("_reference_map.tif") and map_patch(name) in patch_ids
 
@@ -266,17 +267,17 @@ class BigEarthNetV2:
     def prepare(self, chosen: list[SampleRef]) -> None:
         """Write out the band files of the chosen patches from the S2 parts, in one pass over them."""
         if self.s2_root is not None:
-            self.record.update({"archive_verified": False, "from": f"extracted tree {self.s2_root}"})
+            self.source_facts.update({"archive_verified": False, "from": f"extracted tree {self.s2_root}"})
             return
         wanted = {f"{ref.source_id.split('/', 1)[1]}_{band}.tif" for ref in chosen for band in self.bands}
         missing = {name for name in wanted if not self.member_path(name).is_file()}
-        self.record.update({"archive_verified": True, "archives": [p.filename for p in self.s2_parts],
+        self.source_facts.update({"archive_verified": True, "archives": [p.filename for p in self.s2_parts],
                             "md5": [p.md5 for p in self.s2_parts]})
         if not missing:
-            self.record["from"] = "earlier extraction"
+            self.source_facts["from"] = "earlier extraction"
             return
         parts = [self._fetch(p)[0] for p in self.s2_parts]
-        self.record["from"] = ", ".join(str(p) for p in parts)
+        self.source_facts["from"] = ", ".join(str(p) for p in parts)
         for name, data in stream_members(parts, "BigEarthNet-S2 parts", lambda n: Path(n).name in missing):
             target = self.member_path(Path(name).name)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -301,4 +302,4 @@ class BigEarthNetV2:
         return np.stack(bands)
 
     def provenance(self) -> dict[str, Any]:
-        return {**self.record, "licence": self.licence, "citation": self.citation}
+        return {**self.source_facts, "licence": self.licence, "citation": self.citation}

@@ -37,7 +37,7 @@ class ClassFolderSource(ABC):
         unknown = sorted({c for sources in self.class_map.values() for c in sources} - set(self.classes))
         if unknown:
             raise DatasetError(f"recipe maps unknown {self.name} class(es) {unknown}")
-        self.tree, self.record = locate(self.archive, root=root, source_dir=source_dir, download=download)
+        self.tree, self.source_facts = locate(self.archive, root=root, source_dir=source_dir, download=download)
 
     def refs(self) -> list[SampleRef]:
         refs = []
@@ -65,7 +65,7 @@ class ClassFolderSource(ABC):
         """The sample's pixels as (bands, size, size), in the shard dtype."""
 
     def provenance(self) -> dict[str, Any]:
-        return {**self.record, "licence": self.licence, "citation": self.citation}
+        return {**self.source_facts, "licence": self.licence, "citation": self.citation}
 
 
 class GeoTiffFolderSource(ClassFolderSource):

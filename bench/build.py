@@ -30,7 +30,7 @@ from tests.data.nasc_tg2 import data as nasc_data  # noqa: E402
 from tests.data.resisc45 import data as resisc45_data  # noqa: E402
 
 from ackd_bench.data.build import build_dataset  # noqa: E402
-from ackd_bench.data.recipe import load_recipe  # noqa: E402
+from ackd_bench.data.recipe import Recipe, load_recipe  # noqa: E402
 from ackd_bench.data.sources import BigEarthNetV2  # noqa: E402
 from ackd_bench.data.sources.fetch import md5_file  # noqa: E402
 
@@ -54,9 +54,8 @@ def decode_tifs(folder: Path) -> int:
     return len(paths)
 
 
-def rgb_classes(recipe: dict, source: str) -> list[str]:
-    spec = recipe["modalities"]["rgb"]
-    class_map = spec["sources"][source]["class_map"] if "sources" in spec else spec["class_map"]
+def rgb_classes(recipe: Recipe, source: str) -> list[str]:
+    class_map = recipe.modalities["rgb"].class_maps[source]
     return sorted({c for names in class_map.values() for c in names})
 
 
@@ -91,7 +90,7 @@ def m2s_gl(tree: Path, per_class: int):
     BigEarthNetV2.metadata = dataclasses.replace(BigEarthNetV2.metadata, md5=md5_file(tree / "metadata.parquet"))
     resisc45_data.make_tree(tree, per_class=per_class // 4, classes=rgb_classes(recipe, "resisc45"))
     aid_data.make_tree(tree, per_class=per_class // 4, size=600)
-    bands = recipe["modalities"]["ms"]["bands"]
+    bands = recipe.modalities["ms"].bands
 
     def bare() -> int:
         for patch in patches:

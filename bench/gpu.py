@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ackd_bench.data.build import build_dataset
-from ackd_bench.data.recipe import load_recipe
+from ackd_bench.data.recipe import Recipe, load_recipe
 from ackd_bench.harness.grid import RunRequest, expand_grid
 from ackd_bench.harness.sweep import SweepConfig, run_concurrently
 from ackd_bench.models import build_backbone, canonical_arch
@@ -152,12 +152,12 @@ def run_seconds(kind: str, method: str, arch: str, facts: tuple, measured: dict,
 
 
 def scaled_toy(root: Path, size: int, ms_per_class: int, rgb_per_class: int, workers: int) -> Path:
-    recipe = copy.deepcopy(load_recipe("toy"))
-    recipe["image_size"] = size
-    recipe["generator"]["sides"]["ms"]["samples_per_class"] = ms_per_class
-    recipe["generator"]["sides"]["rgb"]["samples_per_class"] = rgb_per_class
-    recipe["shards"]["max_samples"] = 2048
-    build_dataset("toy", root, recipe=recipe, progress=False, workers=workers)
+    raw = copy.deepcopy(load_recipe("toy").raw)
+    raw["image_size"] = size
+    raw["generator"]["sides"]["ms"]["samples_per_class"] = ms_per_class
+    raw["generator"]["sides"]["rgb"]["samples_per_class"] = rgb_per_class
+    raw["shards"]["max_samples"] = 2048
+    build_dataset("toy", root, recipe=Recipe.from_dict(raw, f"toy at {size} px"), progress=False, workers=workers)
     return root
 
 

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ackd_bench.data.build import build_dataset
 from ackd_bench.data.dataset import ShardDataset
-from ackd_bench.data.recipe import load_recipe
+from ackd_bench.data.recipe import Recipe, load_recipe
 
 warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
 
@@ -86,10 +86,10 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for compression in ("lzf", "none"):
-            recipe = copy.deepcopy(load_recipe("toy"))
-            recipe["shards"]["compression"] = compression
+            raw = copy.deepcopy(load_recipe("toy").raw)
+            raw["shards"]["compression"] = compression
             root = Path(tmp) / compression
-            build_dataset("toy", root, progress=False, recipe=recipe)
+            build_dataset("toy", root, progress=False, recipe=Recipe.from_dict(raw, f"toy, {compression} shards"))
             for modality, per_band in (("ms", False), ("ms", True), ("rgb", False)):
                 shards = ShardDataset(root, modality, "train")
                 out = Path(tmp) / f"tif-{modality}-{per_band}"

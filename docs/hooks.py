@@ -117,40 +117,38 @@ def _source_lines(name: str, source: Any, what: str) -> list[str]:
 
 def recipe_section(path: Path) -> list[str]:
     from ackd_bench.data.card import class_map_lines, selection_lines
-    from ackd_bench.data.recipe import side_sources, validate_recipe
+    from ackd_bench.data.recipe import Recipe
     from ackd_bench.data.sources import PAIRED_SOURCES, SOURCES
     from ackd_bench.untrusted import load_yaml
 
     text = path.read_text()
-    recipe = load_yaml(text, str(path))
-    validate_recipe(recipe, str(path))
-    name = recipe["name"]
-    splits = recipe["splits"]
-    fractions = " / ".join(f"{split} {share:g}" for split, share in splits["fractions"].items())
-    lines = [f"### {name}" + (" (SYNTHETIC)" if recipe.get("synthetic") else ""), ""]
-    if recipe.get("description"):
-        lines += [recipe["description"].strip(), ""]
-    lines += [f"- recipe: `recipes/{path.name}` (version {recipe['version']})",
-              f"- classes ({len(recipe['classes'])}): " + ", ".join(f"`{c}`" for c in recipe["classes"]),
-              f"- image size: {recipe['image_size']} px",
-              f"- splits: {fractions}, by sha256(salt `{splits['salt']}`, source id)"
+    recipe = Recipe.from_dict(load_yaml(text, str(path)), str(path))
+    splits = recipe.splits
+    fractions = " / ".join(f"{split} {share:g}" for split, share in splits.fractions.items())
+    lines = [f"### {recipe.name}" + (" (SYNTHETIC)" if recipe.synthetic else ""), ""]
+    if recipe.description:
+        lines += [recipe.description.strip(), ""]
+    lines += [f"- recipe: `recipes/{path.name}` (version {recipe.version})",
+              f"- classes ({len(recipe.classes)}): " + ", ".join(f"`{c}`" for c in recipe.classes),
+              f"- image size: {recipe.image_size} px",
+              f"- splits: {fractions}, by sha256(salt `{splits.salt}`, source id)"
               + "".join(f"; {m.upper()} keeps its source's official split"
-                        for m, spec in recipe["modalities"].items() if spec.get("official_split")),
-              f"- shards: at most {recipe['shards']['max_samples']} samples each, "
-              f"`{recipe['shards']['compression']}` compression",
+                        for m, side in recipe.modalities.items() if side.official_split),
+              f"- shards: at most {recipe.shards.max_samples} samples each, "
+              f"`{recipe.shards.compression}` compression",
               "", "#### Sides", "", "| side | sources | bands | pseudo-RGB | labels | paired control |",
               "|---|---|---|---|---|---|"]
     sources = []
-    for modality, spec in recipe["modalities"].items():
-        names = list(side_sources(spec)) or ["generated"]
-        paired = spec.get("paired_rgb", {}).get("source") if spec.get("paired_rgb") else None
-        lines.append(f"| {modality.upper()} | {', '.join(names)} | {' '.join(spec['bands'])} | "
-                     f"{' '.join(spec.get('rgb_bands', [])) or '–'} | "
-                     f"{'multi-label' if spec.get('multilabel') else 'single-label'} | {paired or '–'} |")
+    for modality, side in recipe.modalities.items():
+        names = list(side.sources) or ["generated"]
+        paired = side.paired_rgb
+        lines.append(f"| {modality.upper()} | {', '.join(names)} | {' '.join(side.bands)} | "
+                     f"{' '.join(side.rgb_bands or ()) or '–'} | "
+                     f"{'multi-label' if side.multilabel else 'single-label'} | {paired or '–'} |")
         sources += [(n, SOURCES[n], f"{modality.upper()} side") for n in names if n in SOURCES]
         if paired in PAIRED_SOURCES:
             sources.append((paired, PAIRED_SOURCES[paired], "paired control"))
-    lines += _demote(selection_lines(recipe)) + _demote(class_map_lines(recipe, recipe["classes"]))
+    lines += _demote(selection_lines(recipe)) + _demote(class_map_lines(recipe, recipe.classes))
     if sources:
         lines += ["", "#### Sources and licences", ""]
         for source_name, source, what in sources:

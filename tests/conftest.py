@@ -55,14 +55,14 @@ def mini_toy(tmp_path_factory) -> Path:
     short trainings (the device path, DDP)."""
     import copy
 
-    from ackd_bench.data.recipe import load_recipe
+    from ackd_bench.data.recipe import Recipe, load_recipe
 
-    recipe = copy.deepcopy(load_recipe("toy"))
-    recipe["image_size"] = 32
-    recipe["generator"]["sides"]["ms"]["samples_per_class"] = 24
-    recipe["generator"]["sides"]["rgb"]["samples_per_class"] = 20
+    raw = copy.deepcopy(load_recipe("toy").raw)
+    raw["image_size"] = 32
+    raw["generator"]["sides"]["ms"]["samples_per_class"] = 24
+    raw["generator"]["sides"]["rgb"]["samples_per_class"] = 20
     root = tmp_path_factory.mktemp("mini-toy")
-    build_dataset("toy", root, recipe=recipe, progress=False)
+    build_dataset("toy", root, recipe=Recipe.from_dict(raw, "mini toy"), progress=False)
     return root
 
 

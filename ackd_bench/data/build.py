@@ -24,7 +24,7 @@ from ..provenance import code_version, sha256_file
 from .card import write_card
 from .manifest import (MANIFEST, Manifest, Modality, ShardEntry, Splits, dataset_version, read_manifest,
                        verify_manifest, write_manifest)
-from .recipe import load_recipe, recipe_hash
+from .recipe import Recipe, load_recipe, recipe_hash
 from .shards import (
     IMAGE_DTYPES, MODALITIES, PARTIAL_SUFFIX, EncodedSample, SampleRef, as_stored, band_statistics, content_digest,
     encode_sample,
@@ -45,13 +45,13 @@ class ModalitySource(Protocol):
     def provenance(self) -> dict[str, Any]: ...
 
 
-def _toy(recipe: dict[str, Any], **_: Any) -> dict[str, ModalitySource]:
+def _toy(recipe: Recipe, **_: Any) -> dict[str, ModalitySource]:
     from .toy import toy_sources
 
     return toy_sources(recipe)
 
 
-def _archives(recipe: dict[str, Any], *, root: Path, source_dir: str | Path | None = None, download: bool = True,
+def _archives(recipe: Recipe, *, root: Path, source_dir: str | Path | None = None, download: bool = True,
               require_paired: bool = False, **_: Any) -> dict[str, ModalitySource]:
     """Each side from its public source(s) (`modalities.<side>.source[s]`), found or downloaded."""
     from .sources.side import open_side
@@ -157,7 +157,7 @@ class EncodingLoader:
         return encode_sample(as_stored(item, self.dtype, ref.source_id), self.compression)
 
 
-def _write_shard(root: Path, plan: PlannedShard, source: ModalitySource, recipe: dict, digest: str, bar,
+def _write_shard(root: Path, plan: PlannedShard, source: ModalitySource, recipe: Recipe, digest: str, bar,
                  pool: ProcessPoolExecutor | None = None) -> None:
     if _existing(root, plan, digest, source.paired is not None) is not None:  # kept from an interrupted run
         bar.update(len(plan.refs))
@@ -167,7 +167,7 @@ def _write_shard(root: Path, plan: PlannedShard, source: ModalitySource, recipe:
     paired = source.paired is not None
     load = source.load_with_pair if paired else source.load
     if pool is not None:  # workers also compress, so that this process only writes bytes
-        load = EncodingLoader(load, np.dtype(IMAGE_DTYPES[plan.modality]).str, recipe["shards"]["compression"], paired)
+        load = EncodingLoader(load, np.dtype(IMAGE_DTYPES[plan.modality]).str, recipe.shards.compression, paired)
 
     def images():
         # worker processes decode while this one compresses and writes; order is preserved
@@ -176,16 +176,16 @@ def _write_shard(root: Path, plan: PlannedShard, source: ModalitySource, recipe:
             yield image
             bar.update(1)
 
-    size = int(recipe["image_size"])
-    multilabel = bool(recipe["modalities"][plan.modality].get("multilabel", False))
+    size = recipe.image_size
+    multilabel = recipe.modalities[plan.modality].multilabel
     attrs = {
-        "band_names": list(source.bands), "class_names": list(recipe["classes"]),
-        "dataset": recipe["name"], "recipe_hash": digest, "split": plan.split,
+        "band_names": list(source.bands), "class_names": list(recipe.classes),
+        "dataset": recipe.name, "recipe_hash": digest, "split": plan.split,
     }
     write_partial(
         root / plan.name, plan.refs, images(), modality=plan.modality, shape=(len(source.bands), size, size),
-        attrs=attrs, compression=recipe["shards"]["compression"],
-        num_multilabels=len(recipe["classes"]) if multilabel else None,
+        attrs=attrs, compression=recipe.shards.compression,
+        num_multilabels=len(recipe.classes) if multilabel else None,
         paired_shape=(3, size, size) if paired else None,
     )
 
@@ -229,7 +229,7 @@ def _build(
     source_dir: str | Path | None = None,
     download: bool = True,
     workers: int = 0,
-    recipe: dict[str, Any] | None = None,
+    recipe: Recipe | None = None,  # a variant of the named recipe (tests build a smaller toy)
     require_paired: bool = False,
 ) -> BuildResult:
     recipe = recipe if recipe is not None else load_recipe(name)
@@ -248,9 +248,9 @@ def _build(
         stale.unlink()
 
     started = time.time()
-    builder = SOURCE_BUILDERS.get(recipe["source"])
+    builder = SOURCE_BUILDERS.get(recipe.source)
     if builder is None:
-        raise DatasetError(f"recipe '{name}': unknown source '{recipe['source']}'")
+        raise DatasetError(f"recipe '{name}': unknown source '{recipe.source}'")
     sources = builder(recipe, root=root, source_dir=source_dir, download=download, require_paired=require_paired)
     for modality in MODALITIES:
         if sources[modality].paired_absent is not None:
@@ -259,8 +259,8 @@ def _build(
                   f"{absent['reason']}. It serves only the MI and transport-cost analyses' paired control, never "
                   "training; add its files and rebuild to add it, or pass --require-paired to stop instead",
                   file=sys.stderr)
-    fractions, salt = recipe["splits"]["fractions"], recipe["splits"]["salt"]
-    max_samples = int(recipe["shards"]["max_samples"])
+    fractions, salt = recipe.splits.fractions, recipe.splits.salt
+    max_samples = recipe.shards.max_samples
     plans = {m: plan_shards(sources[m].refs(), m, salt, fractions, max_samples) for m in MODALITIES}
 
     total = sum(len(p.refs) for shards in plans.values() for p in shards)
@@ -287,8 +287,8 @@ def _build(
             entries.append(ShardEntry(file=final.name, modality=modality, split=plan.split, samples=len(plan.refs),
                                       bytes=final.stat().st_size, sha256=sha256_file(final),
                                       content_sha256=content_digest(final)))
-        spec = recipe["modalities"][modality]
-        size = int(recipe["image_size"])
+        side = recipe.modalities[modality]
+        size = recipe.image_size
         paired = None
         if sources[modality].paired is not None:
             paired = {"status": "present", "source": sources[modality].paired.name, "bands": ["R", "G", "B"]}
@@ -296,17 +296,17 @@ def _build(
             paired = {"status": "absent", **sources[modality].paired_absent}
         modalities[modality] = Modality(
             bands=tuple(sources[modality].bands), image_size=(size, size), dtype=np.dtype(IMAGE_DTYPES[modality]).name,
-            mean=tuple(mean.tolist()), std=tuple(std.tolist()), multilabel=bool(spec.get("multilabel", False)),
-            rgb_bands=tuple(spec["rgb_bands"]) if spec.get("rgb_bands") else None, paired_rgb=paired)
+            mean=tuple(mean.tolist()), std=tuple(std.tolist()), multilabel=side.multilabel,
+            rgb_bands=side.rgb_bands, paired_rgb=paired)
 
     manifest = Manifest(
-        dataset=name, synthetic=bool(recipe.get("synthetic", False)), dataset_version=dataset_version(entries),
-        recipe_hash=digest, recipe=recipe, code_version=code_version(),
+        dataset=name, synthetic=recipe.synthetic, dataset_version=dataset_version(entries),
+        recipe_hash=digest, recipe=recipe.raw, code_version=code_version(),
         created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), build_seconds=round(time.time() - started, 3),
-        classes=tuple(recipe["classes"]), modalities=modalities, compression=recipe["shards"]["compression"],
+        classes=recipe.classes, modalities=modalities, compression=recipe.shards.compression,
         shard_max_samples=max_samples,
         splits=Splits(fractions, salt, tuple(m for m in MODALITIES if any(r.split for p in plans[m] for r in p.refs))),
-        counts={m: class_counts(plans[m], recipe["classes"]) for m in MODALITIES}, shards=tuple(entries),
+        counts={m: class_counts(plans[m], recipe.classes) for m in MODALITIES}, shards=tuple(entries),
         sources=_provenance(sources),
     )
     write_manifest(root, manifest)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from ..provenance import atomic_path
 from .manifest import Manifest
-from .recipe import side_sources
+from .recipe import Recipe
 from .splits import SPLITS
 
 PAPER_CITATION = ("R. Wei, K. Yao, C. Yang, J. Wang, Z. Gao, C. Li. Asymmetric Cross-Modal Knowledge Distillation: "
@@ -35,23 +35,21 @@ def paired_lines(manifest: Manifest) -> list[str]:
     return ["", "## Paired control", "", *lines] if lines else []
 
 
-def selection_lines(recipe: Mapping[str, Any]) -> list[str]:
+def selection_lines(recipe: Recipe) -> list[str]:
     """What a side keeps of its sources, where it does not keep everything."""
     lines = []
-    for modality, spec in recipe.get("modalities", {}).items():
-        if spec.get("cap_per_class"):
-            lines.append(f"- {modality.upper()}: at most {spec['cap_per_class']} samples drawn per class (by hash of "
+    for modality, side in recipe.modalities.items():
+        if side.cap_per_class:
+            lines.append(f"- {modality.upper()}: at most {side.cap_per_class} samples drawn per class (by hash of "
                          "the source id; multi-label: rarest class first)")
-        if spec.get("min_label_pixels"):
-            lines.append(f"- {modality.upper()}: a CORINE class labels a patch from {spec['min_label_pixels']} pixels up")
+        if side.min_label_pixels:
+            lines.append(f"- {modality.upper()}: a CORINE class labels a patch from {side.min_label_pixels} pixels up")
     return ["", "## Selection", "", *lines] if lines else []
 
 
-def class_map_lines(recipe: Mapping[str, Any], classes: Sequence[str]) -> list[str]:
+def class_map_lines(recipe: Recipe, classes: Sequence[str]) -> list[str]:
     """Target class <- source classes, per side (with the source name where a side has several)."""
-    maps = {}
-    for modality, spec in recipe.get("modalities", {}).items():
-        maps[modality] = {name: entry.get("class_map", {}) for name, entry in side_sources(spec).items()}
+    maps = {modality: side.class_maps for modality, side in recipe.modalities.items()}
     if not any(maps.values()):
         return []
     lines = ["", "## Class maps", "", "| class | " + " | ".join(m.upper() for m in maps) + " |",
@@ -69,12 +67,13 @@ def class_map_lines(recipe: Mapping[str, Any], classes: Sequence[str]) -> list[s
 
 def render_card(manifest: Manifest) -> str:
     lines = [f"# {manifest.dataset}" + (" (SYNTHETIC)" if manifest.synthetic else ""), ""]
-    if manifest.recipe.get("description"):
-        lines += [manifest.recipe.get("description"), ""]
+    recipe = manifest.built_recipe()
+    if recipe is not None and recipe.description:
+        lines += [recipe.description, ""]
     splits = manifest.splits
     lines += [
         f"- dataset version: `{manifest.dataset_version}`",
-        f"- recipe hash: `{manifest.recipe_hash}` (recipe v{manifest.recipe.get('version', '?')})",
+        f"- recipe hash: `{manifest.recipe_hash}` (recipe v{recipe.version if recipe is not None else '?'})",
         f"- built by ackd-bench {manifest.code_version or '?'} on {manifest.created_utc or '?'}",
     ]
     if splits is not None:
@@ -86,8 +85,8 @@ def render_card(manifest: Manifest) -> str:
         kind = "multi-label" if spec.multilabel else "single-label"
         lines.append(f"| {modality.upper()} | {' '.join(spec.bands)} | {h}x{w} | {spec.dtype} | {kind} |")
     lines += paired_lines(manifest)
-    lines += selection_lines(manifest.recipe)
-    lines += class_map_lines(manifest.recipe, manifest.classes)
+    if recipe is not None:
+        lines += selection_lines(recipe) + class_map_lines(recipe, manifest.classes)
     lines += ["", "## Counts", "", "| class | " + " | ".join(f"{m}/{s}" for m in manifest.modalities for s in SPLITS)
               + " |", "|---|" + "---|" * (len(manifest.modalities) * len(SPLITS))]
     for c in manifest.classes:

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from ..errors import AckdError, DatasetError
 from ..provenance import sha256_file
 from ..untrusted import NUMBER, inside, plain_name, typed
+from .recipe import Recipe
 from .shards import IMAGE_DTYPES, MODALITIES
 from .splits import SPLITS
 
@@ -226,7 +227,8 @@ class Manifest:
     shards: tuple[ShardEntry, ...]
     counts: dict[str, dict[str, dict[str, int]]]  # modality -> split -> class -> samples (multi-label: per class)
     recipe_hash: str | None = None
-    # the recipe it was built from, as the recipe file held it: hashed as it is (recipe_hash)
+    # the recipe it was built from, as the recipe file held it: hashed as it is (recipe_hash) and
+    # written back unchanged; `built_recipe()` reads its settings
     recipe: dict[str, Any] = field(default_factory=dict)
     code_version: str | None = None
     created_utc: str | None = None
@@ -243,6 +245,10 @@ class Manifest:
     @property
     def recipe_source(self) -> str | None:
         return self.recipe.get("source")
+
+    def built_recipe(self) -> Recipe | None:
+        """The recipe it was built from, checked and typed as any recipe is; None where it records none."""
+        return Recipe.from_dict(self.recipe, f"{MANIFEST}: field 'recipe'") if self.recipe else None
 
     def entries(self, modality: str, split: str) -> list[ShardEntry]:
         return [e for e in self.shards if e.modality == modality and e.split == split]

@@ -61,7 +61,7 @@ def paired_view(ms: ShardDataset) -> Callable[[int], np.ndarray] | None:
     if manifest.recipe_source == "toy":
         from .toy import ToyGenerator
 
-        generator = ToyGenerator(manifest.recipe)
+        generator = ToyGenerator(manifest.built_recipe())
         classes = list(manifest.classes)
         ids = ms.source_ids()
 

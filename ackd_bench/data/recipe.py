@@ -6,6 +6,8 @@ the YAML (the reasons for each choice) do not.
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,40 +39,13 @@ def recipe_path(name: str) -> Path:
     raise RecipeError(f"unknown dataset '{name}': expected one of {known}")
 
 
-def load_recipe(name: str) -> dict[str, Any]:
+def load_recipe(name: str) -> Recipe:
     path = recipe_path(name)
     try:
-        recipe = load_yaml(path.read_text(), str(path))
+        raw = load_yaml(path.read_text(), str(path))
     except AckdError as exc:
         raise RecipeError(str(exc)) from None
-    validate_recipe(recipe, str(path))
-    return recipe
-
-
-def validate_recipe(recipe: Any, where: str) -> None:
-    if not isinstance(recipe, dict):
-        raise RecipeError(f"{where}: a recipe must be a mapping")
-    missing = [key for key in REQUIRED_KEYS if key not in recipe]
-    if missing:
-        raise RecipeError(f"{where}: missing field(s) {', '.join(missing)}")
-    try:
-        plain_name(recipe["name"], "field 'name'")  # it becomes the dataset's name, and a folder of runs
-    except AckdError as exc:
-        raise RecipeError(f"{where}: {exc}") from None
-    if not recipe["classes"] or len(set(recipe["classes"])) != len(recipe["classes"]):
-        raise RecipeError(f"{where}: field 'classes' must be a non-empty list of distinct names")
-    if set(recipe["modalities"]) != {"ms", "rgb"}:
-        raise RecipeError(f"{where}: field 'modalities' must define exactly 'ms' and 'rgb'")
-    for modality, spec in recipe["modalities"].items():
-        if not spec.get("bands"):
-            raise RecipeError(f"{where}: modalities.{modality}.bands must list the bands kept")
-    validate_fractions(recipe["splits"].get("fractions", {}), f"{where}: splits.fractions")
-    if not recipe["splits"].get("salt"):
-        raise RecipeError(f"{where}: splits.salt must be a non-empty string")
-    if recipe["shards"].get("compression") not in COMPRESSIONS:
-        raise RecipeError(f"{where}: shards.compression must be one of {', '.join(COMPRESSIONS)}")
-    if int(recipe["shards"].get("max_samples", 0)) < 1:
-        raise RecipeError(f"{where}: shards.max_samples must be a positive integer")
+    return Recipe.from_dict(raw, str(path))
 
 
 def side_sources(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -81,5 +56,114 @@ def side_sources(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {spec["source"]: spec} if "source" in spec else {}
 
 
-def recipe_hash(recipe: dict[str, Any]) -> str:
-    return config_hash(recipe)
+@dataclass(frozen=True)
+class SideRecipe:
+    """One side (ms or rgb) of a recipe: the bands it keeps, how it is labelled and capped, and the
+    public source(s) it is drawn from (none for a generated side)."""
+
+    bands: tuple[str, ...]
+    rgb_bands: tuple[str, ...] | None = None  # the MS bands that make its pseudo-RGB
+    multilabel: bool = False
+    official_split: bool = False  # keep the source's own split instead of the recipe's fractions
+    cap_per_class: int | None = None  # at most this many samples drawn per class
+    min_label_pixels: int | None = None  # a reference-map class labels a patch from this many pixels up
+    paired_rgb: str | None = None  # the source of each MS sample's paired RGB image (the analyses' control)
+    # source name -> its settings (the side's, under the source's own entry): bands, class_map and the
+    # options only that source knows (min_label_pixels, official_split). They stay mappings because
+    # each source's reader parses and checks them against its own classes and bands.
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def class_maps(self) -> dict[str, dict[str, list[str]]]:
+        """Source name -> target class <- that source's classes."""
+        return {name: settings.get("class_map", {}) for name, settings in self.sources.items()}
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any], modality: str, where: str) -> SideRecipe:
+        paired = spec.get("paired_rgb")
+        # {source: NAME}; a bare name or a mapping without a source would otherwise fail only mid-build
+        if paired and not (isinstance(paired, dict) and isinstance(paired.get("source"), str)):
+            raise RecipeError(f"{where}: modalities.{modality}.paired_rgb must name its source: {{source: NAME}}")
+        limits = {key: None if spec.get(key) is None else int(spec[key])
+                  for key in ("cap_per_class", "min_label_pixels")}
+        return cls(bands=tuple(spec["bands"]), rgb_bands=tuple(spec["rgb_bands"]) if spec.get("rgb_bands") else None,
+                   multilabel=bool(spec.get("multilabel", False)),
+                   official_split=bool(spec.get("official_split", False)),
+                   paired_rgb=paired["source"] if paired else None, sources=side_sources(spec), **limits)
+
+
+@dataclass(frozen=True)
+class RecipeSplits:
+    """How samples not split by their source are split."""
+
+    fractions: dict[str, float]  # split -> share, by sha256(salt, source id)
+    salt: str
+
+
+@dataclass(frozen=True)
+class ShardLimits:
+    """How the build writes its HDF5 shards."""
+
+    max_samples: int
+    compression: str  # one of COMPRESSIONS
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A recipe file, checked (it is untrusted input: $ACKD_BENCH_RECIPES may hold anyone's) and typed.
+    `raw` keeps the mapping exactly as the file held it: the hash is taken over it, and the manifest
+    stores it. A variant (a smaller toy for tests) is `Recipe.from_dict(an edited copy of raw)`."""
+
+    name: str
+    version: Any  # as the file writes it; only shown
+    classes: tuple[str, ...]
+    image_size: int
+    modalities: dict[str, SideRecipe]
+    splits: RecipeSplits
+    shards: ShardLimits
+    raw: dict[str, Any]
+    source: str | None = None  # the builder: "archives" (public sources) or "toy" (generated)
+    description: str | None = None
+    synthetic: bool = False
+    # the toy generator's parameters (seed, per-side sample counts and sub-type rates, the RGB shift):
+    # a mapping that data/toy.py owns and reads, as they mean nothing to any other module
+    generator: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> Recipe:
+        if not isinstance(raw, dict):
+            raise RecipeError(f"{where}: a recipe must be a mapping")
+        missing = [key for key in REQUIRED_KEYS if key not in raw]
+        if missing:
+            raise RecipeError(f"{where}: missing field(s) {', '.join(missing)}")
+        try:
+            plain_name(raw["name"], "field 'name'")  # it becomes the dataset's name, and a folder of runs
+        except AckdError as exc:
+            raise RecipeError(f"{where}: {exc}") from None
+        if not raw["classes"] or len(set(raw["classes"])) != len(raw["classes"]):
+            raise RecipeError(f"{where}: field 'classes' must be a non-empty list of distinct names")
+        if set(raw["modalities"]) != {"ms", "rgb"}:
+            raise RecipeError(f"{where}: field 'modalities' must define exactly 'ms' and 'rgb'")
+        for modality, spec in raw["modalities"].items():
+            if not spec.get("bands"):
+                raise RecipeError(f"{where}: modalities.{modality}.bands must list the bands kept")
+        validate_fractions(raw["splits"].get("fractions", {}), f"{where}: splits.fractions")
+        if not raw["splits"].get("salt"):
+            raise RecipeError(f"{where}: splits.salt must be a non-empty string")
+        if raw["shards"].get("compression") not in COMPRESSIONS:
+            raise RecipeError(f"{where}: shards.compression must be one of {', '.join(COMPRESSIONS)}")
+        if int(raw["shards"].get("max_samples", 0)) < 1:
+            raise RecipeError(f"{where}: shards.max_samples must be a positive integer")
+        raw = copy.deepcopy(raw)  # the hashed content: no later edit of the caller's mapping reaches it
+        return cls(
+            name=raw["name"], version=raw["version"], classes=tuple(raw["classes"]), image_size=int(raw["image_size"]),
+            modalities={m: SideRecipe.from_dict(spec, m, where) for m, spec in raw["modalities"].items()},
+            splits=RecipeSplits(dict(raw["splits"]["fractions"]), raw["splits"]["salt"]),
+            shards=ShardLimits(int(raw["shards"]["max_samples"]), raw["shards"]["compression"]),
+            raw=raw, source=raw.get("source"), description=raw.get("description"),
+            synthetic=bool(raw.get("synthetic", False)), generator=raw.get("generator") or {},
+        )
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    return config_hash(recipe.raw)

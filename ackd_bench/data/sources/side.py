@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import DatasetError
-from ..recipe import side_sources
+from ..recipe import Recipe
 from ..selection import balance_multilabel, cap_per_class
 from ..shards import SampleRef
 
@@ -49,34 +49,33 @@ class Side:
         return {"name": "+".join(self.parts), "parts": records}
 
 
-def open_side(recipe: dict[str, Any], modality: str, *, root: Path, source_dir: Path | None, download: bool,
+def open_side(recipe: Recipe, modality: str, *, root: Path, source_dir: Path | None, download: bool,
               require_paired: bool = False) -> Side:
     """A recipe side. Its paired control (only the analyses' symmetric control, never training data)
     is optional unless `require_paired`: when its files are missing or fail to download, the side
     is built without it and says why in `paired_absent`."""
     from . import PAIRED_SOURCES, SOURCES
 
-    spec = recipe["modalities"][modality]
-    where = f"recipe '{recipe['name']}': modalities.{modality}"
-    entries = side_sources(spec) or {None: spec}  # no source named: the error below lists the choices
+    side = recipe.modalities[modality]
+    where = f"recipe '{recipe.name}': modalities.{modality}"
+    entries = side.sources or {None: {}}  # no source named: the error below lists the choices
     parts = {}
-    for name, entry in entries.items():
+    for name, settings in entries.items():
         if name not in SOURCES:
             raise DatasetError(f"{where}: source must be one of {', '.join(SOURCES)}, got {name!r}")
-        parts[name] = SOURCES[name](entry, list(recipe["classes"]), int(recipe["image_size"]), root=root,
+        parts[name] = SOURCES[name](settings, list(recipe.classes), recipe.image_size, root=root,
                                     source_dir=source_dir, download=download)
     paired, paired_absent = None, None
-    if spec.get("paired_rgb"):
-        name = spec["paired_rgb"].get("source")
+    if side.paired_rgb:
+        name = side.paired_rgb
         if name not in PAIRED_SOURCES:
             raise DatasetError(f"{where}.paired_rgb.source must be one of {', '.join(PAIRED_SOURCES)}, got {name!r}")
         try:
-            paired = PAIRED_SOURCES[name](int(recipe["image_size"]), root=root, source_dir=source_dir,
+            paired = PAIRED_SOURCES[name](recipe.image_size, root=root, source_dir=source_dir,
                                           download=download)
         except DatasetError as exc:
             if require_paired:
                 raise
             paired_absent = {"source": name, "reason": str(exc)}
-    cap = spec.get("cap_per_class")
-    return Side(modality, parts, list(spec["bands"]), None if cap is None else int(cap), recipe["splits"]["salt"],
-                len(recipe["classes"]), paired, paired_absent)
+    return Side(modality, parts, list(side.bands), side.cap_per_class, recipe.splits.salt, len(recipe.classes),
+                paired, paired_absent)

@@ -284,6 +284,8 @@ def _build(
                 finalize(path, mean, std)
             elif not has_statistics(final, mean, std):
                 raise DatasetError(f"{final}: left by a build of other data; rerun with --force to rebuild")
+            else:  # finished before a kill that came between finalize's rename and its removal of the partial
+                final.with_name(final.name + PARTIAL_SUFFIX).unlink(missing_ok=True)
             entries.append(ShardEntry(file=final.name, modality=modality, split=plan.split, samples=len(plan.refs),
                                       bytes=final.stat().st_size, sha256=sha256_file(final),
                                       content_sha256=content_digest(final)))

@@ -1,0 +1,234 @@
+"""The sweep against a real one-node Slurm 22.05 cluster with accounting (tests/slurm/), through the
+CLI: teacher then students (array jobs, runs grouped per --runs-per-gpu), a second invocation that
+skips what is done, preemption (SIGUSR2) and `scontrol requeue` resumed from the checkpoint saved
+in the grace period, a killed job recorded and retried, a cancelled sweep, requests that cannot fit.
+
+Skipped, with the reason, where Slurm is not installed (`.ci/run` installs it) or not root."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ackd_bench.cli import main
+from tests.conftest import run_cli
+from tests.slurm import cluster as slurm_cluster
+
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """The cluster, up for the session; its daemons stopped by PID at the end."""
+    reason = slurm_cluster.missing()
+    if reason:
+        pytest.skip(reason)
+    started = slurm_cluster.Cluster()
+    try:
+        started.start()
+        yield started
+    finally:
+        started.stop()
+
+
+def _env(slurm) -> dict[str, str]:
+    return {"SLURM_CONF": slurm.env["SLURM_CONF"], "PATH": slurm.env["PATH"]}
+
+
+def _sweep_args(dataset: Path, runs: Path, *extra: str) -> list[str]:
+    return ["sweep", "--datasets", str(dataset), "--tables", "3", "--seeds", "0", "--profile", "smoke",
+            "--device", "cpu", "--launcher", "slurm", "--runs-root", str(runs), "--quiet", *extra]
+
+
+def _ledger(runs: Path, name: str = "sweep") -> dict:
+    path = runs / "sweeps" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _jobs(slurm) -> list[dict[str, str]]:
+    out = slurm._run("sacct", "-n", "-X", "-P", "--duplicates", "-o", "JobID,JobName,State,Start,End").stdout
+    keys = ("id", "name", "state", "start", "end")
+    return [dict(zip(keys, line.split("|"))) for line in out.splitlines() if line.strip()]
+
+
+def _queue(slurm) -> dict[str, str]:
+    out = slurm._run("squeue", "-h", "-r", "-o", "%i|%T").stdout
+    return dict(line.split("|") for line in out.splitlines() if "|" in line)
+
+
+def _wait_for(what: str, ready, timeout: float = 90.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = ready()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _logged_epochs(run_dir: Path) -> list[int]:
+    path = run_dir / "log.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def _saved_epoch(run_dir: Path) -> int | None:
+    path = run_dir / "checkpoints" / "last.pt"
+    return torch.load(path, map_location="cpu", weights_only=False)["epoch"] if path.exists() else None
+
+
+def _run_dirs(runs: Path) -> dict[str, Path]:
+    """Run directories being trained, by their log (teachers: S, M...), once they log an epoch."""
+    return {json.loads((d / "config.json").read_text()).get("arch", d.name) if (d / "config.json").exists() else d.name: d
+            for d in (p.parent for p in runs.rglob("log.csv"))}
+
+
+def _job_process(job_id: str) -> int | None:
+    """PID of the job's submitit process (the one running the runs)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if (b"submitit.core._submit" in (proc / "cmdline").read_bytes()
+                    and f"SLURM_JOB_ID={job_id}".encode() in (proc / "environ").read_bytes().split(b"\0")):
+                return int(proc.name)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _sweep_in_background(args: list[str], slurm) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ackd_bench.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **_env(slurm), "PYTHONUNBUFFERED": "1"})
+
+
+def test_a_sweep_runs_teacher_then_grouped_students_and_a_second_invocation_skips_it(slurm, mini_toy, tmp_path):
+    runs = tmp_path / "runs"
+    args = _sweep_args(mini_toy, runs, "--methods", "none", "kd", "dkd", "--pairs", "S/S", "--tables", "3", "4",
+                       "--epochs", "1", "--teacher-epochs", "1", "--runs-per-gpu", "2", "--cpus", "1")
+    before = len(_jobs(slurm))
+    done = run_cli(*args, env_extra=_env(slurm))
+    assert done.returncode == 0, done.stderr
+    assert "4/4 runs done, 0 failed" in done.stdout
+    ledger = _ledger(runs)
+    assert sorted(e["kind"] for e in ledger.values()) == ["student"] * 3 + ["teacher"]
+    assert all(e["status"] == "done" and Path(e["run_dir"], "result.json").is_file() for e in ledger.values())
+    jobs = sorted(_jobs(slurm)[before:], key=lambda j: j["start"])
+    assert all(j["state"] == "COMPLETED" for j in jobs), jobs
+    # the teacher's job, then an array job of two tasks, students in groups of K=2 ([2, 1]), after it
+    teacher, *students = jobs
+    assert "_" not in teacher["id"] and sorted(j["id"].split("_")[1] for j in students) == ["0", "1"], jobs
+    assert all(j["start"] >= teacher["end"] for j in students)
+
+    again = run_cli(*args, env_extra=_env(slurm))
+    assert again.returncode == 0, again.stderr
+    assert "4/4 runs done, 0 failed" in again.stdout
+    assert len(_jobs(slurm)) == before + 3  # nothing submitted
+
+
+def test_preempted_and_requeued_jobs_resume_from_the_checkpoint_of_their_grace_period(slurm, mini_toy, tmp_path):
+    runs = tmp_path / "runs"
+    epochs = 7
+    proc = _sweep_in_background(_sweep_args(mini_toy, runs, "--methods", "teacher", "--pairs", "S/S", "M/S",
+                                            "--teacher-epochs", str(epochs), "--cpus", "1"), slurm)
+    try:
+        dirs = _wait_for("both teachers to log an epoch", lambda: len(_run_dirs(runs)) == 2 and _run_dirs(runs))
+        running = _wait_for("two running jobs", lambda: [i for i, s in _queue(slurm).items() if s == "RUNNING"]
+                            if list(_queue(slurm).values()).count("RUNNING") == 2 else None)
+        # which job trains which teacher: the submission order is the ledger's request order (M, S)
+        preempted, requeued = sorted(running)
+        before = {d: len(_logged_epochs(d)) for d in dirs.values()}
+        assert all(0 < n < epochs for n in before.values()), before
+        slurm._run("scancel", "--signal=USR2", preempted)
+        slurm._run("scontrol", "requeue", requeued)
+        stopped = {}
+        for job in (preempted, requeued):  # requeued: pending again, its checkpoint written
+            _wait_for(f"job {job} to be requeued", lambda: _queue(slurm).get(job) == "PENDING")
+        for arch, run_dir in dirs.items():
+            saved, logged = _saved_epoch(run_dir), _logged_epochs(run_dir)
+            stopped[arch] = saved
+            # the checkpoint holds every epoch logged before the notice: at most the epoch in progress lost
+            assert saved is not None and logged == list(range(saved + 1)), (arch, saved, logged)
+            assert saved + 1 >= before[run_dir], (arch, saved, before[run_dir])
+        out, err = proc.communicate(timeout=150)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "2/2 runs done, 0 failed" in out
+    for arch, run_dir in dirs.items():
+        assert _logged_epochs(run_dir) == list(range(epochs)), arch  # resumed: no epoch twice, none missing
+    states = {j["state"] for j in _jobs(slurm) if j["id"] in (preempted, requeued)}
+    assert "REQUEUED" in states or "PREEMPTED" in states, states
+
+
+def test_a_killed_job_is_recorded_failed_then_retried(slurm, mini_toy, tmp_path):
+    runs = tmp_path / "runs"
+    proc = _sweep_in_background(_sweep_args(mini_toy, runs, "--methods", "teacher", "--pairs", "S/S",
+                                            "--teacher-epochs", "3", "--cpus", "1", "--retries", "1"), slurm)
+    try:
+        _wait_for("the teacher to log an epoch", lambda: _run_dirs(runs))
+        job = _wait_for("its job", lambda: next(iter(_queue(slurm)), None))
+        started = time.monotonic()
+        # the job's Python process, as the OOM killer would: no notice, no result (`scancel --signal=KILL`
+        # would cancel the job instead)
+        os.kill(_wait_for("the job's process", lambda: _job_process(job)), signal.SIGKILL)
+        entry = _wait_for("the failure in the ledger", lambda: next(
+            (e for e in _ledger(runs).values() if e["status"] == "failed"), None), timeout=60)
+        assert time.monotonic() - started < 60
+        assert f"Slurm job {job} ended without a result" in entry["error"] and entry["attempts"] == 1
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert f"sweep: Slurm job {job} died; submitting its runs again (retry 1 of 1)" in err
+    (entry,) = _ledger(runs).values()
+    assert entry["status"] == "done" and entry["attempts"] == 2 and len(entry["failures"]) == 1
+    assert "1/1 runs done, 0 failed" in out
+
+
+def test_a_cancelled_sweep_cancels_its_jobs_and_its_ledger_says_so(slurm, mini_toy, tmp_path):
+    runs = tmp_path / "runs"
+    proc = _sweep_in_background(_sweep_args(mini_toy, runs, "--methods", "teacher", "--pairs", "S/S",
+                                            "--teacher-epochs", "50", "--cpus", "1"), slurm)
+    try:
+        job = _wait_for("a running job", lambda: next((i for i, s in _queue(slurm).items() if s == "RUNNING"), None))
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "ackd-bench: interrupted; rerun the same command to resume"
+    (entry,) = _ledger(runs).values()
+    assert entry["status"] == "cancelled" and f"Slurm job {job} cancelled" in entry["error"]
+    _wait_for("the job to leave the queue", lambda: job not in _queue(slurm), timeout=30)
+
+
+def test_requests_that_cannot_fit_are_one_line_and_submit_nothing(slurm, mini_toy, tmp_path, monkeypatch, capsys):
+    for key, value in _env(slurm).items():
+        monkeypatch.setenv(key, value)
+    cpus, mem = slurm.values["CPUS"], slurm.values["MEMORY_MB"]
+    limits = f"partition debug offers at most {cpus} CPUs, {mem} MB and no GPUs per node, no time limit"
+    cases = {
+        ("--cpus", str(cpus + 1)): f"--cpus {cpus + 1}: more than any node can give, {limits}",
+        ("--mem", "64T"): f"--mem {64 * 1024**2}M: more than any node can give, {limits}",
+        ("--device", "auto"): f"--gpus 1 (--device auto): more than any node can give, {limits}; use --device cpu",
+        ("--gpus", "1"): "--gpus 1 with --device cpu: expected 0 (or no --gpus)",
+        ("--partition", "gpu"): "--partition gpu: no such partition on this cluster; expected one of debug",
+        ("--mem", "lots"): "--mem lots: expected an amount such as 4000M or 16G",
+        ("--retries", "-1"): "--retries -1: expected 0 or more",
+    }
+    runs = tmp_path / "runs"
+    for extra, message in cases.items():
+        args = _sweep_args(mini_toy, runs, "--methods", "teacher", "--pairs", "S/S")
+        if extra[0] == "--device":
+            del args[args.index("--device"):args.index("--device") + 2]
+        assert main([*args, *extra]) == 2, extra
+        assert capsys.readouterr().err == f"ackd-bench: error: {message}\n", extra
+    assert not list(runs.rglob("*_submitted.pkl")) and not _queue(slurm)

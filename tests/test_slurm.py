@@ -93,13 +93,17 @@ def _run_dirs(runs: Path) -> dict[str, Path]:
 
 
 def _job_process(job_id: str) -> int | None:
-    """PID of the job's submitit process (the one running the runs)."""
+    """PID of the job's Python process (submitit's, the one running the runs), or None."""
+    array, _, task = job_id.partition("_")
+    wanted = {f"SLURM_ARRAY_JOB_ID={array}".encode(), f"SLURM_ARRAY_TASK_ID={task}".encode()} if task else \
+        {f"SLURM_JOB_ID={job_id}".encode()}
     for proc in Path("/proc").iterdir():
         try:
-            if (b"submitit.core._submit" in (proc / "cmdline").read_bytes()
-                    and f"SLURM_JOB_ID={job_id}".encode() in (proc / "environ").read_bytes().split(b"\0")):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if (Path(argv[0].decode()).name.startswith("python") and b"submitit.core._submit" in argv
+                    and wanted <= set((proc / "environ").read_bytes().split(b"\0"))):
                 return int(proc.name)
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):
             continue
     return None
 
@@ -134,38 +138,51 @@ def test_a_sweep_runs_teacher_then_grouped_students_and_a_second_invocation_skip
 
 
 def test_preempted_and_requeued_jobs_resume_from_the_checkpoint_of_their_grace_period(slurm, mini_toy, tmp_path):
-    runs = tmp_path / "runs"
+    """Two sweeps at once: a group of two runs in one job (--runs-per-gpu 2) preempted with SIGUSR2,
+    and a job of one run requeued with `scontrol requeue` (SIGTERM)."""
     epochs = 7
-    proc = _sweep_in_background(_sweep_args(mini_toy, runs, "--methods", "teacher", "--pairs", "S/S", "M/S",
-                                            "--teacher-epochs", str(epochs), "--cpus", "1"), slurm)
+    args = ["--methods", "teacher", "--teacher-epochs", str(epochs), "--cpus", "1"]
+    grouped, single = tmp_path / "grouped", tmp_path / "single"
+    sweeps = [_sweep_in_background(_sweep_args(mini_toy, grouped, *args, "--pairs", "S/S", "M/S", "--runs-per-gpu",
+                                               "2"), slurm),
+              _sweep_in_background(_sweep_args(mini_toy, single, *args, "--pairs", "S/S"), slurm)]
     try:
-        dirs = _wait_for("both teachers to log an epoch", lambda: len(_run_dirs(runs)) == 2 and _run_dirs(runs))
-        running = _wait_for("two running jobs", lambda: [i for i, s in _queue(slurm).items() if s == "RUNNING"]
-                            if list(_queue(slurm).values()).count("RUNNING") == 2 else None)
-        # which job trains which teacher: the submission order is the ledger's request order (M, S)
-        preempted, requeued = sorted(running)
-        before = {d: len(_logged_epochs(d)) for d in dirs.values()}
-        assert all(0 < n < epochs for n in before.values()), before
-        slurm._run("scancel", "--signal=USR2", preempted)
-        slurm._run("scontrol", "requeue", requeued)
-        stopped = {}
-        for job in (preempted, requeued):  # requeued: pending again, its checkpoint written
-            _wait_for(f"job {job} to be requeued", lambda: _queue(slurm).get(job) == "PENDING")
-        for arch, run_dir in dirs.items():
+        # each job is signalled once all its runs have logged an epoch (when the job started differs)
+        how = {grouped: (2, ["scancel", "--signal=USR2"]), single: (1, ["scontrol", "requeue"])}
+        before, jobs = {}, {}
+        deadline = time.monotonic() + 90
+        while len(jobs) < 2 and time.monotonic() < deadline:
+            for root, (runs, command) in how.items():
+                dirs = _run_dirs(root)
+                if root not in jobs and len(dirs) == runs and all(_logged_epochs(d) for d in dirs.values()):
+                    (job,) = [p.name.removesuffix("_submitted.pkl") for p in root.rglob("*_submitted.pkl")]
+                    before.update({d: len(_logged_epochs(d)) for d in dirs.values()})
+                    slurm._run(*command, job)
+                    jobs[root] = job
+            time.sleep(0.1)
+        assert len(jobs) == 2 and all(0 < n < epochs for n in before.values()), (jobs, before)
+        for job in jobs.values():  # pending again, and its process gone: its runs saved and stopped
+            _wait_for(f"job {job} to be requeued",
+                      lambda job=job: _queue(slurm).get(job) == "PENDING" and _job_process(job) is None)
+        for run_dir, logged_before in before.items():
             saved, logged = _saved_epoch(run_dir), _logged_epochs(run_dir)
-            stopped[arch] = saved
             # the checkpoint holds every epoch logged before the notice: at most the epoch in progress lost
-            assert saved is not None and logged == list(range(saved + 1)), (arch, saved, logged)
-            assert saved + 1 >= before[run_dir], (arch, saved, before[run_dir])
-        out, err = proc.communicate(timeout=150)
+            assert saved is not None and logged == list(range(saved + 1)), (run_dir, saved, logged)
+            assert saved + 1 >= logged_before, (run_dir, saved, logged_before)
+        finished = [sweep.communicate(timeout=150) for sweep in sweeps]
     finally:
-        proc.kill()
-    assert proc.returncode == 0, err
-    assert "2/2 runs done, 0 failed" in out
-    for arch, run_dir in dirs.items():
-        assert _logged_epochs(run_dir) == list(range(epochs)), arch  # resumed: no epoch twice, none missing
-    states = {j["state"] for j in _jobs(slurm) if j["id"] in (preempted, requeued)}
-    assert "REQUEUED" in states or "PREEMPTED" in states, states
+        for sweep in sweeps:
+            sweep.kill()
+    assert [sweep.returncode for sweep in sweeps] == [0, 0], [err for _out, err in finished]
+    assert "2/2 runs done, 0 failed" in finished[0][0] and "1/1 runs done, 0 failed" in finished[1][0]
+    for run_dir in before:
+        assert _logged_epochs(run_dir) == list(range(epochs)), run_dir  # resumed: no epoch twice, none missing
+    # once stopped and requeued each, then completed (the stopped instance: REQUEUED in accounting)
+    for job in jobs.values():
+        states = sorted(j["state"] for j in _jobs(slurm) if j["id"] == job)
+        assert states == ["COMPLETED", "REQUEUED"], (job, states)
+    log = "".join(p.read_text() for p in grouped.rglob(f"{jobs[grouped]}_0_log.err"))
+    assert log.count("stopped by SIGUSR2 after epoch") == 2, log  # both runs of the group saved
 
 
 def test_a_killed_job_is_recorded_failed_then_retried(slurm, mini_toy, tmp_path):

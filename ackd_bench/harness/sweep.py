@@ -142,6 +142,9 @@ class SlurmGroupJob:
     def __call__(self, requests: list[RunRequest], config: SweepConfig) -> list[dict[str, Any]]:
         with StopRelay() as relay:
             outcomes = run_group(requests, config, relay=relay)
+        for request, outcome in zip(requests, outcomes):
+            if outcome["status"] == "preempted":
+                print(f"sweep: {request.label}: {outcome['error']}", file=sys.stderr, flush=True)
         if relay.received:
             hand_back(relay.received)
         return outcomes
@@ -166,6 +169,16 @@ class StopRelay:
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "StopRelay":
+        from multiprocessing import resource_tracker
+
+        # Slurm signals every process of the job: multiprocessing's resource tracker, started with
+        # the first run, would die of SIGUSR2 (its default action) and warn of leaks; it inherits
+        # the signal blocked instead
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+        try:
+            resource_tracker.ensure_running()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         for name in self.SIGNALS:
             number = getattr(signal, name)
             self._previous[number] = signal.signal(number, self._record)

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slurm
 
 
 @pytest.fixture(scope="session")
-def slurm():
+def slurm_session():
     """The cluster, up for the session; its daemons stopped by PID at the end."""
     reason = slurm_cluster.missing()
     if reason:
@@ -36,6 +36,14 @@ def slurm():
         yield started
     finally:
         started.stop()
+
+
+@pytest.fixture
+def slurm(slurm_session):
+    """The cluster, with no job of an earlier test left in its queue."""
+    yield slurm_session
+    slurm_session._run("scancel", "--user", "root")
+    _wait_for("an empty queue", lambda: not _queue(slurm_session), timeout=60)
 
 
 def _env(slurm) -> dict[str, str]:
@@ -92,6 +100,12 @@ def _run_dirs(runs: Path) -> dict[str, Path]:
             for d in (p.parent for p in runs.rglob("log.csv"))}
 
 
+def _own_job(runs: Path) -> str:
+    """The id of the one job a sweep submitted so far (submitit names its files by it)."""
+    (job,) = [p.name.removesuffix("_submitted.pkl") for p in runs.rglob("*_submitted.pkl")]
+    return job
+
+
 def _job_process(job_id: str) -> int | None:
     """PID of the job's Python process (submitit's, the one running the runs), or None."""
     array, _, task = job_id.partition("_")
@@ -124,8 +138,10 @@ def test_a_sweep_runs_teacher_then_grouped_students_and_a_second_invocation_skip
     ledger = _ledger(runs)
     assert sorted(e["kind"] for e in ledger.values()) == ["student"] * 3 + ["teacher"]
     assert all(e["status"] == "done" and Path(e["run_dir"], "result.json").is_file() for e in ledger.values())
-    jobs = sorted(_jobs(slurm)[before:], key=lambda j: j["start"])
-    assert all(j["state"] == "COMPLETED" for j in jobs), jobs
+    # the sweep ends on the jobs' results; accounting records their ends a moment later
+    jobs = _wait_for("the jobs' ends in accounting", lambda: (lambda jobs: len(jobs) == 3 and all(
+        j["state"] == "COMPLETED" for j in jobs) and jobs)(_jobs(slurm)[before:]), timeout=30)
+    jobs = sorted(jobs, key=lambda j: j["start"])
     # the teacher's job, then an array job of two tasks, students in groups of K=2 ([2, 1]), after it
     teacher, *students = jobs
     assert "_" not in teacher["id"] and sorted(j["id"].split("_")[1] for j in students) == ["0", "1"], jobs
@@ -140,7 +156,7 @@ def test_a_sweep_runs_teacher_then_grouped_students_and_a_second_invocation_skip
 def test_preempted_and_requeued_jobs_resume_from_the_checkpoint_of_their_grace_period(slurm, mini_toy, tmp_path):
     """Two sweeps at once: a group of two runs in one job (--runs-per-gpu 2) preempted with SIGUSR2,
     and a job of one run requeued with `scontrol requeue` (SIGTERM)."""
-    epochs = 7
+    epochs = 5
     args = ["--methods", "teacher", "--teacher-epochs", str(epochs), "--cpus", "1"]
     grouped, single = tmp_path / "grouped", tmp_path / "single"
     sweeps = [_sweep_in_background(_sweep_args(mini_toy, grouped, *args, "--pairs", "S/S", "M/S", "--runs-per-gpu",
@@ -149,21 +165,21 @@ def test_preempted_and_requeued_jobs_resume_from_the_checkpoint_of_their_grace_p
     try:
         # each job is signalled once all its runs have logged an epoch (when the job started differs)
         how = {grouped: (2, ["scancel", "--signal=USR2"]), single: (1, ["scontrol", "requeue"])}
-        before, jobs = {}, {}
+        before, jobs, pids = {}, {}, {}
         deadline = time.monotonic() + 90
         while len(jobs) < 2 and time.monotonic() < deadline:
             for root, (runs, command) in how.items():
                 dirs = _run_dirs(root)
                 if root not in jobs and len(dirs) == runs and all(_logged_epochs(d) for d in dirs.values()):
-                    (job,) = [p.name.removesuffix("_submitted.pkl") for p in root.rglob("*_submitted.pkl")]
+                    job = _own_job(root)
                     before.update({d: len(_logged_epochs(d)) for d in dirs.values()})
+                    pids[root] = _wait_for(f"job {job}'s process", lambda job=job: _job_process(job))
                     slurm._run(*command, job)
                     jobs[root] = job
             time.sleep(0.1)
         assert len(jobs) == 2 and all(0 < n < epochs for n in before.values()), (jobs, before)
-        for job in jobs.values():  # pending again, and its process gone: its runs saved and stopped
-            _wait_for(f"job {job} to be requeued",
-                      lambda job=job: _queue(slurm).get(job) == "PENDING" and _job_process(job) is None)
+        for pid in pids.values():  # its runs saved and stopped; the job restarts 10 s later at the earliest
+            _wait_for(f"process {pid} to end", lambda pid=pid: not Path(f"/proc/{pid}").exists())
         for run_dir, logged_before in before.items():
             saved, logged = _saved_epoch(run_dir), _logged_epochs(run_dir)
             # the checkpoint holds every epoch logged before the notice: at most the epoch in progress lost
@@ -186,12 +202,13 @@ def test_preempted_and_requeued_jobs_resume_from_the_checkpoint_of_their_grace_p
 
 
 def test_a_killed_job_is_recorded_failed_then_retried(slurm, mini_toy, tmp_path):
+    # no --gpus, --cpus or --mem: --device cpu asks for no GPU, CPUs and memory come from the run
     runs = tmp_path / "runs"
     proc = _sweep_in_background(_sweep_args(mini_toy, runs, "--methods", "teacher", "--pairs", "S/S",
-                                            "--teacher-epochs", "3", "--cpus", "1", "--retries", "1"), slurm)
+                                            "--teacher-epochs", "3", "--retries", "1"), slurm)
     try:
         _wait_for("the teacher to log an epoch", lambda: _run_dirs(runs))
-        job = _wait_for("its job", lambda: next(iter(_queue(slurm)), None))
+        job = _own_job(runs)
         started = time.monotonic()
         # the job's Python process, as the OOM killer would: no notice, no result (`scancel --signal=KILL`
         # would cancel the job instead)
@@ -213,7 +230,7 @@ def test_a_killed_job_is_recorded_failed_then_retried(slurm, mini_toy, tmp_path)
 def test_a_cancelled_sweep_cancels_its_jobs_and_its_ledger_says_so(slurm, mini_toy, tmp_path):
     runs = tmp_path / "runs"
     proc = _sweep_in_background(_sweep_args(mini_toy, runs, "--methods", "teacher", "--pairs", "S/S",
-                                            "--teacher-epochs", "50", "--cpus", "1"), slurm)
+                                            "--teacher-epochs", "50"), slurm)
     try:
         job = _wait_for("a running job", lambda: next((i for i, s in _queue(slurm).items() if s == "RUNNING"), None))
         proc.send_signal(signal.SIGINT)

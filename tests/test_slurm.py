@@ -266,3 +266,12 @@ def test_requests_that_cannot_fit_are_one_line_and_submit_nothing(slurm, mini_to
         assert main([*args, *extra]) == 2, extra
         assert capsys.readouterr().err == f"ackd-bench: error: {message}\n", extra
     assert not list(runs.rglob("*_submitted.pkl")) and not _queue(slurm)
+
+    # what only sbatch refuses is one line too: a partition that takes no jobs
+    slurm._run("scontrol", "update", "PartitionName=debug", "State=INACTIVE")
+    try:
+        assert main(_sweep_args(mini_toy, runs, "--methods", "teacher", "--pairs", "S/S")) == 2
+    finally:
+        slurm._run("scontrol", "update", "PartitionName=debug", "State=UP")
+    err = capsys.readouterr().err
+    assert err.startswith("ackd-bench: error: sbatch refused the sweep's jobs: ") and err.count("\n") == 1, err

@@ -13,6 +13,8 @@ Preemption: every job gets Slurm's SIGUSR2 PREEMPT_GRACE_S before it is stopped 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import re
 import signal
@@ -333,9 +335,12 @@ def submit_stage(todo: list, config, folder: Path, settings: SlurmSettings, ledg
 def _submit(executor, groups: list[list], config) -> list:
     from .sweep import SlurmGroupJob, SlurmJob
 
-    try:
-        if config.runs_per_gpu == 1:
-            return executor.map_array(SlurmJob(), [g[0] for g in groups], [config] * len(groups))
-        return executor.map_array(SlurmGroupJob(), groups, [config] * len(groups))
-    except Exception as exc:  # noqa: BLE001 - sbatch's refusal, whatever submitit wraps it in
-        raise AckdError(f"sbatch refused the sweep's jobs: {last_line(exc)}") from None
+    # submitit prints sbatch's stderr when sbatch fails, then raises with the same text: held back,
+    # so that a refusal reads as one line
+    with contextlib.redirect_stderr(io.StringIO()):
+        try:
+            if config.runs_per_gpu == 1:
+                return executor.map_array(SlurmJob(), [g[0] for g in groups], [config] * len(groups))
+            return executor.map_array(SlurmGroupJob(), groups, [config] * len(groups))
+        except Exception as exc:  # noqa: BLE001 - sbatch's refusal, whatever submitit wraps it in
+            raise AckdError(f"sbatch refused the sweep's jobs: {last_line(exc)}") from None

@@ -231,7 +231,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     for entry in failed:
         print(f"  failed: {entry['kind']}:{entry['method']} {entry['teacher']}/{entry['student']} seed {entry['seed']}: "
               f"{entry['error']}")
-    return 0 if done == len(requests) else 1  # failed, cancelled or stopped runs are not done
+    return 1 if failed or others else 0  # cancelled or stopped runs are not done either
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:

@@ -253,11 +253,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                          runs_per_gpu=args.runs_per_gpu, resident=args.resident,
                          checkpoint_every=args.checkpoint_every, compile=args.compile, threads=args.threads,
                          precision=args.precision, loggers=tuple(args.logger))
-    slurm = {"timeout_min": args.timeout_min, "gpus_per_node": args.gpus, "cpus_per_task": args.cpus}
-    if args.launcher == "slurm":
-        slurm.update({k: v for k, v in {"slurm_partition": args.partition, "slurm_array_parallelism": args.parallel}.items() if v})
-    elif args.launcher == "submitit-local":
-        slurm = {"timeout_min": args.timeout_min}
+    if args.retries < 0:
+        raise AckdError(f"--retries {args.retries}: expected 0 or more")
+    slurm = {"timeout_min": args.timeout_min}
+    if args.launcher == "slurm":  # checked against the partition before anything is submitted
+        slurm.update(partition=args.partition, gpus=args.gpus, cpus=args.cpus, mem=args.mem, parallel=args.parallel,
+                     retries=args.retries)
     if args.dry_run:
         for request in requests:
             print(f"stage {request.stage}  {request.dataset}  {request.label}")
@@ -267,11 +268,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     entries = [ledger.entries.get(r.key, {}) for r in requests]
     done = sum(e.get("status") == "done" for e in entries)
     failed = [e for e in entries if e.get("status") == "failed"]
-    print(f"sweep '{args.name}': {done}/{len(requests)} runs done, {len(failed)} failed (ledger {ledger.path})")
+    others = sorted({e["status"] for e in entries if e.get("status") not in (None, "done", "failed")})
+    other = "".join(f", {sum(e.get('status') == s for e in entries)} {s}" for s in others)  # cancelled, preempted
+    print(f"sweep '{args.name}': {done}/{len(requests)} runs done, {len(failed)} failed{other} (ledger {ledger.path})")
     for entry in failed:
         print(f"  failed: {entry['kind']}:{entry['method']} {entry['teacher']}/{entry['student']} seed {entry['seed']}: "
               f"{entry['error']}")
-    return 1 if failed else 0
+    return 1 if failed or others else 0  # cancelled or stopped runs are not done either
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -386,7 +389,7 @@ def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
                              "free memory), on, off (stream them from the shards)")
     parser.add_argument("--checkpoint-every", type=float, default=600.0, metavar="SECONDS",
                         help="write last.pt at most this often (default 600; 0: every epoch); always at the end and "
-                             "after SIGTERM/SIGUSR1")
+                             "on SIGUSR1, SIGUSR2 (Slurm's preemption notice) and SIGTERM")
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbones (off by default)")
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
                         help="training precision: auto (default: bf16 on GPUs that compute it natively, fp16 with loss "
@@ -518,8 +521,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "fits in free GPU memory); on Slurm, one array task per group of K")
     sweep.add_argument("--partition", help="Slurm partition")
     sweep.add_argument("--parallel", type=int, help="Slurm array parallelism")
-    sweep.add_argument("--gpus", type=int, default=1, help="GPUs per Slurm job")
-    sweep.add_argument("--cpus", type=int, default=8, help="CPUs per Slurm job")
+    sweep.add_argument("--gpus", type=int, help="GPUs per Slurm job (default 1; 0 with --device cpu)")
+    sweep.add_argument("--cpus", type=int, help="CPUs per Slurm job (default: its runs' threads and loader workers, "
+                                                "at most a node's)")
+    sweep.add_argument("--mem", help="memory per Slurm job, as sbatch writes it: 16G, 4000M (default: its runs' "
+                                     "datasets plus 3 GiB per run, at most a node's)")
+    sweep.add_argument("--retries", type=int, default=1,
+                       help="submit a Slurm job that died (killed, out of memory) again this many times (default 1)")
     sweep.add_argument("--timeout-min", type=int, default=24 * 60)
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and exit")
     sweep.add_argument("--quiet", action="store_true")

@@ -4,8 +4,8 @@ Stage 0 (teachers, matchers) finishes before stage 1 (students), so every studen
 shared teacher, matcher and teacher cache ready. A run that fails is recorded in the sweep's
 ledger and the sweep goes on; running the same sweep again retries only what is not done.
 Finished runs are recognised by their config hash (the run directory's result.json), also when
-they were produced outside the sweep. On Slurm, jobs are array jobs that requeue themselves on
-preemption and resume from their last checkpoint.
+they were produced outside the sweep. On Slurm (harness/slurm.py), jobs are array jobs that save
+and requeue themselves on preemption (SIGUSR2) and resume from their last checkpoint.
 
 With `runs_per_gpu` K > 1, K runs share one device at once, each in its own spawned process (its
 own CUDA context, seed, run directory and result): the local launcher keeps K in flight, the
@@ -16,7 +16,10 @@ in the device's free memory.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import sys
+import time
 import traceback
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import connection
@@ -90,20 +93,41 @@ def run_request(request: RunRequest, config: SweepConfig, resume: str = "auto") 
 
 
 def guarded(request: RunRequest, config: SweepConfig) -> dict[str, Any]:
-    """Never raises: a failure becomes a ledger entry with its error."""
+    """Never raises: a failure becomes a ledger entry with its error, a stop on a signal (its state
+    saved) a "preempted" one."""
+    from ..train.engine import Preempted
+
     try:
         result = run_request(request, config)
         return {"status": "done", "run_dir": result["run_dir"]}
+    except Preempted as exc:
+        return {"status": "preempted", "signal": exc.signal_name, "error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - a sweep records every failure and goes on
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return {"status": "failed", "error": last}
+
+
+def hand_back(signal_name: str) -> None:
+    """After the runs saved their state on a stop signal: SIGUSR2 goes to the handler that was there
+    before (submitit's, which requeues the job and exits); SIGTERM means Slurm itself is ending the
+    job (a requeue, a cancel), so the job exits without a result, which a requeued rerun would
+    otherwise find and take for its own."""
+    if signal_name == "SIGUSR2":
+        handler = signal.getsignal(signal.SIGUSR2)
+        if callable(handler):
+            handler(signal.SIGUSR2, None)
+    raise SystemExit(f"stopped by {signal_name}, state saved")
 
 
 class SlurmJob:
     """submitit callable that asks to be requeued when preempted; the rerun resumes its checkpoint."""
 
     def __call__(self, request: RunRequest, config: SweepConfig) -> dict[str, Any]:
-        return guarded(request, config)
+        outcome = guarded(request, config)
+        if outcome["status"] == "preempted":
+            print(f"sweep: {request.label}: {outcome['error']}", file=sys.stderr, flush=True)
+            hand_back(outcome["signal"])
+        return outcome
 
     def checkpoint(self, request: RunRequest, config: SweepConfig):
         import submitit
@@ -116,12 +140,67 @@ class SlurmGroupJob:
     once. A requeued group reruns whole: finished runs are reused, interrupted ones resume."""
 
     def __call__(self, requests: list[RunRequest], config: SweepConfig) -> list[dict[str, Any]]:
-        return run_group(requests, config)
+        with StopRelay() as relay:
+            outcomes = run_group(requests, config, relay=relay)
+        for request, outcome in zip(requests, outcomes):
+            if outcome["status"] == "preempted":
+                print(f"sweep: {request.label}: {outcome['error']}", file=sys.stderr, flush=True)
+        if relay.received:
+            hand_back(relay.received)
+        return outcomes
 
     def checkpoint(self, requests: list[RunRequest], config: SweepConfig):
         import submitit
 
         return submitit.helpers.DelayedSubmission(SlurmGroupJob(), requests, config)
+
+
+class StopRelay:
+    """The stop signals (SIGUSR2, SIGTERM) of the process that runs a group: recorded, passed on to
+    the runs' processes (Slurm may signal only this one), and a deadline after which the runs that
+    have not stopped are ended, so the job requeues before its SIGKILL."""
+
+    SIGNALS = ("SIGUSR2", "SIGTERM")
+
+    def __init__(self):
+        self.received: str | None = None
+        self.deadline: float | None = None
+        self.children: list[Any] = []
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRelay":
+        from multiprocessing import resource_tracker
+
+        # Slurm signals every process of the job: multiprocessing's resource tracker, started with
+        # the first run, would die of SIGUSR2 (its default action) and warn of leaks; it inherits
+        # the signal blocked instead
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+        try:
+            resource_tracker.ensure_running()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        for name in self.SIGNALS:
+            number = getattr(signal, name)
+            self._previous[number] = signal.signal(number, self._record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _record(self, number: int, frame) -> None:
+        del frame
+        from ..train.engine import stop_grace_s
+
+        name = signal.Signals(number).name
+        if self.received is None:
+            self.received, self.deadline = name, time.monotonic() + stop_grace_s(name)
+        for process in self.children:
+            if process.is_alive():
+                os.kill(process.pid, number)
+
+    def overdue(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline - 5.0
 
 
 # --- several runs on one device ------------------------------------------------------------------
@@ -203,6 +282,9 @@ def _spawn_context():
 
 def _run_in_child(job: Callable, request: RunRequest, config: SweepConfig, sender) -> None:
     """Body of one run's process: sends the job's outcome back through `sender`."""
+    # the engine acts on a preemption notice while it trains; outside training, the notice must not
+    # kill the run (SIGUSR2's default) before its parent has collected what the others saved
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     if config.compile and config.threads:
         # Inductor would start a compile worker per core in each of the K processes
         import torch._inductor.config as inductor_config
@@ -241,10 +323,12 @@ def _collect(receiver, process) -> dict[str, Any]:
 
 def run_concurrently(requests: list[RunRequest], config: SweepConfig, slots: int, *,
                      on_finish: Callable[[RunRequest, dict[str, Any]], None] | None = None,
-                     job: Callable[[RunRequest, SweepConfig], dict[str, Any]] = guarded) -> list[dict[str, Any]]:
+                     job: Callable[[RunRequest, SweepConfig], dict[str, Any]] = guarded,
+                     relay: StopRelay | None = None) -> list[dict[str, Any]]:
     """Run the requests with at most `slots` in flight, each `job(request, config)` in a fresh
     spawned process: a run that dies takes only itself down and frees its memory. Calls
-    `on_finish(request, outcome)` as each finishes; returns the outcomes in request order."""
+    `on_finish(request, outcome)` as each finishes; returns the outcomes in request order. Once
+    `relay` received a stop signal, nothing more starts and runs still going at its deadline end."""
     context = _spawn_context()
     # K runs each spinning as many OpenMP threads as there are cores starve each other
     config = replace(config, threads=config.threads or threads_for(min(slots, len(requests))))
@@ -252,8 +336,8 @@ def run_concurrently(requests: list[RunRequest], config: SweepConfig, slots: int
     running: dict[Any, tuple[int, Any]] = {}  # receiving end of a child's pipe -> (index, process)
     outcomes: list[dict[str, Any] | None] = [None] * len(requests)
     try:
-        while waiting or running:
-            while waiting and len(running) < slots:
+        while running or (waiting and not (relay and relay.received)):
+            while waiting and len(running) < slots and not (relay and relay.received):
                 index, request = waiting.pop(0)
                 receiver, sender = context.Pipe(duplex=False)
                 # not a daemon: a run's DataLoader workers are processes of its own
@@ -262,7 +346,12 @@ def run_concurrently(requests: list[RunRequest], config: SweepConfig, slots: int
                 process.start()
                 sender.close()  # the child now holds the only sending end, so its death reads as EOF
                 running[receiver] = (index, process)
-            for receiver in connection.wait(list(running)):
+                if relay is not None:
+                    relay.children.append(process)
+            if relay is not None and relay.overdue():
+                for _index, process in running.values():
+                    process.terminate()
+            for receiver in connection.wait(list(running), timeout=1.0 if relay else None):
                 index, process = running.pop(receiver)
                 outcomes[index] = _collect(receiver, process)
                 if on_finish is not None:
@@ -272,15 +361,18 @@ def run_concurrently(requests: list[RunRequest], config: SweepConfig, slots: int
             process.terminate()
             process.join()
             receiver.close()
+    for index, _request in waiting:  # not started: a stop signal came first
+        outcomes[index] = {"status": "preempted", "signal": relay.received, "error": "not started before the stop"}
     return outcomes
 
 
 def run_group(requests: list[RunRequest], config: SweepConfig, *,
-              job: Callable[[RunRequest, SweepConfig], dict[str, Any]] = guarded) -> list[dict[str, Any]]:
+              job: Callable[[RunRequest, SweepConfig], dict[str, Any]] = guarded,
+              relay: StopRelay | None = None) -> list[dict[str, Any]]:
     """One device's group: run these requests (up to K) at once, fewer at a time where they would
     not fit in its free memory; never raises for a failed or dead run. Outcomes in request order."""
     slots = fit_runs_per_gpu(len(requests), config.device, [r.dataset for r in requests])
-    return run_concurrently(requests, config, slots, job=job)
+    return run_concurrently(requests, config, slots, job=job, relay=relay)
 
 
 class Ledger:
@@ -331,6 +423,13 @@ def run_sweep(requests: list[RunRequest], config: SweepConfig, *, launcher: str 
                     bar.update()
 
                 run_concurrently(todo, config, slots, on_finish=record)
+        elif launcher == "slurm":
+            from .slurm import SlurmSettings, submit_stage
+
+            settings = slurm if isinstance(slurm, SlurmSettings) else SlurmSettings.from_dict(slurm or {})
+            with tqdm(total=len(todo), desc=desc, unit="run", disable=not progress) as bar:
+                submit_stage(todo, config, Path(config.runs_root) / "sweeps" / f"{name}-submitit", settings,
+                             ledger, bar.update)
         else:
             _submit_stage(todo, config, launcher, Path(config.runs_root) / "sweeps" / f"{name}-submitit",
                           slurm or {}, ledger, desc, progress)
@@ -339,13 +438,13 @@ def run_sweep(requests: list[RunRequest], config: SweepConfig, *, launcher: str 
 
 def _submit_stage(todo: list[RunRequest], config: SweepConfig, launcher: str, folder: Path, slurm: dict[str, Any],
                   ledger: Ledger, desc: str, progress: bool) -> None:
-    """One array task per request, or per group of K requests sharing a GPU; waits for all."""
+    """submitit's local executor: one task per request, or per group of K requests; waits for all."""
     import submitit
 
-    if launcher == "submitit-local" and config.threads is None:
+    if config.threads is None:
         # submitit's local executor starts every job at once: they share this machine's cores
         config = replace(config, threads=threads_for(len(todo)))
-    executor = submitit.AutoExecutor(folder=folder, cluster="local" if launcher == "submitit-local" else "slurm")
+    executor = submitit.AutoExecutor(folder=folder, cluster="local")
     executor.update_parameters(**slurm)
     size = config.runs_per_gpu
     if size == 1:

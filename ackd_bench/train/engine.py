@@ -9,8 +9,11 @@ logs and model selection.
 Nothing inside the step loop waits for the device: the loss terms are summed on the device, and
 the finite-loss check reads one flag every FINITE_CHECK_STEPS steps and at the end of the epoch.
 `last.pt` (weights, optimiser, RNG, task state) is written every `checkpoint_every` seconds, at the
-end, and after the epoch in which SIGTERM or SIGUSR1 arrived (Slurm's preemption notice); SIGTERM
-then stops the run. The best weights are kept on the device and written as `best.pt` (weights
+end, and on a signal: SIGUSR1 saves after the epoch in progress and training goes on; SIGUSR2
+(Slurm's preemption notice, as submitit asks for it) and SIGTERM stop the run with its state saved.
+A stop finishes the epoch in progress when it will end within the grace period the signal leaves
+(STOP_GRACE_S), otherwise it drops that epoch at once and saves the last completed one, kept in host
+memory for that purpose. The best weights are kept on the device and written as `best.pt` (weights
 only) just before `last.pt`, so the two always agree.
 """
 
@@ -252,21 +255,44 @@ class FitResult:
 
 
 class Preempted(TrainingError):
-    """SIGTERM arrived: the run saved its state after the current epoch and stopped."""
+    """SIGTERM or SIGUSR2 arrived: the run saved its state and stopped."""
+
+    def __init__(self, message: str, signal_name: str):
+        super().__init__(message)
+        self.signal_name = signal_name
+
+
+# Seconds between a stop signal and the SIGKILL that follows it: SIGUSR2 is sent that long before
+# the end (the sweep's --signal=USR2@90); SIGTERM is followed by SIGKILL after Slurm's KillWait, 30 s
+# by default. The sweep's Slurm jobs are told the cluster's values through the environment.
+GRACE_ENV, TERM_GRACE_ENV = "ACKD_PREEMPT_GRACE_S", "ACKD_TERM_GRACE_S"
+STOP_GRACE_S = {"SIGUSR2": (GRACE_ENV, 90.0), "SIGTERM": (TERM_GRACE_ENV, 30.0)}
+GRACE_SHARE = 0.75  # of the grace period spent training on; the rest is for validating and saving
+
+
+def stop_grace_s(name: str) -> float:
+    variable, default = STOP_GRACE_S[name]
+    try:
+        return max(0.0, float(os.environ.get(variable) or default))
+    except ValueError:  # read in a signal handler: a bad value must not stop the save
+        return default
 
 
 class SaveTriggers:
-    """When last.pt is due: every `every` seconds, at the end, and after a SIGTERM or SIGUSR1.
+    """When last.pt is due: every `every` seconds, at the end, and after a signal; and whether a stop
+    signal leaves time to finish the epoch in progress.
 
     Handlers are installed only for the duration of `fit`, and only from the main thread (Python
-    delivers signals there); a handler just records the signal, the loop acts at the epoch's end.
+    delivers signals there); a handler just records the signal, the loop acts on it.
     """
 
-    SIGNALS = ("SIGTERM", "SIGUSR1")
+    SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
+    STOPS = ("SIGTERM", "SIGUSR2")
 
     def __init__(self, every: float):
         self.every, self.last = float(every), time.monotonic()
         self.received: int | None = None
+        self.stop_deadline: float | None = None  # monotonic time by which training must have stopped
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "SaveTriggers":
@@ -284,13 +310,50 @@ class SaveTriggers:
 
     def _record(self, number: int, frame) -> None:
         del frame
-        self.received = number
+        name = signal.Signals(number).name
+        if name in self.STOPS:
+            deadline = time.monotonic() + stop_grace_s(name) * GRACE_SHARE
+            self.stop_deadline = deadline if self.stop_deadline is None else min(self.stop_deadline, deadline)
+            self.received = number
+        elif self.received is None:  # a stop is never downgraded to a save by a later SIGUSR1
+            self.received = number
+
+    def stopping(self) -> bool:
+        return self.stop_deadline is not None
+
+    def out_of_time(self, epoch_started: float, epoch_seconds: float | None) -> bool:
+        """After a stop signal: True when the epoch in progress cannot end before the deadline (by
+        the previous epoch's length, or because the deadline passed)."""
+        if self.stop_deadline is None:
+            return False
+        now = time.monotonic()
+        expected_end = epoch_started + epoch_seconds if epoch_seconds is not None else now
+        return max(now, expected_end) > self.stop_deadline
 
     def due(self, final: bool) -> bool:
         return final or self.received is not None or self.every <= 0 or time.monotonic() - self.last >= self.every
 
     def saved(self) -> None:
         self.last = time.monotonic()
+
+
+def ignore_handled_signals(worker_id: int) -> None:
+    """DataLoader worker_init_fn: the signals the training process handles are its to act on (Slurm
+    sends them to every process of a job); a worker that died of one would fail the epoch."""
+    del worker_id
+    for name in SaveTriggers.SIGNALS:
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
+def host_copy(value: Any) -> Any:
+    """A copy of a checkpoint payload with every tensor in host memory, detached from training."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: host_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(host_copy(v) for v in value)
+    return value
 
 
 class TermSums:
@@ -410,15 +473,26 @@ class Engine:
         return state["epoch"] + 1, state["best_score"], state["best_epoch"], state["best_val"]
 
     def _save(self, epoch: int, best_score: float, best_epoch: int, best_val: dict) -> None:
+        self._write(self._payload(epoch, best_score, best_epoch, best_val))
+
+    def _write(self, payload: dict[str, Any]) -> None:
         """best.pt (if it changed) before last.pt: a kill in between leaves a best.pt from an epoch
         that the resumed run replays exactly, so it is chosen again."""
         if not self.rt.ctx.is_main:
             return
         if not self.best_written and self.best_state is not None:
-            save_checkpoint(self.best_path, {**self.meta, "epoch": best_epoch, "module": self.best_state,
-                                             "val": best_val})
+            save_checkpoint(self.best_path, {**self.meta, "epoch": payload["best_epoch"], "module": self.best_state,
+                                             "val": payload["best_val"]})
             self.best_written = True
-        save_checkpoint(self.last_path, self._payload(epoch, best_score, best_epoch, best_val))
+        save_checkpoint(self.last_path, payload)
+
+    def _stop_at_once(self, epoch: int, name: str, unsaved: dict[str, Any] | None) -> Preempted:
+        """A stop signal left too little time to finish `epoch`: drop it, save the last completed one."""
+        if unsaved is not None:
+            self._write(unsaved)
+        held = f"{self.last_path} holds epoch {epoch}" if epoch > 0 else "no epoch was completed"
+        return Preempted(f"stopped by {name} during epoch {epoch + 1}/{self.cfg.epochs}, too late to finish it "
+                         f"within the grace period; {held}: continue with --resume", name)
 
     def _last_good(self) -> str:
         return str(self.last_path) if self.last_path.exists() else "none"
@@ -432,9 +506,13 @@ class Engine:
             self.log.truncate_after(start)
         if self.rt.ctx.is_main:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        # mid-epoch stops are for one process: DDP ranks must leave an epoch together, at its end
+        may_stop_at_once = not self.rt.ctx.enabled
+        unsaved: dict[str, Any] | None = None  # the last completed epoch when last.pt is older
+        epoch_seconds: float | None = None  # the previous epoch's length, to foresee the current one's
         with SaveTriggers(self.rt.checkpoint_every) as triggers:
             for epoch in range(start, self.cfg.epochs):
-                started = time.time()
+                started, epoch_started = time.time(), time.monotonic()
                 self.task.on_epoch_start(epoch)
                 self.module.train()
                 sums = TermSums()
@@ -445,6 +523,8 @@ class Engine:
                 )
                 with standin.step_loop(self.rt.device):
                     for step, batch in enumerate(batches):
+                        if may_stop_at_once and triggers.out_of_time(epoch_started, epoch_seconds):
+                            raise self._stop_at_once(epoch, signal.Signals(triggers.received).name, unsaved)
                         inputs = self.task.prepare(batch, epoch, step)
                         with self.rt.autocast():
                             terms = self.wrapped(**inputs)
@@ -474,15 +554,21 @@ class Engine:
                            "steps": sums.steps, "train_seconds": round(train_seconds, 3),
                            "seconds": round(time.time() - started, 3)}
                     self.log.append(row)
+                # the largest signal number wins across ranks: SIGTERM (15), SIGUSR2 (12), SIGUSR1 (10)
                 received = all_ranks_max(triggers.received or 0, self.rt.ctx, self.rt.device)
                 if triggers.due(final=epoch == self.cfg.epochs - 1) or received:
                     self._save(epoch, best_score, best_epoch, best_val)
                     triggers.saved()
+                    unsaved = None
+                elif may_stop_at_once and self.rt.ctx.is_main:
+                    unsaved = host_copy(self._payload(epoch, best_score, best_epoch, best_val))
                 barrier(self.rt.ctx)
-                if received == getattr(signal, "SIGTERM", -1):
-                    raise Preempted(f"stopped by SIGTERM after epoch {epoch + 1}/{self.cfg.epochs}; "
-                                    f"{self.last_path} holds it: continue with --resume")
+                name = signal.Signals(received).name if received else None
+                if name in SaveTriggers.STOPS:
+                    raise Preempted(f"stopped by {name} after epoch {epoch + 1}/{self.cfg.epochs}; "
+                                    f"{self.last_path} holds it: continue with --resume", name)
                 triggers.received = None
+                epoch_seconds = time.monotonic() - epoch_started
         self.log.close()
         return FitResult(best_epoch, best_val, self.cfg.epochs - start)
 

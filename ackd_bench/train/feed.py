@@ -22,7 +22,7 @@ from ..data.dataset import ShardDataset
 from ..data.manifest import pixel_bytes
 from ..errors import AckdError
 from .distributed import DistContext
-from .engine import Runtime
+from .engine import Runtime, ignore_handled_signals
 
 RESIDENT_MODES = ("auto", "on", "off")
 RESIDENT_SHARE = 0.5  # of free device memory (or available RAM on CPU) a run's resident data may take
@@ -208,6 +208,7 @@ class TrainFeed:
                 loader_dataset or split.dataset, batch_sampler=self.sampler, num_workers=rt.workers,
                 pin_memory=rt.cuda, persistent_workers=rt.workers > 0,
                 generator=seeded_generator(seed, stream),  # its base seed must not draw from the global RNG (dropout's)
+                worker_init_fn=ignore_handled_signals,
             )
 
     def plan(self, epoch: int) -> EpochPlan:

@@ -1,0 +1,78 @@
+"""Stops on Slurm's signals without losing work: SIGUSR2 saves and stops after the epoch in progress
+when the grace period allows, at once (keeping the last completed epoch) when it does not; loader
+workers outlive the signals their process handles. The cluster itself: tests/test_slurm.py."""
+
+import csv
+import os
+import signal
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ackd_bench.train.engine import GRACE_ENV, Preempted, ignore_handled_signals
+from tests.test_device_path import TinyTask, _engine, _epoch_of, _straight_weights
+
+
+def _logged_epochs(run_dir):
+    with open(run_dir / "log.csv", newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def _assert_same_as_straight(tmp_path, run_dir):
+    final = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["module"]
+    for key, value in _straight_weights(tmp_path).items():
+        assert torch.equal(value, final[key]), key
+
+
+def test_sigusr2_finishes_the_epoch_saves_stops_and_resumes_bit_exact(tmp_path):
+    task = TinyTask(signal_at=(1, 1))
+    task.signal_number = signal.SIGUSR2
+    run_dir = tmp_path / "run"
+    with pytest.raises(Preempted, match=r"^stopped by SIGUSR2 after epoch 2/4; .*continue with --resume$") as caught:
+        _engine(task, run_dir, every=3600, epochs=4).fit()
+    assert caught.value.signal_name == "SIGUSR2"
+    assert _epoch_of(run_dir / "checkpoints" / "last.pt") == 1 and _logged_epochs(run_dir) == [0, 1]
+    assert signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL
+    resumed = TinyTask()
+    assert _engine(resumed, run_dir, every=3600, epochs=4).fit(resume=True).epochs_run == 2
+    assert _logged_epochs(run_dir) == [0, 1, 2, 3]
+    _assert_same_as_straight(tmp_path, run_dir)
+
+
+def test_sigusr2_without_time_to_finish_the_epoch_saves_the_last_completed_one_at_once(tmp_path, monkeypatch):
+    monkeypatch.setenv(GRACE_ENV, "0")  # no grace: the epoch in progress cannot end in time
+    task = TinyTask(steps=6, signal_at=(2, 1))
+    task.signal_number = signal.SIGUSR2
+    run_dir = tmp_path / "run"
+    with pytest.raises(Preempted, match=r"^stopped by SIGUSR2 during epoch 3/4, too late to finish it within the "
+                                        r"grace period; .*last.pt holds epoch 2: continue with --resume$"):
+        _engine(task, run_dir, every=3600, epochs=4).fit()
+    assert task.prepared[-1] == (2, 1)  # stopped at the next step, not at the epoch's end
+    # an hour between saves: last.pt is the copy of epoch 2 (index 1) kept for this, the log agrees
+    assert _epoch_of(run_dir / "checkpoints" / "last.pt") == 1 and _logged_epochs(run_dir) == [0, 1]
+    monkeypatch.delenv(GRACE_ENV)
+    resumed = TinyTask(steps=6)
+    assert _engine(resumed, run_dir, every=3600, epochs=4).fit(resume=True).epochs_run == 2
+    straight = TinyTask(steps=6)
+    _engine(straight, tmp_path / "straight", epochs=4).fit()
+    final = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["module"]
+    expected = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)["module"]
+    assert all(torch.equal(expected[k], final[k]) for k in expected)
+
+
+class SelfSignalling(Dataset):
+    """Each item sends its worker the signals a Slurm job's processes all receive."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        for name in ("SIGTERM", "SIGUSR1", "SIGUSR2"):
+            os.kill(os.getpid(), getattr(signal, name))
+        return index
+
+
+def test_loader_workers_ignore_the_signals_their_process_handles():
+    loader = DataLoader(SelfSignalling(), batch_size=2, num_workers=1, worker_init_fn=ignore_handled_signals)
+    assert [batch.tolist() for batch in loader] == [[0, 1], [2, 3]]

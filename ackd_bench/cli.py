@@ -86,7 +86,22 @@ def _run_options(args: argparse.Namespace):
                       resume=args.resume, force=args.force, device=args.device, workers=args.workers,
                       progress=not args.quiet, resident=args.resident, checkpoint_every=args.checkpoint_every,
                       compile=args.compile, threads=args.threads, precision=args.precision,
-                      loggers=tuple(args.logger))
+                      loggers=tuple(args.logger),
+                      teacher_mode="live" if getattr(args, "live_teacher", False) else "cache",
+                      log_transport_cost=getattr(args, "log_transport_cost", False))
+
+
+def _request(args: argparse.Namespace, kind: str, arch: str | None):
+    """The run the arguments describe, built once and passed whole (train.request)."""
+    from .train.request import RunRequest, SemBridgeSettings
+
+    method = {"teacher": "teacher", "matcher": "matcher"}.get(kind, getattr(args, "method", "none"))
+    sembridge = SemBridgeSettings(getattr(args, "gamma", None), getattr(args, "heads", None),
+                                  getattr(args, "lambda1", None), _dynm(getattr(args, "dynm", None)))
+    return RunRequest(kind, str(args.dataset_dir), arch, method=method, teacher=getattr(args, "teacher", None),
+                      matcher=getattr(args, "matcher", None), profile=_profile(args), seed=args.seed,
+                      overrides=_overrides(args), ablation=getattr(args, "ablate", None) or (),
+                      sembridge=sembridge)
 
 
 def _say_chosen(parts: list[str]) -> None:
@@ -151,18 +166,12 @@ TRAIN_RESUME_HINT = ("add --resume to the same command to continue from the last
 
 
 def _cmd_train_teacher(args: argparse.Namespace) -> int:
-    from .train.api import train_classifier
+    from .train.api import run
 
     _choose_dataset(args)
-    result = train_classifier(args.dataset_dir, args.arch, role="teacher", profile=_profile(args), seed=args.seed,
-                              overrides=_overrides(args), options=_run_options(args))
+    result = run(_request(args, "teacher", args.arch), _run_options(args))
     _print_result(result)
     return 0
-
-
-def _sembridge_params(args: argparse.Namespace) -> dict:
-    values = {"gamma": args.gamma, "heads": args.heads, "lambda1": args.lambda1}
-    return {k: v for k, v in values.items() if v is not None}
 
 
 def _dynm(text: str | None):
@@ -175,15 +184,27 @@ def _dynm(text: str | None):
 
 
 def _cmd_train_student(args: argparse.Namespace) -> int:
-    from .train.api import train_student
+    from .train.api import run
 
     _choose_dataset(args)
-    result = train_student(args.dataset_dir, args.arch, method=args.method, teacher=args.teacher,
-                           matcher=args.matcher, profile=_profile(args), seed=args.seed, overrides=_overrides(args),
-                           ablate=args.ablate, sembridge_params=_sembridge_params(args), dynm_schedule=_dynm(args.dynm),
-                           teacher_mode="live" if args.live_teacher else "cache",
-                           log_transport_cost=args.log_transport_cost, options=_run_options(args))
+    result = run(_request(args, "student", args.arch), _run_options(args))
     _print_result(result)
+    return 0
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    from .train.api import rerun
+
+    options = _run_options(args)
+    replay = rerun(args.run_dir, options, dataset=args.dataset)
+    same = ("the same config hash" if replay.same_config else
+            f"config hash {replay.config_hash[:12]}, not the original's {str(replay.original_hash)[:12]}: the code or "
+            "a checkpoint it reads has changed")
+    print(f"ackd-bench: repeated {args.run_dir} with {same}")
+    if "oa" in replay.result:
+        _print_result(replay.result)
+    else:
+        print(f"{replay.result['run_dir']}: matcher val top-1 pair retrieval {replay.result['val_top1']:.4f}")
     return 0
 
 
@@ -204,11 +225,10 @@ def _cmd_transport_cost(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_matcher(args: argparse.Namespace) -> int:
-    from .train.api import train_matcher
+    from .train.api import run
 
     _choose_dataset(args)
-    result = train_matcher(args.dataset_dir, args.arch, profile=_profile(args), seed=args.seed,
-                           overrides=_overrides(args), options=_run_options(args))
+    result = run(_request(args, "matcher", args.arch), _run_options(args))
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{result['run_dir']}: matcher val top-1 pair retrieval {result['val_top1']:.4f}, "
               f"CLIP loss {result['val_clip_loss']:.4f}")
@@ -216,20 +236,17 @@ def _cmd_train_matcher(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .harness.evaluate import run_eval
+    from .harness.evaluate import Prerequisites, run_eval
 
     _choose_dataset(args)
 
     def epochs(value):
         return {"epochs": value} if value is not None else {}
 
-    results = run_eval(
-        args.dataset_dir, args.method, pair=args.pair, teacher=args.teacher, matcher=args.matcher,
-        profile=_profile(args), seed=args.seed, student_overrides=_overrides(args),
-        teacher_overrides=epochs(args.teacher_epochs), matcher_overrides=epochs(args.matcher_epochs),
-        matcher_arch=args.matcher_arch, ablate=args.ablate, sembridge_params=_sembridge_params(args),
-        dynm_schedule=_dynm(args.dynm), options=_run_options(args),
-    )
+    prerequisites = Prerequisites(teacher_overrides=epochs(args.teacher_epochs), matcher_arch=args.matcher_arch,
+                                  matcher_overrides=epochs(args.matcher_epochs))
+    results = run_eval(_request(args, "student", None), pair=args.pair, prerequisites=prerequisites,
+                       options=_run_options(args))
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{'pair':<6}{'method':<22}{'OA':>8}{'F1':>8}  run")
         for r in results:
@@ -483,6 +500,18 @@ def build_parser() -> argparse.ArgumentParser:
     matcher = commands.add_parser("train-matcher", help="train SemBridge's SSM matcher on MS train images")
     _add_run_arguments(matcher)
     matcher.set_defaults(func=_cmd_train_matcher, arch=None, resume_hint=TRAIN_RESUME_HINT)
+
+    replay = commands.add_parser("rerun", help="repeat a run from its folder's recorded request (request.json)")
+    replay.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (teacher, student or matcher)")
+    replay.add_argument("--dataset", metavar="PATH", help="the dataset's folder, where it has moved since the run")
+    replay.add_argument("--out", help="where the repeat runs (default: RUN_DIR-rerun)")
+    replay.add_argument("--runs-root", default="runs", help=argparse.SUPPRESS)
+    replay.add_argument("--resume", action="store_true", help="continue an interrupted repeat")
+    replay.add_argument("--force", action="store_true", help="discard an earlier repeat in the same folder")
+    replay.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (as train-*)")
+    _add_speed_arguments(replay)
+    replay.add_argument("--quiet", action="store_true", help="no progress bars")
+    replay.set_defaults(func=_cmd_rerun, resume_hint=TRAIN_RESUME_HINT)
 
     evaluate = commands.add_parser(
         "eval", help="train what a method needs (teacher, matcher) and its students for one or all pairs")

@@ -59,8 +59,9 @@ def main() -> None:
     os.environ["ACKD_BENCH_PROFILES"] = str(profiles_dir)
 
     from ackd_bench.data.build import build_dataset
-    from ackd_bench.harness.evaluate import run_eval
+    from ackd_bench.harness.evaluate import Prerequisites, run_eval
     from ackd_bench.train.api import RunOptions, train_matcher
+    from ackd_bench.train.request import RunRequest
 
     dataset_dir = Path(args.data) / "toy"
     build_dataset("toy", dataset_dir, progress=False)
@@ -70,13 +71,14 @@ def main() -> None:
     for seed in args.seeds:
         for profile in ("toy-paper", "toy-bench"):
             for method in ("none", "kd", "sembridge"):
-                record = run_eval(dataset_dir, method, pair=args.pair, profile=profile, seed=seed, matcher_arch="S",
+                request = RunRequest.student_run(dataset_dir, "S", method, profile=profile, seed=seed)
+                record = run_eval(request, pair=args.pair, prerequisites=Prerequisites(matcher_arch="S"),
                                   options=options)[0]
                 students.setdefault((profile, method), []).append(record)
                 print(f"seed {seed} {profile:10s} {method:10s} OA {100 * record['oa']:.1f} F1 {100 * record['f1']:.1f}",
                       flush=True)
         for loss, profile in (("reference", "toy-bench-reference-matcher"), ("normalised", "toy-bench")):
-            result = train_matcher(dataset_dir, "S", profile=profile, seed=seed, options=options)
+            result = train_matcher(RunRequest.matcher_run(dataset_dir, "S", profile=profile, seed=seed), options)
             matchers.setdefault(loss, []).append(result["val_top1"])
             print(f"seed {seed} matcher {loss:10s} top-1 {100 * result['val_top1']:.1f}", flush=True)
 

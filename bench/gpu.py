@@ -44,6 +44,7 @@ from ackd_bench.harness.sweep import SweepConfig, run_concurrently
 from ackd_bench.models import build_backbone, canonical_arch
 from ackd_bench.train.api import RunOptions, train_classifier, train_matcher, train_student
 from ackd_bench.train.device import place_module, resolve_device, uses_channels_last
+from ackd_bench.train.request import RunRequest as TrainRequest, SemBridgeSettings
 
 STUDENT_METHODS = ("none", "kd", "dkd", "sembridge")
 # Approximate split sizes of the real benchmarks (recipes: 60/20/20 splits; M2S-GL: the caps, an upper bound).
@@ -169,10 +170,10 @@ class StudentJob:
             dataset, teacher, arch, overrides, runs_root, device)
 
     def __call__(self, request: RunRequest, config: SweepConfig) -> dict:
-        train_student(self.dataset, self.arch, method="kd", teacher=self.teacher, profile="paper",
-                      seed=request.seed, overrides=self.overrides,
-                      options=RunOptions(run_dir=self.runs_root / f"k-{request.seed}", device=self.device,
-                                         progress=False, force=True, threads=config.threads))
+        train_student(TrainRequest.student_run(self.dataset, self.arch, "kd", teacher=self.teacher, profile="paper",
+                                               seed=request.seed, overrides=self.overrides),
+                      RunOptions(run_dir=self.runs_root / f"k-{request.seed}", device=self.device, progress=False,
+                                 force=True, threads=config.threads))
         return {"status": "done"}
 
 
@@ -218,8 +219,9 @@ def main(argv: list[str] | None = None) -> None:
         options = lambda run: RunOptions(run_dir=tmp / "runs" / run, device=args.device, progress=False,  # noqa: E731
                                          checkpoint_every=600, threads=threads)
         rows, measured, pure_cache = [], {}, {}
-        matcher = train_matcher(dataset, "R" if "resnet34" in archs else archs[0], profile="paper",
-                                overrides={"epochs": args.epochs}, options=options("matcher"))
+        matcher = train_matcher(TrainRequest.matcher_run(dataset, "R" if "resnet34" in archs else archs[0],
+                                                         profile="paper", overrides={"epochs": args.epochs}),
+                                options("matcher"))
         matcher_ckpt = Path(matcher["run_dir"]) / "checkpoints" / "best.pt"
         split = epoch_split(Path(matcher["run_dir"]))
         rows.append(("matcher (batch 64)", None, split))
@@ -232,16 +234,17 @@ def main(argv: list[str] | None = None) -> None:
                     pure_cache[(short, bands, size, kind)] = pure[bands]
             pure_fast = pure_step_ms(arch, 3, size, batch, device, pure_steps, False)
             pure_benchmark = pure_step_ms(arch, 3, size, batch, device, pure_steps, False, benchmark=True)
-            teacher = train_classifier(dataset, arch, role="teacher", profile="paper", overrides=overrides,
-                                       options=options(f"teacher-{short}"))
+            teacher = train_classifier(TrainRequest.teacher_run(dataset, arch, profile="paper", overrides=overrides),
+                                       options(f"teacher-{short}"))
             split = epoch_split(Path(teacher["run_dir"]))
             rows.append((f"{short} teacher (10 bands)", pure[10], split))
             measured[("teacher", "teacher", short)] = (split, pure[10])
             ckpt = Path(teacher["run_dir"]) / "checkpoints" / "best.pt"
             for method in STUDENT_METHODS:
-                result = train_student(dataset, arch, method=method, teacher=ckpt if method != "none" else None,
-                                       matcher=matcher_ckpt, profile="paper", overrides=overrides,
-                                       dynm_schedule=(1, 1000, 0), options=options(f"student-{short}-{method}"))
+                request = TrainRequest.student_run(dataset, arch, method, teacher=ckpt if method != "none" else None,
+                                                   matcher=matcher_ckpt, profile="paper", overrides=overrides,
+                                                   sembridge=SemBridgeSettings(dynm=(1, 1000, 0)))
+                result = train_student(request, options(f"student-{short}-{method}"))
                 split = epoch_split(Path(result["run_dir"]))
                 rows.append((f"{short}/{short} student {method}", pure[3], split))
                 measured[("student", method, short)] = (split, pure[3])

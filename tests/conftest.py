@@ -41,11 +41,12 @@ def run_cli(*args: str, timeout: float = 300, env_extra: dict[str, str] | None =
 @pytest.fixture(scope="session")
 def teacher_ckpt(toy_dir, tmp_path_factory) -> Path:
     """A ShuffleNetV2 MS teacher trained for a few smoke epochs (shared, read-only)."""
-    from ackd_bench.train.api import RunOptions, train_classifier
+    from ackd_bench.train.api import RunOptions, run
+    from ackd_bench.train.request import RunRequest
 
     run_dir = tmp_path_factory.mktemp("teacher")
-    train_classifier(toy_dir, "S", role="teacher", profile="smoke", overrides={"epochs": 6},
-                     options=RunOptions(run_dir=run_dir, progress=False))
+    run(RunRequest.teacher_run(toy_dir, "S", profile="smoke", overrides={"epochs": 6}),
+        RunOptions(run_dir=run_dir, progress=False))
     return run_dir / "checkpoints" / "best.pt"
 
 
@@ -68,21 +69,23 @@ def mini_toy(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def mini_teacher(mini_toy, tmp_path_factory) -> Path:
-    from ackd_bench.train.api import RunOptions, train_classifier
+    from ackd_bench.train.api import RunOptions, run
+    from ackd_bench.train.request import RunRequest
 
     run_dir = tmp_path_factory.mktemp("mini-teacher")
-    train_classifier(mini_toy, "S", role="teacher", profile="smoke", overrides={"epochs": 1},
-                     options=RunOptions(run_dir=run_dir, device="cpu", progress=False))
+    run(RunRequest.teacher_run(mini_toy, "S", profile="smoke", overrides={"epochs": 1}),
+        RunOptions(run_dir=run_dir, device="cpu", progress=False))
     return run_dir / "checkpoints" / "best.pt"
 
 
 @pytest.fixture(scope="session")
 def mini_matcher(mini_toy, tmp_path_factory) -> Path:
-    from ackd_bench.train.api import RunOptions, train_matcher
+    from ackd_bench.train.api import RunOptions, run
+    from ackd_bench.train.request import RunRequest
 
     run_dir = tmp_path_factory.mktemp("mini-matcher")
-    train_matcher(mini_toy, "S", profile="smoke", overrides={"epochs": 1},
-                  options=RunOptions(run_dir=run_dir, device="cpu", progress=False))
+    run(RunRequest.matcher_run(mini_toy, "S", profile="smoke", overrides={"epochs": 1}),
+        RunOptions(run_dir=run_dir, device="cpu", progress=False))
     return run_dir / "checkpoints" / "best.pt"
 
 

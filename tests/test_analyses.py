@@ -8,6 +8,7 @@ import pytest
 from ackd_bench.cli import main
 from ackd_bench.data.mi import image_mi, quantise
 from ackd_bench.train.api import RunOptions, train_student
+from ackd_bench.train.request import RunRequest
 from ackd_bench.train.transport import wasserstein
 
 
@@ -75,8 +76,8 @@ def test_wasserstein_properties():
 
 
 def test_transport_cost_from_two_checkpoints_and_logged_curve(toy_dir, teacher_ckpt, tmp_path, capsys):
-    run = train_student(toy_dir, "S", method="kd", teacher=teacher_ckpt, profile="smoke", log_transport_cost=True,
-                        options=RunOptions(run_dir=tmp_path / "kd", progress=False))
+    run = train_student(RunRequest.student_run(toy_dir, "S", "kd", teacher=teacher_ckpt, profile="smoke"),
+                        RunOptions(run_dir=tmp_path / "kd", progress=False, log_transport_cost=True))
     student_ckpt = tmp_path / "kd" / "checkpoints" / "best.pt"
     assert main(["transport-cost", str(toy_dir), "--teacher", str(teacher_ckpt), "--student", str(student_ckpt)]) == 0
     out = capsys.readouterr().out

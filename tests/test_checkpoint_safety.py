@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ackd_bench.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ackd_bench.train.request import RunRequest
 
 from .conftest import run_cli
 
@@ -64,10 +65,12 @@ def test_a_real_runs_checkpoints_load_with_torchs_plain_weights_only_loader(toy_
     from ackd_bench.train.api import RunOptions, train_classifier, train_student
 
     teacher = tmp_path / "t"
-    train_classifier(toy_dir, "S", role="teacher", profile="smoke", overrides={"epochs": 1},
-                     options=RunOptions(run_dir=teacher, progress=False))
-    train_student(toy_dir, "S", method="sembridge", ablate="ssm", teacher=teacher / "checkpoints" / "best.pt",
-                  profile="smoke", overrides={"epochs": 1}, options=RunOptions(run_dir=tmp_path / "s", progress=False))
+    train_classifier(RunRequest.teacher_run(toy_dir, "S", profile="smoke", overrides={"epochs": 1}),
+                     RunOptions(run_dir=teacher, progress=False))
+    train_student(RunRequest.student_run(toy_dir, "S", "sembridge", ablation="ssm",
+                                         teacher=teacher / "checkpoints" / "best.pt", profile="smoke",
+                                         overrides={"epochs": 1}),
+                  RunOptions(run_dir=tmp_path / "s", progress=False))
     for path in (teacher / "checkpoints" / "last.pt", tmp_path / "s" / "checkpoints" / "last.pt",
                  tmp_path / "s" / "checkpoints" / "best.pt"):
         state = torch.load(path, weights_only=True)  # no allow-list: tensors and plain values only

@@ -18,6 +18,7 @@ from ackd_bench.train.api import RunOptions, train_student
 from ackd_bench.train.device import resolve_device
 from ackd_bench.train.engine import FINITE_CHECK_STEPS, Engine, OptimConfig, Preempted, Runtime, Task, TrainingError
 from ackd_bench.train.feed import ResidentSplit, StreamedSplit, TrainFeed, decide_resident, plan_epoch
+from ackd_bench.train.request import RunRequest, SemBridgeSettings
 
 from .conftest import run_cli
 
@@ -126,9 +127,11 @@ def test_resident_and_streamed_runs_give_identical_pairings_losses_and_weights(
     runs = {}
     for mode in ("on", "off"):
         run_dir = tmp_path / mode
-        train_student(mini_toy, "S", method=method, teacher=mini_teacher, teacher_mode=teacher_mode, ablate=ablate,
-                      profile="smoke", overrides={"epochs": 3}, dynm_schedule=(1, 1, 0),
-                      options=RunOptions(run_dir=run_dir, progress=False, resident=mode, checkpoint_every=0))
+        train_student(RunRequest.student_run(mini_toy, "S", method, teacher=mini_teacher, ablation=ablate or (),
+                                             profile="smoke", overrides={"epochs": 3},
+                                             sembridge=SemBridgeSettings(dynm=(1, 1, 0))),
+                      RunOptions(run_dir=run_dir, progress=False, resident=mode, checkpoint_every=0,
+                                 teacher_mode=teacher_mode))
         runs[mode] = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
     assert _log_rows(tmp_path / "on") == _log_rows(tmp_path / "off")
     on, off = runs["on"], runs["off"]
@@ -306,10 +309,10 @@ def test_cuda_teacher_cache_lives_on_the_gpu_and_matches_the_live_teacher(teache
 @pytest.mark.cuda
 def test_cuda_sembridge_student_crosses_a_dynm_rematch(teacher_ckpt, toy_dir, tmp_path):
     for mode in ("on", "off"):
-        result = train_student(toy_dir, "S", method="sembridge", teacher=teacher_ckpt, ablate="ssm", profile="smoke",
-                               overrides={"epochs": 3}, dynm_schedule=(1, 1, 0),
-                               options=RunOptions(run_dir=tmp_path / mode, device="cuda", progress=False,
-                                                  resident=mode))
+        result = train_student(RunRequest.student_run(toy_dir, "S", "sembridge", teacher=teacher_ckpt, ablation="ssm",
+                                                      profile="smoke", overrides={"epochs": 3},
+                                                      sembridge=SemBridgeSettings(dynm=(1, 1, 0))),
+                               RunOptions(run_dir=tmp_path / mode, device="cuda", progress=False, resident=mode))
         state = torch.load(tmp_path / mode / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
         assert state["task_state"]["pairing"]["rematched"] == [1, 2] and 0 <= result["oa"] <= 1
 

@@ -15,7 +15,9 @@ from ackd_bench.methods import build_distiller, load_method_defaults
 from ackd_bench.methods.sembridge.matcher import Matcher, clip_loss
 from ackd_bench.methods.sembridge.matching import dynm_match, kl_matrix
 from ackd_bench.models import build_backbone
-from ackd_bench.train.api import RunOptions, dynm_epochs, sembridge_defaults, train_classifier, train_student
+from ackd_bench.train.api import RunOptions, train_classifier, train_student
+from ackd_bench.train.request import RunRequest
+from ackd_bench.train.sembridge_run import dynm_epochs, sembridge_defaults
 from ackd_bench.train.metrics import multi_label_metrics
 from ackd_bench.train.profiles import OPTIONS, load_profile
 from ackd_bench.train.student import StudentModule
@@ -240,25 +242,25 @@ def test_paper_profile_runs_end_to_end_with_its_reference_choices(toy_dir, tmp_p
     options reach the runs, their configs and checkpoints."""
     options = RunOptions(runs_root=tmp_path, progress=False)
     small = {"epochs": 1, "batch_size": 16}
-    teacher = train_classifier(toy_dir, "S", role="teacher", profile="paper", overrides=small, options=options)
+    teacher = train_classifier(RunRequest.teacher_run(toy_dir, "S", profile="paper", overrides=small), options)
     teacher_ckpt = torch.load(f"{teacher['run_dir']}/checkpoints/best.pt", weights_only=True)
     assert teacher_ckpt["width"] == 0.5 and teacher_ckpt["module"]["backbone.body.2.0.branch1.2.weight"].shape[0] == 24
     from ackd_bench.train.api import train_matcher
 
-    matcher = train_matcher(toy_dir, "S", profile="paper", overrides=small, options=options)
+    matcher = train_matcher(RunRequest.matcher_run(toy_dir, "S", profile="paper", overrides=small), options)
     matcher_config = json.loads(open(f"{matcher['run_dir']}/config.json").read())
     assert matcher_config["matcher_params"]["normalise"] is False and matcher_config["optim"]["optimizer"] == "adamw"
     assert matcher_config["matcher_params"]["pseudo_rgb"] == "first-bands-image-max"
     teacher_path = f"{teacher['run_dir']}/checkpoints/best.pt"
-    alone = train_student(toy_dir, "S", method="ctkd", teacher=teacher_path, profile="paper", overrides=small,
-                          options=options)
+    alone = train_student(RunRequest.student_run(toy_dir, "S", "ctkd", teacher=teacher_path, profile="paper",
+                                                 overrides=small), options)
     config = json.loads(open(f"{alone['run_dir']}/config.json").read())
     assert config["loss_weights"]["task"] == 0.1 and config["loss_weights"]["kd"] == 0.9
     assert config["method_params"]["t_squared"] is False and config["options"]["loss_precision"] == "fp32"
     assert alone["profile"].startswith("paper+set-")  # its batch size is not the paper's: named apart
-    sembridge = train_student(toy_dir, "S", method="sembridge+ctkd", teacher=teacher_path,
-                              matcher=f"{matcher['run_dir']}/checkpoints/best.pt", profile="paper",
-                              overrides=small, options=options)
+    sembridge = train_student(RunRequest.student_run(toy_dir, "S", "sembridge+ctkd", teacher=teacher_path,
+                                                     matcher=f"{matcher['run_dir']}/checkpoints/best.pt",
+                                                     profile="paper", overrides=small), options)
     config = json.loads(open(f"{sembridge['run_dir']}/config.json").read())
     assert (config["loss_weights"]["task"], config["loss_weights"]["kd"]) == (0.3, 0.4)  # train.py:268
     assert config["sembridge"]["dynm_divergence"] == "teacher-student"

@@ -19,6 +19,7 @@ from ackd_bench.errors import AckdError, DatasetError
 from ackd_bench.provenance import sha256_file
 from ackd_bench.train.api import RunOptions, train_classifier
 from ackd_bench.train.engine import TrainingError
+from ackd_bench.train.request import RunRequest
 
 
 @pytest.fixture
@@ -153,16 +154,16 @@ def test_out_into_a_users_folder_is_refused_and_force_removes_only_the_tools_fil
     before = snapshot(mine)
     for force in (False, True):
         with pytest.raises(TrainingError, match="not a run folder of ackd-bench"):
-            train_classifier(mini_toy, "S", role="teacher", profile="smoke", overrides={"epochs": 1},
-                             options=RunOptions(run_dir=mine, device="cpu", progress=False, force=force))
+            train_classifier(RunRequest.teacher_run(mini_toy, "S", profile="smoke", overrides={"epochs": 1}),
+                             RunOptions(run_dir=mine, device="cpu", progress=False, force=force))
         assert snapshot(mine) == before
 
     run = tmp_path / "run"
     options = RunOptions(run_dir=run, device="cpu", progress=False, force=True)
-    train_classifier(mini_toy, "S", role="teacher", profile="smoke", overrides={"epochs": 1}, options=options)
+    train_classifier(RunRequest.teacher_run(mini_toy, "S", profile="smoke", overrides={"epochs": 1}), options)
     (run / "checkpoints" / "model_v1.bin").write_text("weights")  # the user's file in the tool's folder
     (run / "notes.txt").write_text("mine")
-    train_classifier(mini_toy, "S", role="teacher", profile="smoke", overrides={"epochs": 1}, options=options)
+    train_classifier(RunRequest.teacher_run(mini_toy, "S", profile="smoke", overrides={"epochs": 1}), options)
     assert (run / "checkpoints" / "model_v1.bin").read_text() == "weights" and (run / "notes.txt").exists()
     assert (run / "checkpoints" / "best.pt").exists() and (run / "result.json").exists()
 
@@ -178,8 +179,8 @@ def test_two_links_to_one_run_folder_share_its_lock(mini_toy, tmp_path):
     link.symlink_to(real)
     with run_lock(real):
         with pytest.raises(TrainingError, match="another process is writing this run"):
-            train_classifier(mini_toy, "S", role="teacher", profile="smoke", overrides={"epochs": 1},
-                             options=RunOptions(run_dir=link, device="cpu", progress=False))
+            train_classifier(RunRequest.teacher_run(mini_toy, "S", profile="smoke", overrides={"epochs": 1}),
+                             RunOptions(run_dir=link, device="cpu", progress=False))
 
 
 def test_a_linked_board_gets_the_rows_and_boards_sharing_a_folder_keep_their_readmes(tmp_path, capsys):

@@ -12,6 +12,7 @@ from ackd_bench.errors import AckdError
 from ackd_bench.train.api import RunOptions, train_classifier
 from ackd_bench.train.engine import Engine, OptimConfig, Runtime, Task, resolve_precision
 from ackd_bench.train.profiles import load_profile
+from ackd_bench.train.request import RunRequest
 
 
 ONE_EPOCH = {"epochs": 1, "batch_size": 128}
@@ -29,8 +30,8 @@ def test_auto_precision_follows_the_gpu(monkeypatch):
 
 def test_a_run_trains_in_the_precision_it_records(toy_dir, tmp_path):
     run = tmp_path / "bf16"
-    result = train_classifier(toy_dir, "S", role="teacher", profile="smoke", overrides=ONE_EPOCH,
-                              options=RunOptions(run_dir=run, progress=False, precision="bf16"))
+    result = train_classifier(RunRequest.teacher_run(toy_dir, "S", profile="smoke", overrides=ONE_EPOCH),
+                              RunOptions(run_dir=run, progress=False, precision="bf16"))
     assert result["precision"] == "bf16" and json.loads((run / "result.json").read_text())["precision"] == "bf16"
     assert not torch.load(run / "checkpoints" / "last.pt", weights_only=True)["scaler"]  # bf16 needs no loss scale
     with open(run / "log.csv") as handle:
@@ -85,14 +86,14 @@ def test_profile_from_a_file_and_set_enter_the_config(toy_dir, tmp_path):
     digest = hashlib.sha256(mine.read_bytes()).hexdigest()[:8]  # a file profile is named by its content too
     assert profile["name"].startswith(f"mine@{digest}+set-") and profile["teacher"]["lr"] == 1.0e-3
     assert profile["seed"] == 5
-    result = train_classifier(toy_dir, "S", role="teacher", profile=profile,
-                              options=RunOptions(runs_root=tmp_path / "runs", progress=False))
+    result = train_classifier(RunRequest.teacher_run(toy_dir, "S", profile=profile),
+                              RunOptions(runs_root=tmp_path / "runs", progress=False))
     config = json.loads((tmp_path / "runs" / "toy").glob("teacher-S-s5-*/config.json").__next__().read_text())
     assert config["profile"] == result["profile"] == profile["name"] and config["width"] == 0.5
     assert config["profile_set"] == ["teacher.epochs=1", "teacher.batch_size=32", "seed=5"]
     assert config["optim"]["epochs"] == 1 and config["optim"]["lr"] == 1.0e-3
-    plain = train_classifier(toy_dir, "S", role="teacher", profile=str(mine), overrides=ONE_EPOCH, seed=5,
-                             options=RunOptions(runs_root=tmp_path / "runs", progress=False))
+    plain = train_classifier(RunRequest.teacher_run(toy_dir, "S", profile=str(mine), overrides=ONE_EPOCH, seed=5),
+                             RunOptions(runs_root=tmp_path / "runs", progress=False))
     assert plain["profile"].startswith(f"mine@{digest}+set-")  # ONE_EPOCH changes the batch size too
     assert plain["config_hash"] != result["config_hash"]
 
@@ -115,8 +116,8 @@ def test_loggers_receive_every_epoch_offline(toy_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # reading the store back here
     run = tmp_path / "logged"
-    train_classifier(toy_dir, "S", role="teacher", profile="smoke", overrides={"epochs": 2, "batch_size": 32},
-                     options=RunOptions(run_dir=run, progress=False, loggers=("tensorboard", "wandb", "mlflow")))
+    train_classifier(RunRequest.teacher_run(toy_dir, "S", profile="smoke", overrides={"epochs": 2, "batch_size": 32}),
+                     RunOptions(run_dir=run, progress=False, loggers=("tensorboard", "wandb", "mlflow")))
     with open(run / "log.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))

@@ -18,6 +18,7 @@ from ackd_bench.train.api import RunOptions, train_matcher
 from ackd_bench.train.engine import Runtime
 from ackd_bench.train.matcher import embed, load_matcher
 from ackd_bench.train.pairing import SemBridgePairing
+from ackd_bench.train.request import RunRequest
 from ackd_bench.train.student import StudentModule
 
 CPU = Runtime(device=torch.device("cpu"), progress=False)
@@ -26,7 +27,8 @@ CPU = Runtime(device=torch.device("cpu"), progress=False)
 @pytest.fixture(scope="session")
 def matcher_run(toy_dir, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("matcher")
-    train_matcher(toy_dir, "S", profile="smoke", overrides={"epochs": 3}, options=RunOptions(run_dir=run_dir, progress=False))
+    train_matcher(RunRequest.matcher_run(toy_dir, "S", profile="smoke", overrides={"epochs": 3}),
+                  RunOptions(run_dir=run_dir, progress=False))
     return run_dir
 
 

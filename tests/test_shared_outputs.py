@@ -19,6 +19,7 @@ from ackd_bench.leaderboard.board import read_board, submit
 from ackd_bench.leaderboard.render import latex_safe, markdown_safe
 from ackd_bench.results import RESULT_FIELDS, Record
 from ackd_bench.train.profiles import load_profile
+from ackd_bench.train.request import RunRequest, SemBridgeSettings
 
 from .conftest import run_cli
 from .test_leaderboard import _record, _write_csv
@@ -89,9 +90,10 @@ def test_every_change_but_epochs_renames_the_profile(tmp_path):
 def test_sembridge_options_rename_the_profile_they_run_under(mini_toy, mini_teacher, tmp_path):
     from ackd_bench.train.api import RunOptions, train_student
 
-    result = train_student(mini_toy, "S", method="sembridge", teacher=mini_teacher, ablate="ssm", profile="smoke",
-                           overrides={"epochs": 1}, sembridge_params={"gamma": 2.0},
-                           options=RunOptions(runs_root=tmp_path, device="cpu", progress=False))
+    result = train_student(RunRequest.student_run(mini_toy, "S", "sembridge", teacher=mini_teacher, ablation="ssm",
+                                                  profile="smoke", overrides={"epochs": 1},
+                                                  sembridge=SemBridgeSettings(gamma=2.0)),
+                           RunOptions(runs_root=tmp_path, device="cpu", progress=False))
     assert result["profile"].startswith("smoke+set-")
     config = json.loads((Path(result["run_dir"]) / "config.json").read_text())
     assert "sembridge.gamma=2.0" in config["profile_set"]
@@ -284,8 +286,8 @@ def test_a_teacher_with_nan_weights_is_one_line_in_transport_cost(mini_toy, mini
     from ackd_bench.train.api import RunOptions, train_classifier
     from ackd_bench.train.checkpoint import load_checkpoint, save_checkpoint
 
-    student = train_classifier(mini_toy, "S", role="student", profile="smoke", overrides={"epochs": 1},
-                               options=RunOptions(run_dir=tmp_path / "student", device="cpu", progress=False))
+    student = train_classifier(RunRequest.student_run(mini_toy, "S", profile="smoke", overrides={"epochs": 1}),
+                               RunOptions(run_dir=tmp_path / "student", device="cpu", progress=False))
     state = load_checkpoint(mini_teacher)
     state["module"] = {k: v.float().fill_(float("nan")) if v.is_floating_point() else v
                        for k, v in state["module"].items()}

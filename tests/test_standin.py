@@ -6,6 +6,7 @@ channels-last input reaching a contiguous convolution."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from ackd_bench.experiment import BUILTIN_LOSSES
 from ackd_bench.train import standin
 from ackd_bench.train.api import RunOptions, train_classifier, train_matcher, train_student
 from ackd_bench.train.device import place_module
+from ackd_bench.train.request import RunRequest, SemBridgeSettings
 
 from .conftest import REPO
 
@@ -148,8 +150,9 @@ def test_relational_losses_never_wait_for_the_device(loss):
 def test_a_streamed_run_keeps_its_teacher_cache_on_the_device(mini_toy, mini_teacher, tmp_path):
     """Finding 4: with streamed images the cache stayed on the host: a round trip on every step."""
     with standin.standin() as device, standin.checking_host_syncs(device) as syncs:
-        train_student(mini_toy, "S", method="kd", teacher=mini_teacher, profile="smoke", overrides={"epochs": 1},
-                      options=RunOptions(run_dir=tmp_path / "kd", device="standin", progress=False, resident="off"))
+        train_student(RunRequest.student_run(mini_toy, "S", "kd", teacher=mini_teacher, profile="smoke",
+                                             overrides={"epochs": 1}),
+                      RunOptions(run_dir=tmp_path / "kd", device="standin", progress=False, resident="off"))
     assert_clean(syncs)
 
 
@@ -177,21 +180,23 @@ def test_the_demo_pipeline_makes_no_host_sync_in_its_steps(on_device, mini_toy, 
         return RunOptions(run_dir=tmp_path / name, device=device, progress=False, resident=resident)
 
     steps = syncs.steps
-    teacher = train_classifier(mini_toy, "S", role="teacher", profile="smoke", overrides={"epochs": 1},
-                               options=options("teacher"))
+    teacher = train_classifier(RunRequest.teacher_run(mini_toy, "S", profile="smoke", overrides={"epochs": 1}),
+                               options("teacher"))
     assert_clean(syncs, steps)
     teacher_ckpt = Path(teacher["run_dir"]) / "checkpoints" / "best.pt"
     steps = syncs.steps
-    matcher = train_matcher(mini_toy, "S", profile="smoke", overrides={"epochs": 1}, options=options("matcher"))
+    matcher = train_matcher(RunRequest.matcher_run(mini_toy, "S", profile="smoke", overrides={"epochs": 1}),
+                            options("matcher"))
     assert_clean(syncs, steps)
     matcher_ckpt = Path(matcher["run_dir"]) / "checkpoints" / "best.pt"
     for method, teacher_mode in [("none", "cache"), ("kd", "cache"), ("sembridge", "cache"), ("kd", "live"),
                                  ("sembridge", "live")]:
         steps = syncs.steps
-        result = train_student(mini_toy, "S", method=method, teacher=teacher_ckpt if method != "none" else None,
-                               matcher=matcher_ckpt, teacher_mode=teacher_mode, profile="smoke",
-                               overrides={"epochs": 1}, dynm_schedule=(0, 1, 0),
-                               options=options(f"student-{method}-{teacher_mode}"))
+        result = train_student(RunRequest.student_run(mini_toy, "S", method,
+                                                      teacher=teacher_ckpt if method != "none" else None,
+                                                      matcher=matcher_ckpt, profile="smoke", overrides={"epochs": 1},
+                                                      sembridge=SemBridgeSettings(dynm=(0, 1, 0))),
+                               replace(options(f"student-{method}-{teacher_mode}"), teacher_mode=teacher_mode))
         assert_clean(syncs, steps)
         assert 0 <= result["oa"] <= 1
         if method == "sembridge":
@@ -204,9 +209,10 @@ def test_every_baseline_alone_and_under_sembridge(on_device, mini_toy, mini_teac
     for loss in BUILTIN_LOSSES:
         for method in (loss, f"sembridge+{loss}" if loss != "kd" else "sembridge"):
             steps = syncs.steps
-            train_student(mini_toy, "S", method=method, teacher=mini_teacher, matcher=mini_matcher, profile="smoke",
-                          overrides={"epochs": 1}, dynm_schedule=(0, 1, 0),
-                          options=RunOptions(run_dir=tmp_path / method, device=device, progress=False))
+            train_student(RunRequest.student_run(mini_toy, "S", method, teacher=mini_teacher, matcher=mini_matcher,
+                                                 profile="smoke", overrides={"epochs": 1},
+                                                 sembridge=SemBridgeSettings(dynm=(0, 1, 0))),
+                          RunOptions(run_dir=tmp_path / method, device=device, progress=False))
             assert_clean(syncs, steps)
 
 
@@ -214,9 +220,9 @@ def test_transport_cost_on_the_device(on_device, mini_toy, mini_teacher, tmp_pat
     from ackd_bench.train.transport import transport_cost_from_checkpoints
 
     device, syncs = on_device
-    result = train_student(mini_toy, "S", method="kd", teacher=mini_teacher, profile="smoke", overrides={"epochs": 1},
-                           log_transport_cost=True,
-                           options=RunOptions(run_dir=tmp_path / "kd", device=device, progress=False))
+    result = train_student(RunRequest.student_run(mini_toy, "S", "kd", teacher=mini_teacher, profile="smoke",
+                                                  overrides={"epochs": 1}),
+                           RunOptions(run_dir=tmp_path / "kd", device=device, progress=False, log_transport_cost=True))
     assert_clean(syncs)
     cost = transport_cost_from_checkpoints(mini_toy, mini_teacher, Path(result["run_dir"]) / "checkpoints" / "best.pt",
                                            device=device)

@@ -13,6 +13,7 @@ from ackd_bench.results import RESULT_FIELDS
 from ackd_bench.train.api import RunOptions, train_classifier, train_student
 from ackd_bench.train.checkpoint import CheckpointError
 from ackd_bench.train.engine import Runtime, TrainingError
+from ackd_bench.train.request import RunRequest
 from ackd_bench.train.runs import predict
 from ackd_bench.train.teacher_cache import build_or_load_cache, load_teacher
 
@@ -39,8 +40,8 @@ def test_teacher_run_writes_checkpoint_log_and_result(teacher_ckpt, toy_dir):
 
 def test_ms_teacher_beats_rgb_student_without_kd(teacher_ckpt, toy_dir, tmp_path):
     teacher = json.loads((teacher_ckpt.parent.parent / "result.json").read_text())
-    student = train_student(toy_dir, "S", method="none", profile="smoke", overrides={"epochs": 6},
-                            options=RunOptions(run_dir=tmp_path / "student", progress=False))
+    student = train_student(RunRequest.student_run(toy_dir, "S", "none", profile="smoke", overrides={"epochs": 6}),
+                            RunOptions(run_dir=tmp_path / "student", progress=False))
     assert student["method"] == "none" and student["student"] == "S" and student["teacher"] is None
     assert teacher["oa"] > 0.85
     assert teacher["oa"] > student["oa"] + 0.1
@@ -107,12 +108,12 @@ def test_teacher_from_another_dataset_is_refused(teacher_ckpt, toy_dir, tmp_path
         bad = tmp_path / f"bad-{field}.pt"
         torch.save({**state, field: value}, bad)
         with pytest.raises(CheckpointError, match=f"checkpoint has {expected}="):
-            train_student(toy_dir, "S", method="kd", teacher=bad, profile="smoke",
-                          options=RunOptions(run_dir=tmp_path / field, progress=False))
+            train_student(RunRequest.student_run(toy_dir, "S", "kd", teacher=bad, profile="smoke"),
+                          RunOptions(run_dir=tmp_path / field, progress=False))
         assert not (tmp_path / field).exists()
 
 
 def test_existing_run_is_not_overwritten(teacher_ckpt, toy_dir):
     with pytest.raises(TrainingError, match="already finished"):
-        train_classifier(toy_dir, "S", role="teacher", profile="smoke",
-                         options=RunOptions(run_dir=teacher_ckpt.parent.parent, progress=False))
+        train_classifier(RunRequest.teacher_run(toy_dir, "S", profile="smoke"),
+                         RunOptions(run_dir=teacher_ckpt.parent.parent, progress=False))

@@ -12,7 +12,8 @@ from ..data.build import build_dataset
 from ..leaderboard.render import build_table, render
 from ..results import read_result
 from ..train.api import RunOptions
-from .evaluate import run_eval
+from ..train.request import RunRequest
+from .evaluate import Prerequisites, run_eval
 
 DEMO_METHODS = ("kd", "sembridge", "none")
 STEPS = {"kd": "vanilla KD (trains the MS teacher first)", "sembridge": "SemBridge (trains the SSM matcher first)",
@@ -28,8 +29,8 @@ def run_demo(root: str | Path = "data", runs_root: str | Path = "runs", pair: st
     records = []
     for method in DEMO_METHODS:
         print(f"[2/3] {pair} RGB student: {STEPS[method]}")
-        records += run_eval(dataset_dir, method, pair=pair, profile=profile, seed=seed, matcher_arch="S",
-                            options=options)
+        request = RunRequest.student_run(dataset_dir, "S", method, profile=profile, seed=seed)
+        records += run_eval(request, pair=pair, prerequisites=Prerequisites(matcher_arch="S"), options=options)
     # the records as the runs wrote them: run_eval's results add the run's folder, epoch and pair
     board = [read_result(run_dir) for run_dir in [*(r["run_dir"] for r in records), records[0]["teacher_run_dir"]]]
     table = build_table(3, board, datasets=["toy"], with_paper=False, pairs=[pair], min_seeds=1)

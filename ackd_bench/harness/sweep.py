@@ -75,21 +75,24 @@ def run_options(config: SweepConfig, resume: str = "auto"):
 
 
 def run_request(request: RunRequest, config: SweepConfig, resume: str = "auto") -> dict[str, Any]:
-    """Execute one request (reusing finished runs); returns its result record and run directory."""
-    from ..train.api import train_classifier, train_matcher
-    from .evaluate import run_student
+    """Execute one grid run (reusing finished runs); returns its result record and run directory."""
+    from ..train.api import run
+    from ..train.request import RunRequest as TrainRequest
+    from .evaluate import Prerequisites, run_student
 
     options = run_options(config, resume)
+    shared = {"profile": config.profile, "seed": request.seed}
     if request.kind == "teacher":
-        return train_classifier(request.dataset, request.teacher, role="teacher", profile=config.profile,
-                                seed=request.seed, overrides=config.teacher_overrides, options=options)
+        return run(TrainRequest.teacher_run(request.dataset, request.teacher, overrides=config.teacher_overrides,
+                                            **shared), options)
     if request.kind == "matcher":
-        return train_matcher(request.dataset, config.matcher_arch, profile=config.profile, seed=request.seed,
-                             overrides=config.matcher_overrides, options=options)
-    return run_student(request.dataset, request.method, request.teacher, request.student, profile=config.profile,
-                       seed=request.seed, student_overrides=config.student_overrides,
-                       teacher_overrides=config.teacher_overrides, matcher_overrides=config.matcher_overrides,
-                       matcher_arch=config.matcher_arch, ablate=request.ablation or None, options=options)
+        return run(TrainRequest.matcher_run(request.dataset, config.matcher_arch, overrides=config.matcher_overrides,
+                                            **shared), options)
+    student = TrainRequest.student_run(request.dataset, request.student, request.method,
+                                       overrides=config.student_overrides, ablation=request.ablation, **shared)
+    prerequisites = Prerequisites(request.teacher or None, config.teacher_overrides, config.matcher_arch,
+                                  config.matcher_overrides)
+    return run_student(student, prerequisites, options)
 
 
 def guarded(request: RunRequest, config: SweepConfig) -> dict[str, Any]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
-
-import yaml
 
 from ..data.manifest import Manifest
 from ..errors import AckdError
@@ -18,7 +17,6 @@ from ..methods.registry import load_outside, method_source
 from ..models import build_backbone, canonical_arch
 from ..models.backbones import arch_width, short_arch
 from ..provenance import code_version, config_hash, sha256_file, write_json_atomic
-from ..resources import resource_file
 from ..results import make_record, read_result_json, write_result
 from ..threads import set_threads
 from .classifier import ClassifierTask
@@ -28,11 +26,11 @@ from .engine import Engine, FitResult, OptimConfig, Runtime, resolve_precision, 
 from .feed import RESIDENT_MODES
 from .loggers import check_loggers
 from .profiles import load_profile, renamed
+from .request import RunRequest, write_request
 from .runs import BuiltDataset, device_name, evaluate, load_dataset, prepare_run_dir, run_lock
+from .sembridge_run import sembridge_defaults, sembridge_run
 from .student import DistillationTask, StudentModule, TeacherSource
 from .teacher_cache import build_or_load_cache, load_teacher, require_teacher
-
-
 
 
 @dataclass
@@ -54,6 +52,8 @@ class RunOptions:
     runs_at_once: int = 1  # runs a launcher started together on this machine, sharing its cores
     precision: str = "auto"  # auto | bf16 | fp16 | fp32 (engine.resolve_precision); recorded in the result
     loggers: tuple[str, ...] = ("csv",)  # csv (always), tensorboard, wandb, mlflow (train/loggers.py)
+    teacher_mode: str = "cache"  # students: the teacher's cached outputs, or "live" (run on every batch)
+    log_transport_cost: bool = False  # students: the teacher-student Wasserstein distance every epoch (Fig. 2)
 
 
 def make_runtime(options: RunOptions) -> Runtime:
@@ -89,9 +89,11 @@ def run_dir_for(options: RunOptions, dataset: str, label: str, config: dict[str,
 
 @dataclass
 class RunSpec:
-    """What a run is: its config (hashed), label, optimiser section and checkpoint metadata."""
+    """What a run is: its request (recorded for a replay), its config (hashed), label, optimiser section
+    and checkpoint metadata."""
 
     data: BuiltDataset
+    request: RunRequest
     config: dict[str, Any]
     label: str
     section: dict[str, Any]
@@ -138,6 +140,7 @@ def _execute_locked(spec: RunSpec, options: RunOptions, build_task: Callable, fi
     if rt.ctx.is_main:
         prepare_run_dir(run_dir, resume=resume, force=options.force)
         write_json_atomic(run_dir / "config.json", {**spec.config, "config_hash": digest})
+        write_request(run_dir, spec.request)
     seed_everything(seed)
     task, backbone = build_task(rt, cfg)
     meta = {**spec.checkpoint_meta, "config": spec.config, "config_hash": digest, "code_version": code_version()}
@@ -166,12 +169,51 @@ def _classification_record(spec: RunSpec, rt: Runtime, cfg: OptimConfig, fit: Fi
     )
 
 
-Profile = str | dict  # a profile's name or path, or one loaded with --set (train.profiles.load_profile)
+def resolved(request: RunRequest) -> RunRequest:
+    """The request as a run records it: its profile loaded (a replay does not depend on the profile
+    file staying as it was), its dataset and checkpoints absolute paths (or hub addresses)."""
+    def absolute(path: str | None) -> str | None:
+        return path if path is None or path.startswith("hf://") else str(Path(path).resolve())
+
+    return replace(request, profile=load_profile(request.profile), dataset=absolute(request.dataset),
+                   teacher=absolute(request.teacher), matcher=absolute(request.matcher))
 
 
-def _profile_section(profile: Profile, role: str, overrides: dict[str, Any] | None, seed: int | None):
+@dataclass(frozen=True)
+class Replay:
+    result: dict[str, Any]
+    original_hash: str | None  # the recorded run's config hash
+    config_hash: str  # the repeat's
+
+    @property
+    def same_config(self) -> bool:
+        return self.original_hash == self.config_hash
+
+
+def rerun(run_dir: str | Path, options: RunOptions | None = None, dataset: str | Path | None = None) -> Replay:
+    """Repeat a run from its folder's recorded request, into `options.run_dir` (default: RUN_DIR-rerun);
+    `dataset` points it at a copy of its dataset that has moved."""
+    from .request import read_request
+
+    run_dir = Path(run_dir)
+    request = read_request(run_dir)
+    if dataset is not None:
+        request = replace(request, dataset=str(dataset))
+    options = options or RunOptions()
+    if options.run_dir is None:
+        options = replace(options, run_dir=run_dir.with_name(run_dir.name + "-rerun"))
+    try:
+        original = json.loads((run_dir / "config.json").read_text()).get("config_hash")
+    except (OSError, ValueError, AttributeError):
+        original = None
+    result = run(request, options)
+    return Replay(result, original if isinstance(original, str) else None, result["config_hash"])
+
+
+def _profile_section(request: RunRequest, role: str):
     """The role's optimiser section, the seed and the whole profile (its options and method overrides)."""
-    profile_data = load_profile(profile, {role: overrides or {}})
+    profile_data = load_profile(request.profile, {role: dict(request.overrides)})
+    seed = request.seed
     return profile_data[role], int(seed if seed is not None else profile_data["seed"]), profile_data
 
 
@@ -181,16 +223,16 @@ def _profile_config(profile_data: dict[str, Any]) -> dict[str, Any]:
             "options": profile_data["options"]}
 
 
-def _classifier_spec(data: BuiltDataset, arch, role, profile, seed, overrides) -> RunSpec:
+def _classifier_spec(data: BuiltDataset, request: RunRequest, arch: str, role: str) -> RunSpec:
     modality = "ms" if role == "teacher" else "rgb"
-    section, seed, profile_data = _profile_section(profile, role, overrides, seed)
+    section, seed, profile_data = _profile_section(request, role)
     options = profile_data["options"]
     meta = dataset_meta(data.manifest, modality)
     method = "teacher" if role == "teacher" else "none"
     short = short_arch(arch)
     width = arch_width(arch, options["shufflenet_width"])
     return RunSpec(
-        data=data, section=section, test_modality=modality,
+        data=data, request=request, section=section, test_modality=modality,
         config={"kind": role, "method": method, "arch": arch, "width": width, "seed": seed,
                 **_profile_config(profile_data), "optim": section, **meta},
         label=f"{role}-{short}" + ("" if role == "teacher" else "-none") + f"-s{seed}",
@@ -202,13 +244,22 @@ def _classifier_spec(data: BuiltDataset, arch, role, profile, seed, overrides) -
     )
 
 
-def train_classifier(dataset_dir: str | Path, arch: str, *, role: str, profile: Profile = "paper",
-                     seed: int | None = None, overrides: dict[str, Any] | None = None,
-                     options: RunOptions | None = None) -> dict[str, Any]:
-    """Train the MS teacher (role 'teacher') or the RGB student without KD (role 'student')."""
-    arch = canonical_arch(arch)
-    data = load_dataset(dataset_dir)
-    spec = _classifier_spec(data, arch, role, profile, seed, overrides)
+def run(request: RunRequest, options: RunOptions | None = None) -> dict[str, Any]:
+    """Any run: a teacher, a student (alone or distilled) or a matcher."""
+    if request.kind == "matcher":
+        return train_matcher(request, options)
+    if request.kind == "teacher":
+        return train_classifier(request, options)
+    return train_student(request, options)
+
+
+def train_classifier(request: RunRequest, options: RunOptions | None = None) -> dict[str, Any]:
+    """Train the MS teacher (a teacher request) or the RGB student without KD (a student of method none)."""
+    request = resolved(request)
+    role = "teacher" if request.kind == "teacher" else "student"
+    arch = canonical_arch(request.arch)
+    data = load_dataset(request.dataset)
+    spec = _classifier_spec(data, request, arch, role)
     modality = spec.test_modality
     meta = dataset_meta(data.manifest, modality)
 
@@ -226,24 +277,20 @@ def published_at(spec: dict[str, Any]) -> dict[str, str | None]:
     return {"paper_url": spec.get("paper_url"), "code_url": spec.get("code_url")}
 
 
-def sembridge_defaults() -> dict[str, Any]:
-    return yaml.safe_load(resource_file("methods", "sembridge.yaml").read_text())
-
-
-def matcher_spec(dataset_dir: str | Path, arch: str | None = None, profile: Profile = "paper", seed: int | None = None,
-                 overrides: dict[str, Any] | None = None) -> RunSpec:
-    data = load_dataset(dataset_dir)
+def matcher_spec(request: RunRequest) -> RunSpec:
+    request = resolved(request)
+    data = load_dataset(request.dataset)
     sembridge = sembridge_defaults()
     defaults = sembridge["matcher"]
-    arch = canonical_arch(arch or defaults["arch"])
-    section, seed, profile_data = _profile_section(profile, "matcher", overrides, seed)
+    arch = canonical_arch(request.arch or defaults["arch"])
+    section, seed, profile_data = _profile_section(request, "matcher")
     options = profile_data["options"]
     meta = dataset_meta(data.manifest, "ms")
     rgb_bands = data.manifest.modalities["ms"].rgb_bands
     params = {"dim": defaults["dim"], "dropout": defaults["dropout"], **sembridge["matcher_losses"][options["matcher_loss"]],
               "pseudo_rgb": options["pseudo_rgb"]}
     return RunSpec(
-        data=data, section=section,
+        data=data, request=request, section=section,
         config={"kind": "matcher", "arch": arch, "matcher_params": params, "seed": seed,
                 **_profile_config(profile_data), "optim": section,
                 "rgb_bands": None if rgb_bands is None else list(rgb_bands), **meta},
@@ -252,13 +299,11 @@ def matcher_spec(dataset_dir: str | Path, arch: str | None = None, profile: Prof
     )
 
 
-def train_matcher(dataset_dir: str | Path, arch: str | None = None, *, profile: Profile = "paper",
-                  seed: int | None = None, overrides: dict[str, Any] | None = None,
-                  options: RunOptions | None = None) -> dict[str, Any]:
+def train_matcher(request: RunRequest, options: RunOptions | None = None) -> dict[str, Any]:
     """SSM's matcher: MS and pseudo-RGB encoders trained contrastively on MS train images."""
     from .matcher import MatcherTask, build_matcher
 
-    spec = matcher_spec(dataset_dir, arch, profile, seed, overrides)
+    spec = matcher_spec(request)
     manifest = spec.data.manifest
     build_matcher(manifest, spec.config["arch"], spec.config["matcher_params"])  # a missing band stops here
 
@@ -278,40 +323,34 @@ def train_matcher(dataset_dir: str | Path, arch: str | None = None, *, profile: 
     return execute(spec, options or RunOptions(), build_task, finish)
 
 
-def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", teacher: str | Path | None = None,
-                  matcher: str | Path | None = None, profile: Profile = "paper", seed: int | None = None,
-                  overrides: dict[str, Any] | None = None, method_params: dict[str, Any] | None = None,
-                  sembridge_params: dict[str, Any] | None = None, ablate: str | list[str] | None = None,
-                  dynm_schedule: tuple[int, int, int] | None = None, teacher_mode: str = "cache",
-                  log_transport_cost: bool = False, options: RunOptions | None = None) -> dict[str, Any]:
+def train_student(request: RunRequest, options: RunOptions | None = None) -> dict[str, Any]:
     """An RGB student: alone (`none`), distilled by a baseline loss with naive same-class pairing
     (`kd`, `dkd`, ...), or with SemBridge on top of a baseline (`sembridge`, `sembridge+dkd`, ...)."""
-    parsed = parse_method(load_outside(method) if ":" in method else method)
+    parsed = parse_method(load_outside(request.method) if ":" in request.method else request.method)
     method = parsed.name
-    if ablate and not parsed.sembridge:
-        given = ablate if isinstance(ablate, str) else ",".join(ablate)
-        raise AckdError(f"--ablate {given}: switches off SemBridge components, but --method {method} has none; use "
-                        "--method sembridge[+LOSS]")
-    ablation = parse_ablation(ablate)
+    if request.ablation and not parsed.sembridge:
+        raise AckdError(f"--ablate {','.join(request.ablation)}: switches off SemBridge components, but --method "
+                        f"{method} has none; use --method sembridge[+LOSS]")
     if parsed.teacher_run:
         raise AckdError("--method teacher: teachers are trained with train-teacher")
+    request = replace(request, method=method, ablation=tuple(parse_ablation(request.ablation)))
     if method == "none":
-        return train_classifier(dataset_dir, arch, role="student", profile=profile, seed=seed, overrides=overrides,
-                                options=options)
+        return train_classifier(request, options)
+    request = resolved(request)
     options = options or RunOptions()
-    arch = canonical_arch(arch)
-    data = load_dataset(dataset_dir)
+    arch = canonical_arch(request.arch)
+    data = load_dataset(request.dataset)
     manifest = data.manifest
     kd_loss, sembridge = parsed.loss, parsed.sembridge
-    section, seed, profile_data = _profile_section(profile, "student", overrides, seed)
+    section, seed, profile_data = _profile_section(request, "student")
     # options that change the experiment rename its profile, as --set does
-    renamed(profile_data, [f"methods.{kd_loss}.{k}={v}" for k, v in sorted((method_params or {}).items())]
-            + [f"sembridge.{k}={v}" for k, v in sorted((sembridge_params or {}).items())]
-            + ([f"sembridge.dynm={','.join(map(str, dynm_schedule))}"] if dynm_schedule else []))
+    renamed(profile_data, [f"methods.{kd_loss}.{k}={v}" for k, v in sorted(request.method_params.items())]
+            + [f"sembridge.{k}={v}" for k, v in sorted(request.sembridge.params().items())]
+            + ([f"sembridge.dynm={','.join(map(str, request.sembridge.dynm))}"] if request.sembridge.dynm else []))
     choices = profile_data["options"]
     method_spec = load_method_defaults(kd_loss)
-    params = {**method_spec["params"], **profile_data["methods"].get(kd_loss, {}), **(method_params or {})}
-    teacher_path = require_teacher(teacher, method)
+    params = {**method_spec["params"], **profile_data["methods"].get(kd_loss, {}), **request.method_params}
+    teacher_path = require_teacher(request.teacher, method)
     # loaded (metadata and weights checked) before the run directory exists: a bad file leaves nothing
     teacher_model, teacher_state = load_teacher(teacher_path, manifest)
     weights = dict(section["loss_weights"])
@@ -325,32 +364,16 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
               "loss_weights": weights, "teacher_sha256": sha256_file(teacher_path),
               **({"method_source": source} if (source := method_source(kd_loss)) else {}),
               "teacher_arch": teacher_state["arch"], **meta}
-    sb: dict[str, Any] = {}
-    matcher_model = None
+    bridge = None
     if sembridge:
-        defaults = sembridge_defaults()
-        sb = {**defaults["params"], **(sembridge_params or {})}
-        weights["kd"] = float(sb["lambda1"])
-        weights["ot"] = 1.0 - float(weights["task"]) - float(sb["lambda1"])
-        sb["dynm_epochs"] = dynm_epochs(defaults, manifest.dataset, choices["dynm_epochs"], int(section["epochs"]),
-                                        dynm_schedule)
-        sb["dynm_divergence"] = choices["dynm_divergence"]
-        if "ssm" not in ablation:
-            if matcher is None:
-                raise AckdError("SemBridge's SSM needs a matcher: pass --matcher CHECKPOINT (from train-matcher) "
-                                "or --ablate ssm")
-            from .matcher import load_matcher
-
-            from ..hub import resolve_checkpoint
-
-            matcher = resolve_checkpoint(matcher)
-            matcher_model = load_matcher(matcher, manifest)
-            sb["matcher_sha256"] = sha256_file(matcher)
-        config.update({"sembridge": sb, "ablation": ablation})
+        bridge = sembridge_run(request, manifest, weights, choices, int(section["epochs"]))
+        weights.update(bridge.weights)
+        config.update({"sembridge": bridge.settings, "ablation": list(request.ablation)})
     config["pairing"] = "sembridge" if sembridge else "random-same-class"
+    ablation = request.ablation
     label = f"student-{short}-{method}" + (f"-no-{'-'.join(ablation)}" if ablation else "") + f"-T{teacher_short}-s{seed}"
     spec = RunSpec(
-        data=data, config=config, section=section, label=label,
+        data=data, request=request, config=config, section=section, label=label,
         checkpoint_meta={**meta, "kind": "student", "arch": arch, "width": width, "in_channels": len(meta["bands"]),
                          "num_classes": len(meta["classes"])},
         record={"method": method, "kd_loss": kd_loss, "sembridge": sembridge, "ablation": ",".join(ablation),
@@ -361,51 +384,20 @@ def train_student(dataset_dir: str | Path, arch: str, *, method: str = "none", t
     def build_task(rt: Runtime, cfg: OptimConfig):
         rgb_train, rgb_val = (data.split("rgb", s) for s in ("train", "val"))
         ms_train = data.split("ms", "train")
-        cache = build_or_load_cache(teacher_path, ms_train, rt, cfg.batch_size) if (teacher_mode == "cache" or sembridge) else None
-        if teacher_mode == "cache":
+        cached = options.teacher_mode == "cache"
+        cache = build_or_load_cache(teacher_path, ms_train, rt, cfg.batch_size) if (cached or sembridge) else None
+        if cached:
             source = TeacherSource(rt, cache=cache)
         else:
             source = TeacherSource(rt, teacher=rt.place_module(teacher_model))
         backbone = build_backbone(arch, len(meta["bands"]), len(meta["classes"]), width)
         distiller = build_distiller(kd_loss, len(meta["classes"]), params)
-        alignment = None
-        if sembridge and not {"ot1", "ot2"} <= set(ablation):
-            from ..methods.sembridge.alignment import KnowledgeAlignment
-
-            alignment = KnowledgeAlignment("ot1" not in ablation, "ot2" not in ablation, int(sb["dim"]), int(sb["heads"]))
+        alignment = bridge.alignment() if bridge else None
         module = StudentModule(backbone, distiller, weights, alignment, choices["loss_precision"])
         task = DistillationTask(module, rgb_train, rgb_val, ms_train, source, cfg, section.get("augment", []), seed, rt,
-                                log_transport_cost=log_transport_cost)
-        if sembridge:
-            task.pairing = _sembridge_pairing(task, sb, ablation, matcher_model, cache, rt, cfg, seed)
+                                log_transport_cost=options.log_transport_cost)
+        if bridge:
+            task.pairing = bridge.pairing(task, cache, rt, cfg, seed)
         return task, backbone
 
     return execute(spec, options, build_task)
-
-
-def _sembridge_pairing(task: DistillationTask, sb: dict, ablation: list[str], matcher, cache, rt, cfg, seed):
-    from .pairing import SemBridgePairing, random_same_class, ssm_pairs
-
-    if "ssm" in ablation:  # the naive pairing, drawn once
-        initial = random_same_class(task.rgb_train.labels, task.galleries, seed, 0)
-    else:
-        initial = ssm_pairs(matcher, task.rgb_split, task.ms_train, task.galleries, rt,
-                            cfg.batch_size)
-    gallery_logits = None
-    if "dynm" not in ablation:  # on the device, where the student's logits are computed (N x classes: small)
-        gallery_logits = rt.place((task.source.cache or cache).tensors["logits"])
-    return SemBridgePairing(initial, sb["dynm_epochs"], gallery_logits, task.galleries, float(sb["gamma"]), cfg.batch_size,
-                            sb["dynm_divergence"])
-
-
-def dynm_epochs(defaults: dict[str, Any], dataset: str, source: str, epochs: int,
-                schedule: tuple[int, int, int] | None = None) -> list[int]:
-    """DynM's re-match epochs: an explicit Eq. 12 schedule (`--dynm-schedule`) first, then the
-    reference code's list for the dataset (`source` "reference"), else Eq. 12 with the dataset's
-    (e0, step, growth), continued to the last epoch."""
-    from ..methods.sembridge.matching import dynm_schedule as schedule_of
-
-    if schedule is None and source == "reference" and dataset in defaults["dynm_epochs"]:
-        return [int(e) for e in defaults["dynm_epochs"][dataset] if int(e) < epochs]
-    triple = schedule or defaults["dynm_schedule"].get(dataset, defaults["dynm_schedule"]["default"])
-    return schedule_of(*[int(x) for x in triple], epochs=epochs)

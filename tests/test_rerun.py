@@ -1,0 +1,45 @@
+"""`ackd-bench rerun RUN_DIR`: a run replayed from the request its folder records."""
+
+from __future__ import annotations
+
+import json
+
+from ackd_bench.cli import main
+from ackd_bench.train.request import REQUEST_FILE, RunRequest, read_request
+
+
+def test_a_student_is_replayed_from_its_folder_with_the_same_config_and_result(mini_toy, mini_teacher, tmp_path,
+                                                                                capsys):
+    run = tmp_path / "kd"
+    assert main(["train-student", str(mini_toy), "--arch", "S", "--method", "kd", "--teacher", str(mini_teacher),
+                 "--profile", "smoke", "--epochs", "1", "--lr", "0.02", "--out", str(run), "--device", "cpu",
+                 "--quiet"]) == 0
+    recorded = read_request(run)
+    assert (recorded.kind, recorded.method, recorded.arch, recorded.overrides) == ("student", "kd", "S",
+                                                                                   {"epochs": 1, "lr": 0.02})
+    assert recorded.teacher == str(mini_teacher.resolve()) and recorded.dataset == str(mini_toy.resolve())
+    assert isinstance(recorded.profile, dict) and recorded.profile["name"] == "smoke"  # the profile as it was
+    capsys.readouterr()
+
+    assert main(["rerun", str(run), "--device", "cpu", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"ackd-bench: repeated {run} with the same config hash\n")
+    first, again = (json.loads((folder / "result.json").read_text()) for folder in (run, tmp_path / "kd-rerun"))
+    assert again["config_hash"] == first["config_hash"]
+    assert (again["oa"], again["f1"], again["profile"], again["epochs"]) == (first["oa"], first["f1"],
+                                                                             first["profile"], first["epochs"])
+
+
+def test_a_crafted_request_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    body = RunRequest.teacher_run("data/toy", "S").to_json()
+    for change, message in (({"kind": "virus"}, "run kind 'virus'"), ({"overrides": {"epochs": "9; rm"}},
+                             "field 'overrides' may only hold numbers"), ({"extra": 1}, "unknown field(s) extra"),
+                            ({"ablation": ["ssm", "all"]}, "--ablate all: unknown component")):
+        (run / REQUEST_FILE).write_text(json.dumps({**body, **change}))
+        assert main(["rerun", str(run), "--device", "cpu"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"ackd-bench: error: {run / REQUEST_FILE}: ") and message in err and err.count("\n") == 1
+    assert main(["rerun", str(tmp_path / "nothing"), "--device", "cpu"]) == 2
+    assert "request.json: not found" in capsys.readouterr().err

@@ -82,8 +82,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _run_options(args: argparse.Namespace):
     from .train.api import RunOptions
 
-    return RunOptions(run_dir=Path(args.out) if args.out else None, runs_root=Path(args.runs_root),
-                      resume=args.resume, force=args.force, device=args.device, workers=args.workers,
+    out = getattr(args, "out", None)  # a sweep has no --out, --resume or --force: its runs are the grid's
+    return RunOptions(run_dir=Path(out) if out else None, runs_root=Path(args.runs_root),
+                      resume=getattr(args, "resume", False), force=getattr(args, "force", False), device=args.device,
+                      workers=args.workers,
                       progress=not args.quiet, resident=args.resident, checkpoint_every=args.checkpoint_every,
                       compile=args.compile, threads=args.threads, precision=args.precision,
                       loggers=tuple(args.logger),
@@ -263,13 +265,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     _choose_datasets(args)
     requests = expand_grid(args.datasets, methods=args.methods, pairs=args.pairs, seeds=args.seeds,
                            tables=args.tables)
-    config = SweepConfig(profile=_profile(args), runs_root=args.runs_root, student_overrides=_overrides(args),
+    config = SweepConfig(profile=_profile(args), student_overrides=_overrides(args),
                          teacher_overrides={"epochs": args.teacher_epochs} if args.teacher_epochs else {},
                          matcher_overrides={"epochs": args.matcher_epochs} if args.matcher_epochs else {},
-                         matcher_arch=args.matcher_arch, device=args.device, workers=args.workers,
-                         runs_per_gpu=args.runs_per_gpu, resident=args.resident,
-                         checkpoint_every=args.checkpoint_every, compile=args.compile, threads=args.threads,
-                         precision=args.precision, loggers=tuple(args.logger))
+                         matcher_arch=args.matcher_arch, runs_per_gpu=args.runs_per_gpu, options=_run_options(args))
     if args.retries < 0:
         raise AckdError(f"--retries {args.retries}: expected 0 or more")
     slurm = {"timeout_min": args.timeout_min}

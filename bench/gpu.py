@@ -39,12 +39,12 @@ import torch.nn.functional as F
 
 from ackd_bench.data.build import build_dataset
 from ackd_bench.data.recipe import Recipe, load_recipe
-from ackd_bench.harness.grid import RunRequest, expand_grid
+from ackd_bench.harness.grid import GridRun, expand_grid
 from ackd_bench.harness.sweep import SweepConfig, run_concurrently
 from ackd_bench.models import build_backbone, canonical_arch
 from ackd_bench.train.api import RunOptions, train_classifier, train_matcher, train_student
 from ackd_bench.train.device import place_module, resolve_device, uses_channels_last
-from ackd_bench.train.request import RunRequest as TrainRequest, SemBridgeSettings
+from ackd_bench.train.request import RunRequest, SemBridgeSettings
 
 STUDENT_METHODS = ("none", "kd", "dkd", "sembridge")
 # Approximate split sizes of the real benchmarks (recipes: 60/20/20 splits; M2S-GL: the caps, an upper bound).
@@ -169,11 +169,11 @@ class StudentJob:
         self.dataset, self.teacher, self.arch, self.overrides, self.runs_root, self.device = (
             dataset, teacher, arch, overrides, runs_root, device)
 
-    def __call__(self, request: RunRequest, config: SweepConfig) -> dict:
-        train_student(TrainRequest.student_run(self.dataset, self.arch, "kd", teacher=self.teacher, profile="paper",
+    def __call__(self, request: GridRun, config: SweepConfig) -> dict:
+        train_student(RunRequest.student_run(self.dataset, self.arch, "kd", teacher=self.teacher, profile="paper",
                                                seed=request.seed, overrides=self.overrides),
                       RunOptions(run_dir=self.runs_root / f"k-{request.seed}", device=self.device, progress=False,
-                                 force=True, threads=config.threads))
+                                 force=True, threads=config.options.threads))
         return {"status": "done"}
 
 
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         options = lambda run: RunOptions(run_dir=tmp / "runs" / run, device=args.device, progress=False,  # noqa: E731
                                          checkpoint_every=600, threads=threads)
         rows, measured, pure_cache = [], {}, {}
-        matcher = train_matcher(TrainRequest.matcher_run(dataset, "R" if "resnet34" in archs else archs[0],
+        matcher = train_matcher(RunRequest.matcher_run(dataset, "R" if "resnet34" in archs else archs[0],
                                                          profile="paper", overrides={"epochs": args.epochs}),
                                 options("matcher"))
         matcher_ckpt = Path(matcher["run_dir"]) / "checkpoints" / "best.pt"
@@ -234,14 +234,14 @@ def main(argv: list[str] | None = None) -> None:
                     pure_cache[(short, bands, size, kind)] = pure[bands]
             pure_fast = pure_step_ms(arch, 3, size, batch, device, pure_steps, False)
             pure_benchmark = pure_step_ms(arch, 3, size, batch, device, pure_steps, False, benchmark=True)
-            teacher = train_classifier(TrainRequest.teacher_run(dataset, arch, profile="paper", overrides=overrides),
+            teacher = train_classifier(RunRequest.teacher_run(dataset, arch, profile="paper", overrides=overrides),
                                        options(f"teacher-{short}"))
             split = epoch_split(Path(teacher["run_dir"]))
             rows.append((f"{short} teacher (10 bands)", pure[10], split))
             measured[("teacher", "teacher", short)] = (split, pure[10])
             ckpt = Path(teacher["run_dir"]) / "checkpoints" / "best.pt"
             for method in STUDENT_METHODS:
-                request = TrainRequest.student_run(dataset, arch, method, teacher=ckpt if method != "none" else None,
+                request = RunRequest.student_run(dataset, arch, method, teacher=ckpt if method != "none" else None,
                                                    matcher=matcher_ckpt, profile="paper", overrides=overrides,
                                                    sembridge=SemBridgeSettings(dynm=(1, 1000, 0)))
                 result = train_student(request, options(f"student-{short}-{method}"))
@@ -278,9 +278,9 @@ def main(argv: list[str] | None = None) -> None:
                          args.device)
         base, best_gain = None, 1.0
         for k in ks:
-            requests = [RunRequest(1, str(dataset), "student", "kd", "", "", "", seed) for seed in range(k)]
+            requests = [GridRun(1, str(dataset), "student", "kd", "", "", "", seed) for seed in range(k)]
             t0 = time.time()
-            outcomes = run_concurrently(requests, SweepConfig(device=args.device), k, job=job)
+            outcomes = run_concurrently(requests, SweepConfig(options=RunOptions(device=args.device)), k, job=job)
             wall = time.time() - t0
             failed = [o for o in outcomes if o["status"] != "done"]
             rate = 3600 * (k - len(failed)) / wall

@@ -90,7 +90,7 @@ def test_names_read_from_files_and_options_are_plain_names(dataset, tmp_path, ca
     from ackd_bench.hub import parse_repo, resolve_checkpoint
 
     with pytest.raises(AckdError, match="--name '../../x': expected a plain name"):
-        run_sweep([], SweepConfig(runs_root=str(tmp_path / "runs")), name="../../x")
+        run_sweep([], SweepConfig(options=RunOptions(runs_root=tmp_path / "runs")), name="../../x")
     for spec in ("org/..", "org/name@../x", "../org/name", "org/nam\u0435"):  # the last with a Cyrillic e
         with pytest.raises(AckdError, match="ORG/NAME"):
             parse_repo(spec)

@@ -129,3 +129,19 @@ def test_loggers_receive_every_epoch_offline(toy_dir, tmp_path, monkeypatch):
     history = client.get_metric_history(logged.info.run_id, "val_f1")
     assert [(m.step, round(m.value, 6)) for m in history] == [(int(r["epoch"]), round(float(r["val_f1"]), 6)) for r in rows]
     assert logged.data.params["optim.epochs"] == "2"
+
+
+def test_a_run_that_fails_ends_its_logger_runs_as_failed(mini_toy, tmp_path, monkeypatch):
+    from ackd_bench.train.engine import TrainingError
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    run = tmp_path / "diverged"
+    with pytest.raises(TrainingError, match="non-finite"):
+        train_classifier(RunRequest.teacher_run(mini_toy, "S", profile="smoke", overrides={"epochs": 2, "lr": 1e30}),
+                         RunOptions(run_dir=run, device="cpu", progress=False, loggers=("mlflow",)))
+    import mlflow
+
+    client = mlflow.MlflowClient((run / "mlruns").as_uri())
+    [logged] = client.search_runs([client.get_experiment_by_name("ackd-bench").experiment_id])
+    assert logged.info.status == "FAILED"  # not left RUNNING for ever in the tracking server

@@ -7,21 +7,22 @@ from pathlib import Path
 
 from ackd_bench.cli import main
 from ackd_bench.harness import sweep
-from ackd_bench.harness.grid import RunRequest, expand_grid
+from ackd_bench.harness.grid import GridRun, expand_grid
 from ackd_bench.harness.sweep import (GiB, Ledger, SweepConfig, fit_runs_per_gpu, guarded, largest_footprint_bytes,
                                       run_footprint_bytes, run_group, run_options, run_sweep, runs_that_fit)
+from ackd_bench.train.api import RunOptions
 
 
 def _config(tmp_path: Path, **kwargs) -> SweepConfig:
-    return SweepConfig(profile="smoke", runs_root=str(tmp_path / "runs"), student_overrides={"epochs": 1},
-                       device="cpu", **kwargs)
+    return SweepConfig(profile="smoke", student_overrides={"epochs": 1},
+                       options=RunOptions(runs_root=tmp_path / "runs", device="cpu"), **kwargs)
 
 
-def _student(dataset, arch: str = "S", seed: int = 0) -> RunRequest:
-    return RunRequest(1, str(dataset), "student", "none", "", arch, "", seed)
+def _student(dataset, arch: str = "S", seed: int = 0) -> GridRun:
+    return GridRun(1, str(dataset), "student", "none", "", arch, "", seed)
 
 
-def killed_for_seed_7(request: RunRequest, config: SweepConfig) -> dict:
+def killed_for_seed_7(request: GridRun, config: SweepConfig) -> dict:
     """Test-only job (importable by the spawned child): the seed-7 run dies as if the OOM killer
     took it; the others run as the sweep runs them."""
     if request.seed == 7:
@@ -82,7 +83,8 @@ def test_runs_per_gpu_is_lowered_to_what_fits(toy_dir, monkeypatch, capsys):
 
 
 def test_run_options_pass_through():
-    options = run_options(SweepConfig(resident="on", checkpoint_every=30.0, compile=True, device="cpu"))
+    options = run_options(SweepConfig(options=RunOptions(resident="on", checkpoint_every=30.0, compile=True,
+                                                         device="cpu")))
     assert (options.resident, options.checkpoint_every, options.compile) == ("on", 30.0, True)
     assert (options.reuse_finished, options.resume, options.progress) == (True, "auto", False)
 
@@ -101,10 +103,12 @@ def test_cli_runs_per_gpu(tmp_path, monkeypatch, capsys, toy_dir):
     assert main(["sweep", "--datasets", str(toy_dir), "--runs-per-gpu", "4", "--resident", "off", "--checkpoint-every", "30",
                  "--compile", "--quiet"]) == 0
     config = seen["config"]
-    assert (config.runs_per_gpu, config.resident, config.checkpoint_every, config.compile) == (4, "off", 30.0, True)
+    assert (config.runs_per_gpu, config.options.resident, config.options.checkpoint_every,
+            config.options.compile) == (4, "off", 30.0, True)
     assert main(["sweep", "--datasets", str(toy_dir)]) == 0
     config = seen["config"]
-    assert (config.runs_per_gpu, config.resident, config.checkpoint_every, config.compile) == (1, "auto", 600.0, False)
+    assert (config.runs_per_gpu, config.options.resident, config.options.checkpoint_every,
+            config.options.compile) == (1, "auto", 600.0, False)
 
 
 def test_submitit_local_submits_one_task_per_group(toy_dir, tmp_path):

@@ -1,4 +1,5 @@
-"""The experiment grid of the paper's Tables 3-6, as run requests.
+"""The experiment grid of the paper's Tables 3-6, as grid runs (a method, pair, ablation and seed on one
+dataset), which the sweep turns into run requests (train/request.py).
 
 Table 3: teachers, students without KD, and SemBridge (+KD) for every pair.
 Table 4: the seven baselines and SemBridge (+KD) for every pair.
@@ -18,7 +19,7 @@ from ..provenance import config_hash
 
 
 @dataclass(frozen=True, order=True)
-class RunRequest:
+class GridRun:
     stage: int
     dataset: str      # dataset directory
     kind: str         # teacher | matcher | student
@@ -45,7 +46,7 @@ def _runs(table: int, pairs: list[str], extra_losses: tuple[str, ...] = ()) -> l
 
 
 def expand_grid(datasets: list[str], *, methods: list[str] | None = None, pairs: list[str] | None = None,
-                seeds: list[int] = (0,), tables: list[int] = TABLES) -> list[RunRequest]:
+                seeds: list[int] = (0,), tables: list[int] = TABLES) -> list[GridRun]:
     wanted = {parse_method(m).name for m in methods or ()}
     extra = tuple(sorted({parse_method(m).loss for m in wanted} - {None, *BUILTIN_LOSSES}))
     installed = tuple(loss for loss in extra if _installed(loss))  # an outside method runs once installed
@@ -57,7 +58,7 @@ def expand_grid(datasets: list[str], *, methods: list[str] | None = None, pairs:
                         "or an installed outside method (entry point `ackd_bench.methods`)")
     extra = installed
     pairs = parse_pairs(pairs)
-    requests: set[RunRequest] = set()
+    requests: set[GridRun] = set()
     for dataset in datasets:
         for seed in seeds:
             for table in tables:
@@ -65,14 +66,14 @@ def expand_grid(datasets: list[str], *, methods: list[str] | None = None, pairs:
                     if wanted and method not in wanted:
                         continue
                     kind = "teacher" if method == "teacher" else "student"
-                    requests.add(RunRequest(0 if kind == "teacher" else 1, dataset, kind, method, teacher, student,
+                    requests.add(GridRun(0 if kind == "teacher" else 1, dataset, kind, method, teacher, student,
                                             ablation, seed))
     for r in list(requests):  # dependencies
         method = parse_method(r.method)
         if r.kind == "student" and method.needs_teacher:
-            requests.add(RunRequest(0, r.dataset, "teacher", "teacher", r.teacher, "", "", r.seed))
+            requests.add(GridRun(0, r.dataset, "teacher", "teacher", r.teacher, "", "", r.seed))
         if method.needs_matcher(parse_ablation(r.ablation)):
-            requests.add(RunRequest(0, r.dataset, "matcher", "matcher", "", "", "", r.seed))
+            requests.add(GridRun(0, r.dataset, "matcher", "matcher", "", "", "", r.seed))
     return sorted(requests)
 
 

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -147,25 +147,25 @@ def run_needs(config, datasets: list[str], gpus: int) -> tuple[int, int]:
     workers, and its dataset's pixels plus a fixed overhead; times the runs sharing the job."""
     from .sweep import largest_footprint_bytes
 
-    workers = config.workers if config.workers is not None else (4 if gpus else 0)
-    per_run_cpus = (config.threads or 1) + workers
+    workers = config.options.workers if config.options.workers is not None else (4 if gpus else 0)
+    per_run_cpus = (config.options.threads or 1) + workers
     per_run_mb = math.ceil(largest_footprint_bytes(datasets) / MiB)
     return config.runs_per_gpu * per_run_cpus, config.runs_per_gpu * per_run_mb
 
 
 def job_resources(settings: SlurmSettings, config, datasets: list[str], partition: Partition) -> dict[str, Any]:
     """submitit's parameters for every job of the sweep; an impossible request is one line."""
-    cpu_only = config.device == "cpu"
+    cpu_only = config.options.device == "cpu"
     gpus = settings.gpus if settings.gpus is not None else (0 if cpu_only else 1)
     if gpus < 0 or (cpu_only and gpus):
-        raise AckdError(f"--gpus {settings.gpus} with --device {config.device}: expected 0 (or no --gpus)"
+        raise AckdError(f"--gpus {settings.gpus} with --device {config.options.device}: expected 0 (or no --gpus)"
                         if cpu_only else f"--gpus {gpus}: expected 0 or more")
     need_cpus, need_mb = run_needs(config, datasets, gpus)
     cpus = settings.cpus if settings.cpus is not None else min(need_cpus, partition.cpus)
     mem_mb = parse_mem_mb(settings.mem) if settings.mem is not None else min(need_mb, partition.mem_mb)
     problems = []
     if gpus > partition.gpus:
-        problems.append(f"--gpus {gpus}" + ("" if settings.gpus is not None else f" (--device {config.device})"))
+        problems.append(f"--gpus {gpus}" + ("" if settings.gpus is not None else f" (--device {config.options.device})"))
     if cpus < 1 or cpus > partition.cpus:
         problems.append(f"--cpus {cpus}")
     if mem_mb > partition.mem_mb:
@@ -288,7 +288,7 @@ def submit_stage(todo: list, config, folder: Path, settings: SlurmSettings, ledg
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
     executor.update_parameters(**params, slurm_setup=grace)
     # the job's torch threads share the CPUs it asked for, not the node's
-    config = replace(config, threads=config.threads or max(1, params["cpus_per_task"] // config.runs_per_gpu))
+    config = config.with_threads(config.options.threads or max(1, params["cpus_per_task"] // config.runs_per_gpu))
     size = config.runs_per_gpu
     groups = [todo[i:i + size] for i in range(0, len(todo), size)]
     failures: dict[str, list[str]] = {}

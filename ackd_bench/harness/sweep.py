@@ -31,8 +31,9 @@ from tqdm.auto import tqdm
 from ..errors import AckdError, DatasetError
 from ..provenance import write_json_atomic
 from ..threads import threads_for
+from ..train.api import RunOptions
 from ..untrusted import plain_name
-from .grid import RunRequest
+from .grid import GridRun
 
 LAUNCHERS = ("local", "submitit-local", "slurm")
 GiB = 1024**3
@@ -41,21 +42,23 @@ RUN_OVERHEAD_BYTES = 3 * GiB  # model, optimiser, activations and the CUDA conte
 
 @dataclass
 class SweepConfig:
+    """What a sweep's runs share: their profile and overrides (what to run), and one RunOptions (how;
+    its threads: per run, None for the usable cores divided by the runs at once)."""
+
     profile: str | dict = "paper"
-    runs_root: str = "runs"
     student_overrides: dict[str, Any] = field(default_factory=dict)
     teacher_overrides: dict[str, Any] = field(default_factory=dict)
     matcher_overrides: dict[str, Any] = field(default_factory=dict)
     matcher_arch: str | None = None
-    device: str = "auto"
-    workers: int | None = None
-    threads: int | None = None  # torch CPU threads per run (None: the usable cores / runs at once)
     runs_per_gpu: int = 1  # K: runs in flight at once on one device, one process each
-    resident: str = "auto"  # passed through to RunOptions
-    checkpoint_every: float = 600.0  # passed through to RunOptions
-    compile: bool = False  # passed through to RunOptions
-    precision: str = "auto"  # passed through to RunOptions
-    loggers: tuple[str, ...] = ("csv",)  # passed through to RunOptions
+    options: RunOptions = field(default_factory=RunOptions)
+
+    @property
+    def runs_root(self) -> Path:
+        return Path(self.options.runs_root)
+
+    def with_threads(self, threads: int | None) -> SweepConfig:
+        return replace(self, options=replace(self.options, threads=threads))
 
 
 def check_runs_per_gpu(value: int) -> int:
@@ -64,38 +67,33 @@ def check_runs_per_gpu(value: int) -> int:
     return value
 
 
-def run_options(config: SweepConfig, resume: str = "auto"):
+def run_options(config: SweepConfig, resume: str = "auto") -> RunOptions:
     """The RunOptions of every run of a sweep: reuse finished runs, resume interrupted ones."""
-    from ..train.api import RunOptions
-
-    return RunOptions(runs_root=Path(config.runs_root), device=config.device, workers=config.workers,
-                      progress=False, reuse_finished=True, resume=resume, resident=config.resident,
-                      checkpoint_every=config.checkpoint_every, compile=config.compile, threads=config.threads,
-                      precision=config.precision, loggers=config.loggers)
+    return replace(config.options, run_dir=None, progress=False, reuse_finished=True, resume=resume, force=False)
 
 
-def run_request(request: RunRequest, config: SweepConfig, resume: str = "auto") -> dict[str, Any]:
+def run_request(request: GridRun, config: SweepConfig, resume: str = "auto") -> dict[str, Any]:
     """Execute one grid run (reusing finished runs); returns its result record and run directory."""
     from ..train.api import run
-    from ..train.request import RunRequest as TrainRequest
+    from ..train.request import RunRequest
     from .evaluate import Prerequisites, run_student
 
     options = run_options(config, resume)
     shared = {"profile": config.profile, "seed": request.seed}
     if request.kind == "teacher":
-        return run(TrainRequest.teacher_run(request.dataset, request.teacher, overrides=config.teacher_overrides,
+        return run(RunRequest.teacher_run(request.dataset, request.teacher, overrides=config.teacher_overrides,
                                             **shared), options)
     if request.kind == "matcher":
-        return run(TrainRequest.matcher_run(request.dataset, config.matcher_arch, overrides=config.matcher_overrides,
+        return run(RunRequest.matcher_run(request.dataset, config.matcher_arch, overrides=config.matcher_overrides,
                                             **shared), options)
-    student = TrainRequest.student_run(request.dataset, request.student, request.method,
+    student = RunRequest.student_run(request.dataset, request.student, request.method,
                                        overrides=config.student_overrides, ablation=request.ablation, **shared)
     prerequisites = Prerequisites(request.teacher or None, config.teacher_overrides, config.matcher_arch,
                                   config.matcher_overrides)
     return run_student(student, prerequisites, options)
 
 
-def guarded(request: RunRequest, config: SweepConfig) -> dict[str, Any]:
+def guarded(request: GridRun, config: SweepConfig) -> dict[str, Any]:
     """Never raises: a failure becomes a ledger entry with its error, a stop on a signal (its state
     saved) a "preempted" one."""
     from ..train.engine import Preempted
@@ -125,14 +123,14 @@ def hand_back(signal_name: str) -> None:
 class SlurmJob:
     """submitit callable that asks to be requeued when preempted; the rerun resumes its checkpoint."""
 
-    def __call__(self, request: RunRequest, config: SweepConfig) -> dict[str, Any]:
+    def __call__(self, request: GridRun, config: SweepConfig) -> dict[str, Any]:
         outcome = guarded(request, config)
         if outcome["status"] == "preempted":
             print(f"sweep: {request.label}: {outcome['error']}", file=sys.stderr, flush=True)
             hand_back(outcome["signal"])
         return outcome
 
-    def checkpoint(self, request: RunRequest, config: SweepConfig):
+    def checkpoint(self, request: GridRun, config: SweepConfig):
         import submitit
 
         return submitit.helpers.DelayedSubmission(SlurmJob(), request, config)
@@ -142,7 +140,7 @@ class SlurmGroupJob:
     """submitit callable for runs_per_gpu > 1: one array task (one GPU) runs a group of requests at
     once. A requeued group reruns whole: finished runs are reused, interrupted ones resume."""
 
-    def __call__(self, requests: list[RunRequest], config: SweepConfig) -> list[dict[str, Any]]:
+    def __call__(self, requests: list[GridRun], config: SweepConfig) -> list[dict[str, Any]]:
         with StopRelay() as relay:
             outcomes = run_group(requests, config, relay=relay)
         for request, outcome in zip(requests, outcomes):
@@ -152,7 +150,7 @@ class SlurmGroupJob:
             hand_back(relay.received)
         return outcomes
 
-    def checkpoint(self, requests: list[RunRequest], config: SweepConfig):
+    def checkpoint(self, requests: list[GridRun], config: SweepConfig):
         import submitit
 
         return submitit.helpers.DelayedSubmission(SlurmGroupJob(), requests, config)
@@ -283,16 +281,16 @@ def _spawn_context():
     return multiprocessing.get_context("spawn")
 
 
-def _run_in_child(job: Callable, request: RunRequest, config: SweepConfig, sender) -> None:
+def _run_in_child(job: Callable, request: GridRun, config: SweepConfig, sender) -> None:
     """Body of one run's process: sends the job's outcome back through `sender`."""
     # the engine acts on a preemption notice while it trains; outside training, the notice must not
     # kill the run (SIGUSR2's default) before its parent has collected what the others saved
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-    if config.compile and config.threads:
+    if config.options.compile and config.options.threads:
         # Inductor would start a compile worker per core in each of the K processes
         import torch._inductor.config as inductor_config
 
-        inductor_config.compile_threads = config.threads
+        inductor_config.compile_threads = config.options.threads
     try:
         outcome = job(request, config)
     except BaseException as exc:  # noqa: BLE001 - guarded never raises; another job or Ctrl-C may
@@ -324,9 +322,9 @@ def _collect(receiver, process) -> dict[str, Any]:
     return outcome if outcome is not None else died(process.exitcode)
 
 
-def run_concurrently(requests: list[RunRequest], config: SweepConfig, slots: int, *,
-                     on_finish: Callable[[RunRequest, dict[str, Any]], None] | None = None,
-                     job: Callable[[RunRequest, SweepConfig], dict[str, Any]] = guarded,
+def run_concurrently(requests: list[GridRun], config: SweepConfig, slots: int, *,
+                     on_finish: Callable[[GridRun, dict[str, Any]], None] | None = None,
+                     job: Callable[[GridRun, SweepConfig], dict[str, Any]] = guarded,
                      relay: StopRelay | None = None) -> list[dict[str, Any]]:
     """Run the requests with at most `slots` in flight, each `job(request, config)` in a fresh
     spawned process: a run that dies takes only itself down and frees its memory. Calls
@@ -334,7 +332,7 @@ def run_concurrently(requests: list[RunRequest], config: SweepConfig, slots: int
     `relay` received a stop signal, nothing more starts and runs still going at its deadline end."""
     context = _spawn_context()
     # K runs each spinning as many OpenMP threads as there are cores starve each other
-    config = replace(config, threads=config.threads or threads_for(min(slots, len(requests))))
+    config = config.with_threads(config.options.threads or threads_for(min(slots, len(requests))))
     waiting = list(enumerate(requests))
     running: dict[Any, tuple[int, Any]] = {}  # receiving end of a child's pipe -> (index, process)
     outcomes: list[dict[str, Any] | None] = [None] * len(requests)
@@ -369,12 +367,12 @@ def run_concurrently(requests: list[RunRequest], config: SweepConfig, slots: int
     return outcomes
 
 
-def run_group(requests: list[RunRequest], config: SweepConfig, *,
-              job: Callable[[RunRequest, SweepConfig], dict[str, Any]] = guarded,
+def run_group(requests: list[GridRun], config: SweepConfig, *,
+              job: Callable[[GridRun, SweepConfig], dict[str, Any]] = guarded,
               relay: StopRelay | None = None) -> list[dict[str, Any]]:
     """One device's group: run these requests (up to K) at once, fewer at a time where they would
     not fit in its free memory; never raises for a failed or dead run. Outcomes in request order."""
-    slots = fit_runs_per_gpu(len(requests), config.device, [r.dataset for r in requests])
+    slots = fit_runs_per_gpu(len(requests), config.options.device, [r.dataset for r in requests])
     return run_concurrently(requests, config, slots, job=job, relay=relay)
 
 
@@ -393,21 +391,21 @@ class Ledger:
             if not isinstance(self.entries, dict):
                 raise AckdError(f"{path}: not a sweep ledger (expected a JSON object)")
 
-    def pending(self, requests: list[RunRequest]) -> list[RunRequest]:
+    def pending(self, requests: list[GridRun]) -> list[GridRun]:
         return [r for r in requests if self.entries.get(r.key, {}).get("status") != "done"]
 
-    def record(self, request: RunRequest, outcome: dict[str, Any]) -> None:
+    def record(self, request: GridRun, outcome: dict[str, Any]) -> None:
         self.entries[request.key] = {**asdict(request), **outcome}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.path, self.entries)
 
 
-def run_sweep(requests: list[RunRequest], config: SweepConfig, *, launcher: str = "local", name: str = "sweep",
+def run_sweep(requests: list[GridRun], config: SweepConfig, *, launcher: str = "local", name: str = "sweep",
               slurm: dict[str, Any] | None = None, progress: bool = True) -> Ledger:
     if launcher not in LAUNCHERS:
         raise AckdError(f"--launcher {launcher}: expected one of {', '.join(LAUNCHERS)}")
     check_runs_per_gpu(config.runs_per_gpu)
-    ledger = Ledger(Path(config.runs_root) / "sweeps" / f"{plain_name(name, '--name')}.json")
+    ledger = Ledger(config.runs_root / "sweeps" / f"{plain_name(name, '--name')}.json")
     slots = None  # runs at once on the local device, checked against its memory once
     for stage in sorted({r.stage for r in requests}):
         todo = ledger.pending([r for r in requests if r.stage == stage])
@@ -419,9 +417,9 @@ def run_sweep(requests: list[RunRequest], config: SweepConfig, *, launcher: str 
                 ledger.record(request, guarded(request, config))
         elif launcher == "local":
             if slots is None:
-                slots = fit_runs_per_gpu(config.runs_per_gpu, config.device, [r.dataset for r in requests])
+                slots = fit_runs_per_gpu(config.runs_per_gpu, config.options.device, [r.dataset for r in requests])
             with tqdm(total=len(todo), desc=desc, unit="run", disable=not progress) as bar:
-                def record(request: RunRequest, outcome: dict[str, Any]) -> None:
+                def record(request: GridRun, outcome: dict[str, Any]) -> None:
                     ledger.record(request, outcome)  # as each finishes: an interrupted sweep keeps it
                     bar.update()
 
@@ -431,22 +429,22 @@ def run_sweep(requests: list[RunRequest], config: SweepConfig, *, launcher: str 
 
             settings = slurm if isinstance(slurm, SlurmSettings) else SlurmSettings.from_dict(slurm or {})
             with tqdm(total=len(todo), desc=desc, unit="run", disable=not progress) as bar:
-                submit_stage(todo, config, Path(config.runs_root) / "sweeps" / f"{name}-submitit", settings,
+                submit_stage(todo, config, config.runs_root / "sweeps" / f"{name}-submitit", settings,
                              ledger, bar.update)
         else:
-            _submit_stage(todo, config, launcher, Path(config.runs_root) / "sweeps" / f"{name}-submitit",
+            _submit_stage(todo, config, launcher, config.runs_root / "sweeps" / f"{name}-submitit",
                           slurm or {}, ledger, desc, progress)
     return ledger
 
 
-def _submit_stage(todo: list[RunRequest], config: SweepConfig, launcher: str, folder: Path, slurm: dict[str, Any],
+def _submit_stage(todo: list[GridRun], config: SweepConfig, launcher: str, folder: Path, slurm: dict[str, Any],
                   ledger: Ledger, desc: str, progress: bool) -> None:
     """submitit's local executor: one task per request, or per group of K requests; waits for all."""
     import submitit
 
-    if config.threads is None:
+    if config.options.threads is None:
         # submitit's local executor starts every job at once: they share this machine's cores
-        config = replace(config, threads=threads_for(len(todo)))
+        config = config.with_threads(threads_for(len(todo)))
     executor = submitit.AutoExecutor(folder=folder, cluster="local")
     executor.update_parameters(**slurm)
     size = config.runs_per_gpu

@@ -230,9 +230,9 @@ class EpochLog:
         self._write([row], rewrite=False)
         self.others.log(row)
 
-    def close(self) -> None:
+    def close(self, status: str = "finished") -> None:
         if self.others is not None:
-            self.others.close()
+            self.others.close(status)
 
     def _write(self, rows: list[dict[str, Any]], rewrite: bool) -> None:
         existing: list[dict[str, Any]] = []
@@ -498,6 +498,20 @@ class Engine:
         return str(self.last_path) if self.last_path.exists() else "none"
 
     def fit(self, resume: bool = False) -> FitResult:
+        """Train, select on val, checkpoint; the loggers' runs end on every exit, marked finished,
+        stopped (a preemption) or failed (an error, a non-finite loss, Ctrl-C)."""
+        try:
+            fitted = self._fit(resume)
+        except Preempted:
+            self.log.close("stopped")
+            raise
+        except BaseException:
+            self.log.close("failed")
+            raise
+        self.log.close("finished")
+        return fitted
+
+    def _fit(self, resume: bool) -> FitResult:
         start, best_score, best_epoch, best_val = 0, -math.inf, -1, {}
         if resume:
             if not self.last_path.exists():
@@ -569,7 +583,6 @@ class Engine:
                                     f"{self.last_path} holds it: continue with --resume", name)
                 triggers.received = None
                 epoch_seconds = time.monotonic() - epoch_started
-        self.log.close()
         return FitResult(best_epoch, best_val, self.cfg.epochs - start)
 
     def load_best(self) -> dict[str, Any]:

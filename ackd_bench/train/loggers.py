@@ -9,6 +9,7 @@ directory: wandb in offline mode under RUN_DIR/wandb, mlflow to the file store R
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ class TensorBoardLogger:
             self.writer.add_scalar(key, value, epoch)
         self.writer.flush()
 
-    def close(self) -> None:
+    def close(self, status: str) -> None:
         self.writer.close()
 
 
@@ -70,8 +71,11 @@ class WandbLogger:
     def log(self, row: dict[str, float], epoch: int) -> None:
         self.run.log(row, step=epoch)
 
-    def close(self) -> None:
-        self.run.finish()
+    def close(self, status: str) -> None:
+        self.run.finish(exit_code=0 if status == "finished" else 1)
+
+
+MLFLOW_STATUS = {"finished": "FINISHED", "failed": "FAILED", "stopped": "KILLED"}
 
 
 class MlflowLogger:
@@ -96,8 +100,8 @@ class MlflowLogger:
         for key, value in row.items():
             self.client.log_metric(self.run_id, key, value, step=epoch)
 
-    def close(self) -> None:
-        self.client.set_terminated(self.run_id)
+    def close(self, status: str) -> None:
+        self.client.set_terminated(self.run_id, status=MLFLOW_STATUS[status])
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -124,6 +128,11 @@ class MetricLoggers:
         for logger in self.loggers:
             logger.log(values, int(row["epoch"]))
 
-    def close(self) -> None:
+    def close(self, status: str = "finished") -> None:
+        """End every logger's run as `status` (finished, failed or stopped), whatever the others do:
+        a logger that fails to close must not hide why the run ended."""
         for logger in self.loggers:
-            logger.close()
+            try:
+                logger.close(status)
+            except Exception as exc:  # noqa: BLE001 - reported, then the next logger is closed
+                print(f"ackd-bench: closing the {type(logger).__name__} failed: {exc}", file=sys.stderr)

@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,41 @@ def run_cli(*args: str, timeout: float = 300, env_extra: dict[str, str] | None =
     return subprocess.run(
         [sys.executable, "-m", "ackd_bench.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
     )
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What `main([...])` gave in this process, named as subprocess.CompletedProcess names it."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """`ackd-bench ARGS` in this process: `cli(*args) -> CliResult` (exit status, stdout, stderr).
+    Seconds faster than `run_cli`, which stays for what needs a process of its own: signals, the real
+    entry point's exit, torchrun, the process's cwd or environment at start-up, a real pipe's encoding.
+    Environment variables go through `monkeypatch.setenv`; torch's threads (a run sets them) are
+    restored after each call, so a later test is not left with another's thread count."""
+    import torch
+
+    from ackd_bench.cli import main
+
+    def call(*args: str) -> CliResult:
+        threads = torch.get_num_threads()
+        capsys.readouterr()  # what the test printed before is not the command's
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's --help, --version and usage errors end the process
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            torch.set_num_threads(threads)
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    return call
 
 
 @pytest.fixture(scope="session")

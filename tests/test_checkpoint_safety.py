@@ -9,8 +9,6 @@ import torch
 from ackd_bench.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ackd_bench.train.request import RunRequest
 
-from .conftest import run_cli
-
 
 class Payload:
     """What an attacker hides in a shared teacher: unpickling it calls open(marker, "w")."""
@@ -22,13 +20,13 @@ class Payload:
         return open, (self.marker, "w")
 
 
-def test_a_crafted_teacher_is_refused_before_it_can_run_code(teacher_ckpt, toy_dir, tmp_path):
+def test_a_crafted_teacher_is_refused_before_it_can_run_code(teacher_ckpt, toy_dir, tmp_path, cli):
     marker = tmp_path / "payload-ran"
     state = torch.load(teacher_ckpt, map_location="cpu", weights_only=True)
     evil = tmp_path / "evil.pt"
     torch.save({**state, "note": Payload(marker)}, evil)
-    result = run_cli("train-student", str(toy_dir), "--arch", "S", "--method", "kd", "--teacher", str(evil),
-                     "--profile", "smoke", "--out", str(tmp_path / "run"), "--quiet")
+    result = cli("train-student", str(toy_dir), "--arch", "S", "--method", "kd", "--teacher", str(evil),
+                 "--profile", "smoke", "--out", str(tmp_path / "run"), "--quiet")
     assert not marker.exists(), "loading the checkpoint ran its payload"
     assert result.returncode == 2
     line = result.stderr.strip()
@@ -79,18 +77,18 @@ def test_a_real_runs_checkpoints_load_with_torchs_plain_weights_only_loader(toy_
     assert isinstance(pairs, torch.Tensor) and pairs.dtype == torch.int64
 
 
-def test_a_teacher_of_another_architecture_is_one_line_and_leaves_nothing(teacher_ckpt, toy_dir, tmp_path):
+def test_a_teacher_of_another_architecture_is_one_line_and_leaves_nothing(teacher_ckpt, toy_dir, tmp_path, cli):
     state = torch.load(teacher_ckpt, map_location="cpu", weights_only=True)
     wrong = tmp_path / "wrong.pt"
     torch.save({**state, "arch": "mobilenetv2"}, wrong)  # ShuffleNetV2 weights labelled MobileNetV2
-    result = run_cli("train-student", str(toy_dir), "--arch", "S", "--method", "kd", "--teacher", str(wrong),
-                     "--profile", "smoke", "--out", str(tmp_path / "run"), "--quiet")
+    result = cli("train-student", str(toy_dir), "--arch", "S", "--method", "kd", "--teacher", str(wrong),
+                 "--profile", "smoke", "--out", str(tmp_path / "run"), "--quiet")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert f"{wrong}: its weights do not fit a mobilenetv2 teacher with 10 bands and 6 classes" in result.stderr
     assert "another architecture or band count?" in result.stderr
     assert not (tmp_path / "run").exists()
     bare = tmp_path / "bare.pt"
     torch.save({k: v for k, v in state.items() if k != "arch"}, bare)
-    result = run_cli("train-student", str(toy_dir), "--arch", "S", "--method", "kd", "--teacher", str(bare),
-                     "--profile", "smoke", "--out", str(tmp_path / "run"), "--quiet")
+    result = cli("train-student", str(toy_dir), "--arch", "S", "--method", "kd", "--teacher", str(bare),
+                 "--profile", "smoke", "--out", str(tmp_path / "run"), "--quiet")
     assert result.returncode == 2 and f"{bare}: not an ackd-bench model checkpoint (no arch)" in result.stderr

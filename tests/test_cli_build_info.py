@@ -26,15 +26,15 @@ def _one_line_error(result, *fragments):
         assert fragment in lines[0]
 
 
-def test_build_then_info_then_noop_then_force(tmp_path):
+def test_build_then_info_then_noop_then_force(tmp_path, cli):
     out = tmp_path / "toy"
-    built = run_cli("build", "toy", "--out", str(out))
+    built = cli("build", "toy", "--out", str(out))
     assert built.returncode == 0, built.stderr
     assert "build toy" in built.stderr  # the progress bar
     version = read_manifest(out).dataset_version
     assert f"built toy (version {version[:16]})" in built.stdout
 
-    info = run_cli("info", str(out))
+    info = cli("info", str(out))
     assert info.returncode == 0, info.stderr
     for text in ("toy  [SYNTHETIC]", version[:16], "B02 B03 B04 B05 B06 B07 B08 B8A B11 B12", "ms/train",
                  "rgb/test", "HerbaceousVegetation", "48x48 uint16", "48x48 uint8", "samples"):
@@ -45,34 +45,34 @@ def test_build_then_info_then_noop_then_force(tmp_path):
     assert [int(v) for v in forest_row.split()[1:]] == expected
 
     mtime = (out / MANIFEST).stat().st_mtime_ns
-    again = run_cli("build", "toy", "--out", str(out))
+    again = cli("build", "toy", "--out", str(out))
     assert again.returncode == 0
     assert "already built and verified" in again.stdout and "nothing to do" in again.stdout
     assert (out / MANIFEST).stat().st_mtime_ns == mtime
 
-    forced = run_cli("build", "toy", "--out", str(out), "--force", "--quiet")
+    forced = cli("build", "toy", "--out", str(out), "--force", "--quiet")
     assert forced.returncode == 0
     assert "built toy" in forced.stdout
     assert read_manifest(out).dataset_version == version  # the build is deterministic
 
 
-def test_version_and_help():
-    result = run_cli("--version")
+def test_version_and_help(cli):
+    result = cli("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"ackd-bench {__version__}"
-    helptext = run_cli("--help").stdout
+    helptext = cli("--help").stdout
     assert "build" in helptext and "info" in helptext
 
 
-def test_info_without_manifest(tmp_path):
-    _one_line_error(run_cli("info", str(tmp_path)), str(tmp_path / MANIFEST), "not found")
+def test_info_without_manifest(tmp_path, cli):
+    _one_line_error(cli("info", str(tmp_path)), str(tmp_path / MANIFEST), "not found")
 
 
-def test_info_on_missing_directory(tmp_path):
-    _one_line_error(run_cli("info", str(tmp_path / "nope")), "not a directory")
+def test_info_on_missing_directory(tmp_path, cli):
+    _one_line_error(cli("info", str(tmp_path / "nope")), "not a directory")
 
 
-def test_unknown_dataset_name(tmp_path):
-    _one_line_error(run_cli("build", "s2s-mars", "--out", str(tmp_path)), "unknown dataset 's2s-mars'", "toy")
+def test_unknown_dataset_name(tmp_path, cli):
+    _one_line_error(cli("build", "s2s-mars", "--out", str(tmp_path)), "unknown dataset 's2s-mars'", "toy")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -83,43 +83,43 @@ def toy_copy(toy_dir, tmp_path):
     return shutil.copytree(toy_dir, tmp_path / "toy")
 
 
-def test_checksum_mismatch(toy_copy):
+def test_checksum_mismatch(toy_copy, cli):
     shard = toy_copy / "ms-train-00000.h5"
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size, different content
     shard.write_bytes(bytes(data))
-    _one_line_error(run_cli("info", str(toy_copy)), str(shard), "sha256 mismatch")
+    _one_line_error(cli("info", str(toy_copy)), str(shard), "sha256 mismatch")
     # build refuses to treat a damaged build as complete
-    _one_line_error(run_cli("build", "toy", "--out", str(toy_copy)), "sha256 mismatch", "--force")
+    _one_line_error(cli("build", "toy", "--out", str(toy_copy)), "sha256 mismatch", "--force")
 
 
-def test_truncated_shard(toy_copy):
+def test_truncated_shard(toy_copy, cli):
     shard = toy_copy / "rgb-val-00000.h5"
     size = shard.stat().st_size
     with open(shard, "r+b") as handle:
         handle.truncate(size // 3)
-    _one_line_error(run_cli("info", str(toy_copy)), str(shard), "truncated", str(size))
+    _one_line_error(cli("info", str(toy_copy)), str(shard), "truncated", str(size))
 
 
-def test_missing_shard(toy_copy):
+def test_missing_shard(toy_copy, cli):
     (toy_copy / "rgb-test-00000.h5").unlink()
-    _one_line_error(run_cli("info", str(toy_copy)), "rgb-test-00000.h5", "missing")
+    _one_line_error(cli("info", str(toy_copy)), "rgb-test-00000.h5", "missing")
 
 
-def test_malformed_manifest(toy_copy):
+def test_malformed_manifest(toy_copy, cli):
     (toy_copy / MANIFEST).write_text("{not json")
-    _one_line_error(run_cli("info", str(toy_copy)), str(toy_copy / MANIFEST), "not valid JSON")
+    _one_line_error(cli("info", str(toy_copy)), str(toy_copy / MANIFEST), "not valid JSON")
 
 
-def test_manifest_from_another_recipe_needs_force(toy_copy):
+def test_manifest_from_another_recipe_needs_force(toy_copy, cli):
     manifest = json.loads((toy_copy / MANIFEST).read_text())
     manifest["recipe_hash"] = "0" * 64
     write_sealed(toy_copy, manifest)  # a sealed build of another recipe version
-    _one_line_error(run_cli("build", "toy", "--out", str(toy_copy)), "another version of recipe 'toy'", "--force")
+    _one_line_error(cli("build", "toy", "--out", str(toy_copy)), "another version of recipe 'toy'", "--force")
 
 
 @pytest.mark.parametrize("kill_when", ["*.partial", "*.h5"], ids=["while-writing", "while-finalising"])
-def test_killed_build_leaves_nothing_info_accepts_and_resumes(tmp_path, toy_dir, kill_when):
+def test_killed_build_leaves_nothing_info_accepts_and_resumes(tmp_path, toy_dir, kill_when, cli):
     out = tmp_path / "toy"
     proc = subprocess.Popen(
         [sys.executable, "-m", "ackd_bench.cli", "build", "toy", "--out", str(out), "--quiet"],
@@ -134,12 +134,12 @@ def test_killed_build_leaves_nothing_info_accepts_and_resumes(tmp_path, toy_dir,
     assert not (out / MANIFEST).exists(), "the build finished before it could be interrupted"
     if kill_when == "*.partial":
         assert list(out.glob("*.partial"))
-    _one_line_error(run_cli("info", str(out)), "not found")
+    _one_line_error(cli("info", str(out)), "not found")
 
-    resumed = run_cli("build", "toy", "--out", str(out), "--quiet")
+    resumed = cli("build", "toy", "--out", str(out), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert not list(out.glob("*.partial")) and not list(out.glob(".*.writing"))
-    assert run_cli("info", str(out)).returncode == 0
+    assert cli("info", str(out)).returncode == 0
     assert read_manifest(out).dataset_version == read_manifest(toy_dir).dataset_version
 
 
@@ -162,11 +162,11 @@ def test_toy_is_learnable_and_ms_beats_rgb(toy_dir):
     assert scores["ms"] > scores["rgb"] + 0.15
 
 
-def test_manifest_of_an_older_format(toy_copy):
+def test_manifest_of_an_older_format(toy_copy, cli):
     manifest = json.loads((toy_copy / MANIFEST).read_text())
     manifest["format"] = "ackd-bench-dataset/1"
     (toy_copy / MANIFEST).write_text(json.dumps(manifest))
-    _one_line_error(run_cli("info", str(toy_copy)), "format 'ackd-bench-dataset/1'", "build --force")
+    _one_line_error(cli("info", str(toy_copy)), "format 'ackd-bench-dataset/1'", "build --force")
 
 
 def test_parallel_decode_builds_the_same_dataset(toy_dir, tmp_path):
@@ -176,7 +176,7 @@ def test_parallel_decode_builds_the_same_dataset(toy_dir, tmp_path):
     assert read_manifest(out).dataset_version == read_manifest(toy_dir).dataset_version
 
 
-def test_full_disk_is_one_error_and_the_build_resumes(tmp_path):
+def test_full_disk_is_one_error_and_the_build_resumes(tmp_path, cli):
     """The OS refuses writes past 300 kB (RLIMIT_FSIZE: the same EFBIG/ENOSPC path as a full disk)."""
     import resource
 
@@ -194,8 +194,8 @@ def test_full_disk_is_one_error_and_the_build_resumes(tmp_path):
         f"ackd-bench: error: {out}/ms-train-00000.h5: cannot write shard (File too large); free disk space and rerun "
         "the build to resume"]
     assert not list(out.glob(".*")) and not (out / "manifest.json").exists()
-    assert run_cli("info", str(out)).returncode == 2
-    assert run_cli("build", "toy", "--out", str(out), "--quiet", "--no-mi").returncode == 0
+    assert cli("info", str(out)).returncode == 2
+    assert cli("build", "toy", "--out", str(out), "--quiet", "--no-mi").returncode == 0
     assert read_manifest(out).dataset_version.startswith("39a303ae3e530850")
 
 
@@ -205,7 +205,7 @@ def _flip_a_byte(path):
     path.write_bytes(bytes(data))
 
 
-def test_training_refuses_a_bit_flipped_shard_and_hashes_each_shard_once(toy_copy, tmp_path):
+def test_training_refuses_a_bit_flipped_shard_and_hashes_each_shard_once(toy_copy, tmp_path, cli):
     from ackd_bench.data.manifest import VERIFIED_DIR, verify_for_training
 
     verify_for_training(toy_copy)
@@ -214,7 +214,7 @@ def test_training_refuses_a_bit_flipped_shard_and_hashes_each_shard_once(toy_cop
     shard = toy_copy / "rgb-train-00000.h5"
     _flip_a_byte(shard)  # same size: only the hash tells
     args = ["train-student", str(toy_copy), "--arch", "S", "--profile", "smoke", "--quiet"]
-    _one_line_error(run_cli(*args, "--out", str(tmp_path / "run")), str(shard), "sha256 mismatch", "build --force")
+    _one_line_error(cli(*args, "--out", str(tmp_path / "run")), str(shard), "sha256 mismatch", "build --force")
     assert not (tmp_path / "run").exists()
 
 
@@ -223,21 +223,21 @@ def test_training_refuses_a_bit_flipped_shard_and_hashes_each_shard_once(toy_cop
     (lambda m: m.__setitem__("synthetic", False), "edited after the build"),
     (lambda m: m["counts"]["ms"]["train"].__setitem__("Forest", 1), "edited after the build"),
 ], ids=["class-renamed", "synthetic-dropped", "count-changed"])
-def test_an_edited_manifest_is_caught_by_info_and_training(toy_copy, tmp_path, edit, fragment):
+def test_an_edited_manifest_is_caught_by_info_and_training(toy_copy, tmp_path, edit, fragment, cli):
     manifest = json.loads((toy_copy / MANIFEST).read_text())
     edit(manifest)
     (toy_copy / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    _one_line_error(run_cli("info", str(toy_copy)), str(toy_copy / MANIFEST), fragment)
-    _one_line_error(run_cli("train-teacher", str(toy_copy), "--arch", "S", "--profile", "smoke", "--out",
-                            str(tmp_path / "run"), "--quiet"), fragment)
+    _one_line_error(cli("info", str(toy_copy)), str(toy_copy / MANIFEST), fragment)
+    _one_line_error(cli("train-teacher", str(toy_copy), "--arch", "S", "--profile", "smoke", "--out",
+                        str(tmp_path / "run"), "--quiet"), fragment)
     assert not (tmp_path / "run").exists()
 
 
-def test_an_unsealed_manifest_is_refused_and_a_forced_build_replaces_it(toy_copy):
+def test_an_unsealed_manifest_is_refused_and_a_forced_build_replaces_it(toy_copy, cli):
     manifest = json.loads((toy_copy / MANIFEST).read_text())
     del manifest["manifest_sha256"]  # anyone can write one: the tool only reads what its build sealed
     (toy_copy / MANIFEST).write_text(json.dumps(manifest))
-    _one_line_error(run_cli("info", str(toy_copy)), "not sealed", "build --force")
-    _one_line_error(run_cli("build", "toy", "--out", str(toy_copy), "--no-mi"), "not sealed", "--force")
-    assert run_cli("build", "toy", "--out", str(toy_copy), "--no-mi", "--force").returncode == 0
+    _one_line_error(cli("info", str(toy_copy)), "not sealed", "build --force")
+    _one_line_error(cli("build", "toy", "--out", str(toy_copy), "--no-mi"), "not sealed", "--force")
+    assert cli("build", "toy", "--out", str(toy_copy), "--no-mi", "--force").returncode == 0
     assert "manifest_sha256" in json.loads((toy_copy / MANIFEST).read_text())

@@ -20,8 +20,6 @@ from ackd_bench.train.engine import FINITE_CHECK_STEPS, Engine, OptimConfig, Pre
 from ackd_bench.train.feed import ResidentSplit, StreamedSplit, TrainFeed, decide_resident, plan_epoch
 from ackd_bench.train.request import RunRequest, SemBridgeSettings
 
-from .conftest import run_cli
-
 CPU = Runtime(device=torch.device("cpu"), progress=False)
 
 
@@ -254,9 +252,9 @@ def test_sigterm_saves_stops_and_resumes_bit_exact(tmp_path):
         assert torch.equal(value, final[key]), key
 
 
-def test_sigterm_to_a_training_command_saves_and_resume_completes_it(mini_toy, tmp_path):
+def test_sigterm_to_a_training_command_saves_and_resume_completes_it(mini_toy, tmp_path, cli):
     args = ["train-student", str(mini_toy), "--arch", "S", "--profile", "smoke", "--epochs", "5", "--quiet"]
-    straight = run_cli(*args, "--out", str(tmp_path / "straight"))
+    straight = cli(*args, "--out", str(tmp_path / "straight"))
     assert straight.returncode == 0, straight.stderr
     run_dir = tmp_path / "stopped"
     proc = subprocess.Popen([sys.executable, "-m", "ackd_bench.cli", *args, "--out", str(run_dir)],
@@ -268,7 +266,7 @@ def test_sigterm_to_a_training_command_saves_and_resume_completes_it(mini_toy, t
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 2, stderr
     assert "stopped by SIGTERM after epoch" in stderr and len(stderr.strip().splitlines()) == 1
-    resumed = run_cli(*args, "--out", str(run_dir), "--resume")
+    resumed = cli(*args, "--out", str(run_dir), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     a = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=False)["module"]
     b = torch.load(run_dir / "checkpoints/last.pt", weights_only=False)["module"]
@@ -356,7 +354,7 @@ def _interrupt_when(proc, path, timeout=120):
     return proc.communicate(timeout=120)[1]
 
 
-def test_ctrl_c_during_training_says_how_to_resume_and_resume_finishes(mini_toy, tmp_path):
+def test_ctrl_c_during_training_says_how_to_resume_and_resume_finishes(mini_toy, tmp_path, cli):
     args = ["train-student", str(mini_toy), "--arch", "S", "--profile", "smoke", "--epochs", "4", "--quiet",
             "--checkpoint-every", "0"]
     run_dir = tmp_path / "run"
@@ -367,12 +365,12 @@ def test_ctrl_c_during_training_says_how_to_resume_and_resume_finishes(mini_toy,
     from ackd_bench.cli import TRAIN_RESUME_HINT
 
     assert stderr.strip() == f"ackd-bench: interrupted; {TRAIN_RESUME_HINT}"
-    resumed = run_cli(*args, "--out", str(run_dir), "--resume")
+    resumed = cli(*args, "--out", str(run_dir), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert [row["epoch"] for row in _log_rows(run_dir)] == ["0", "1", "2", "3"]
 
 
-def test_ctrl_c_during_a_build_then_a_rerun_finishes_it(tmp_path):
+def test_ctrl_c_during_a_build_then_a_rerun_finishes_it(tmp_path, cli):
     from ackd_bench.data.manifest import verify_manifest
 
     out = tmp_path / "toy"
@@ -387,6 +385,6 @@ def test_ctrl_c_during_a_build_then_a_rerun_finishes_it(tmp_path):
     if proc.returncode == 130:
         assert stderr.strip() == "ackd-bench: interrupted; rerun the same command to resume"
         assert not (out / "manifest.json").exists()
-    rerun = run_cli("build", "toy", "--out", str(out), "--quiet", "--no-mi")
+    rerun = cli("build", "toy", "--out", str(out), "--quiet", "--no-mi")
     assert rerun.returncode == 0, rerun.stderr
     assert verify_manifest(out).dataset_version.startswith("39a303ae3e530850")

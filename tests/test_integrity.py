@@ -32,14 +32,14 @@ def _one_line(result, *fragments):
     (["--batch-size", "0"], "batch_size 0 (the profile's, or --batch-size): expected a positive integer"),
     (["--lr", "nan"], "lr nan (the profile's, or --lr): expected a finite number above 0"),
 ])
-def test_bad_training_lengths_and_rates_stop_before_a_run_directory_exists(toy_dir, tmp_path, flags, message):
+def test_bad_training_lengths_and_rates_stop_before_a_run_directory_exists(toy_dir, tmp_path, flags, message, cli):
     run_dir = tmp_path / "run"
-    _one_line(run_cli("train-teacher", str(toy_dir), "--arch", "S", "--profile", "smoke", "--out", str(run_dir),
-                      "--quiet", *flags), message)
+    _one_line(cli("train-teacher", str(toy_dir), "--arch", "S", "--profile", "smoke", "--out", str(run_dir),
+                  "--quiet", *flags), message)
     assert not run_dir.exists()
 
 
-def test_a_second_writer_of_a_run_stops_in_one_line_naming_the_first(toy_dir, tmp_path):
+def test_a_second_writer_of_a_run_stops_in_one_line_naming_the_first(toy_dir, tmp_path, cli):
     from filelock import FileLock
 
     run_dir = tmp_path / "run"
@@ -54,8 +54,8 @@ def test_a_second_writer_of_a_run_stops_in_one_line_naming_the_first(toy_dir, tm
     finally:
         lock.release()
     # the first writer was killed: its owner file stays behind, the OS lock does not
-    result = run_cli("train-teacher", str(toy_dir), "--arch", "S", "--profile", "smoke", "--epochs", "1",
-                     "--out", str(run_dir), "--quiet")
+    result = cli("train-teacher", str(toy_dir), "--arch", "S", "--profile", "smoke", "--epochs", "1",
+                 "--out", str(run_dir), "--quiet")
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / ".run.owner.json").exists()
 
@@ -88,7 +88,7 @@ def _record(**changes):
     return {**record, **changes}
 
 
-def test_the_default_board_lives_outside_the_checkout(tmp_path, monkeypatch):
+def test_the_default_board_lives_outside_the_checkout(tmp_path, monkeypatch, cli):
     from ackd_bench.leaderboard.board import PUBLISHED_BOARD, default_board
 
     home = tmp_path / "home"
@@ -98,9 +98,9 @@ def test_the_default_board_lives_outside_the_checkout(tmp_path, monkeypatch):
     result_file = tmp_path / "r.json"
     result_file.write_text(json.dumps(_record()))
     # options before the files, as users type them
-    result = run_cli("leaderboard", "submit", "--board", str(default_board()), str(result_file))
+    result = cli("leaderboard", "submit", "--board", str(default_board()), str(result_file))
     assert result.returncode == 0, result.stderr
-    result = run_cli("leaderboard", "submit", str(result_file.with_name("r2.json")))
+    result = cli("leaderboard", "submit", str(result_file.with_name("r2.json")))
     assert result.returncode == 2 and "r2.json: not found" in result.stderr
     assert (home / "leaderboard.csv").exists() and (home / "README.md").exists()
     assert [p.read_bytes() if p.exists() else None for p in published] == before
@@ -122,38 +122,38 @@ def test_one_experiment_has_one_name_and_settings_are_not_averaged():
     assert "85.0 ± 7.1" in text  # the two 8-epoch smoke runs only: (90 + 80) / 2
 
 
-def test_readme_flow_demo_then_smoke_runs_then_submit_and_show(toy_dir, tmp_path, monkeypatch):
+def test_readme_flow_demo_then_smoke_runs_then_submit_and_show(toy_dir, tmp_path, monkeypatch, cli):
     from ackd_bench.harness.demo import run_demo
 
     monkeypatch.setenv("ACKD_BENCH_HOME", str(tmp_path / "home"))
     runs = tmp_path / "runs"
     run_demo(tmp_path / "data", runs, pair="S/S", profile="smoke", progress=False)
-    smoke = run_cli("train-student", str(tmp_path / "data" / "toy"), "--arch", "S", "--profile", "smoke",
-                    "--epochs", "1", "--runs-root", str(runs), "--quiet")
+    smoke = cli("train-student", str(tmp_path / "data" / "toy"), "--arch", "S", "--profile", "smoke",
+                "--epochs", "1", "--runs-root", str(runs), "--quiet")
     assert smoke.returncode == 0, smoke.stderr
     results = sorted(str(p) for p in runs.glob("toy/*/result.json"))
-    submitted = run_cli("leaderboard", "submit", *results)
+    submitted = cli("leaderboard", "submit", *results)
     assert submitted.returncode == 0, submitted.stderr
     assert f"{len([r for r in results if 'matcher' not in r])} row(s) added" in submitted.stdout
-    shown = run_cli("leaderboard", "show", "--table", "3", "--dataset", "toy", "--no-paper")
+    shown = cli("leaderboard", "show", "--table", "3", "--dataset", "toy", "--no-paper")
     assert shown.returncode == 0 and "S/S  +SemBridge" in shown.stdout
 
 
 # --- one clear line for what a user can get wrong ------------------------------------------------
 
-def test_ablate_without_sembridge_and_unknown_sweep_methods(toy_dir, tmp_path):
-    _one_line(run_cli("train-student", str(toy_dir), "--arch", "S", "--method", "none", "--ablate", "foo",
-                      "--out", str(tmp_path / "r"), "--quiet"), "--ablate foo", "--method none")
-    _one_line(run_cli("sweep", "--datasets", str(toy_dir), "--methods", "nope", "--runs-root", str(tmp_path)),
+def test_ablate_without_sembridge_and_unknown_sweep_methods(toy_dir, tmp_path, cli):
+    _one_line(cli("train-student", str(toy_dir), "--arch", "S", "--method", "none", "--ablate", "foo",
+                  "--out", str(tmp_path / "r"), "--quiet"), "--ablate foo", "--method none")
+    _one_line(cli("sweep", "--datasets", str(toy_dir), "--methods", "nope", "--runs-root", str(tmp_path)),
               "--methods nope: not in Tables 3-6")
 
 
-def test_a_404_from_a_mirror_does_not_promise_a_resume(http_server, monkeypatch, tmp_path):
+def test_a_404_from_a_mirror_does_not_promise_a_resume(http_server, monkeypatch, tmp_path, cli):
     from ackd_bench.data.sources.fetch import MIRROR_ENV
 
     _served, url = http_server
     monkeypatch.setenv(MIRROR_ENV, url)
-    result = run_cli("build", "s2s-eu", "--out", str(tmp_path / "x"), "--quiet")
+    result = cli("build", "s2s-eu", "--out", str(tmp_path / "x"), "--quiet")
     _one_line(result, f"{url}/EuroSATallBands.zip: HTTP 404", f"{MIRROR_ENV} is set to {url}", "--source-dir")
     assert "resume" not in result.stderr
 
@@ -162,27 +162,26 @@ def test_a_404_from_a_mirror_does_not_promise_a_resume(http_server, monkeypatch,
     (lambda m: m.__setitem__("shards", "oops"), "field 'shards' is a str, expected a list"),
     (lambda m: m["modalities"]["rgb"].pop("mean"), "modalities.rgb lacks mean"),
 ])
-def test_a_malformed_manifest_is_one_line_for_info_and_training(toy_dir, tmp_path, edit, fragment):
+def test_a_malformed_manifest_is_one_line_for_info_and_training(toy_dir, tmp_path, edit, fragment, cli):
     import shutil
 
     copy = shutil.copytree(toy_dir, tmp_path / "toy")
     manifest = json.loads((copy / "manifest.json").read_text())
     edit(manifest)
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    _one_line(run_cli("info", str(copy)), fragment)
-    _one_line(run_cli("train-student", str(copy), "--arch", "S", "--profile", "smoke", "--out", str(tmp_path / "r"),
-                      "--quiet"), fragment)
+    _one_line(cli("info", str(copy)), fragment)
+    _one_line(cli("train-student", str(copy), "--arch", "S", "--profile", "smoke", "--out", str(tmp_path / "r"),
+                  "--quiet"), fragment)
 
 
-def test_unreadable_submissions_ledgers_and_plot_targets(toy_dir, tmp_path):
+def test_unreadable_submissions_ledgers_and_plot_targets(toy_dir, tmp_path, cli):
     latin = tmp_path / "latin.csv"
     latin.write_bytes("dataset,device\ntoy,caf\xe9\n".encode("latin-1"))
-    _one_line(run_cli("leaderboard", "submit", str(latin), "--board", str(tmp_path / "b.csv")),
-              f"{latin}: not UTF-8 text")
+    _one_line(cli("leaderboard", "submit", str(latin), "--board", str(tmp_path / "b.csv")), f"{latin}: not UTF-8 text")
     ledger = tmp_path / "runs" / "sweeps" / "sweep.json"
     ledger.parent.mkdir(parents=True)
     ledger.write_text("{broken")
-    _one_line(run_cli("sweep", "--datasets", str(toy_dir), "--methods", "none", "--pairs", "S/S", "--tables", "3",
-                      "--runs-root", str(tmp_path / "runs")), f"{ledger}: not a readable sweep ledger")
-    _one_line(run_cli("leaderboard", "plot", "--board", str(tmp_path / "b.csv"), "--out",
-                      str(tmp_path / "missing" / "x.png")), "folder", "does not exist")
+    _one_line(cli("sweep", "--datasets", str(toy_dir), "--methods", "none", "--pairs", "S/S", "--tables", "3",
+                  "--runs-root", str(tmp_path / "runs")), f"{ledger}: not a readable sweep ledger")
+    _one_line(cli("leaderboard", "plot", "--board", str(tmp_path / "b.csv"), "--out",
+                  str(tmp_path / "missing" / "x.png")), "folder", "does not exist")

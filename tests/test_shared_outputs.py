@@ -21,7 +21,6 @@ from ackd_bench.results import RESULT_FIELDS, Record
 from ackd_bench.train.profiles import load_profile
 from ackd_bench.train.request import RunRequest, SemBridgeSettings
 
-from .conftest import run_cli
 from .test_leaderboard import _record, _write_csv
 
 XSS = 'x" onmouseover="alert(1)"><img src=x onerror=alert(1)>'
@@ -162,7 +161,7 @@ def test_absurd_numbers_are_refused_on_submit(tmp_path):
 
 # --- 6: one line, exit 2, nothing lost ----------------------------------------------------------------
 
-def test_filesystem_and_encoding_problems_are_one_line(tmp_path, capsys, monkeypatch):
+def test_filesystem_and_encoding_problems_are_one_line(tmp_path, capsys, monkeypatch, cli):
     results = _write_csv(tmp_path / "r.csv", [_record()])
     folder = tmp_path / "a-folder.csv"
     folder.mkdir()
@@ -178,7 +177,7 @@ def test_filesystem_and_encoding_problems_are_one_line(tmp_path, capsys, monkeyp
     one_line_exit_2(["leaderboard", "site", "--board", str(tmp_path / "leaderboard.csv"), "--out", str(target)],
                     capsys, str(target))
     assert board.exists()
-    shown = run_cli("leaderboard", "show", "--table", "6", "--board", str(tmp_path / "leaderboard.csv"))
+    shown = cli("leaderboard", "show", "--table", "6", "--board", str(tmp_path / "leaderboard.csv"))
     assert shown.returncode == 0
     latin = subprocess.run([sys.executable, "-m", "ackd_bench.cli", "leaderboard", "show", "--table", "6", "--board",
                             str(tmp_path / "leaderboard.csv")], capture_output=True, timeout=120,

@@ -17,8 +17,6 @@ from ackd_bench.train.request import RunRequest
 from ackd_bench.train.runs import predict
 from ackd_bench.train.teacher_cache import build_or_load_cache, load_teacher
 
-from .conftest import run_cli
-
 
 def _weights(path):
     return torch.load(path, map_location="cpu", weights_only=False)["module"]
@@ -47,10 +45,10 @@ def test_ms_teacher_beats_rgb_student_without_kd(teacher_ckpt, toy_dir, tmp_path
     assert teacher["oa"] > student["oa"] + 0.1
 
 
-def test_resume_after_kill_gives_the_same_weights(mini_toy, tmp_path):
+def test_resume_after_kill_gives_the_same_weights(mini_toy, tmp_path, cli):
     args = ["train-student", str(mini_toy), "--arch", "S", "--profile", "smoke", "--epochs", "4", "--quiet",
             "--checkpoint-every", "0"]  # last.pt after every epoch, so the kill lands mid-run
-    straight = run_cli(*args, "--out", str(tmp_path / "straight"))
+    straight = cli(*args, "--out", str(tmp_path / "straight"))
     assert straight.returncode == 0, straight.stderr
 
     killed_dir = tmp_path / "killed"
@@ -63,9 +61,9 @@ def test_resume_after_kill_gives_the_same_weights(mini_toy, tmp_path):
     proc.wait()
     assert not (killed_dir / "result.json").exists(), "the run finished before it could be killed"
 
-    again = run_cli(*args, "--out", str(killed_dir))  # without --resume: refuses, overwrites nothing
+    again = cli(*args, "--out", str(killed_dir))  # without --resume: refuses, overwrites nothing
     assert again.returncode == 2 and "--resume" in again.stderr
-    resumed = run_cli(*args, "--out", str(killed_dir), "--resume")
+    resumed = cli(*args, "--out", str(killed_dir), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     a, b = _weights(tmp_path / "straight/checkpoints/last.pt"), _weights(killed_dir / "checkpoints/last.pt")
     assert a.keys() == b.keys()
@@ -75,9 +73,9 @@ def test_resume_after_kill_gives_the_same_weights(mini_toy, tmp_path):
     assert [line.split(",")[0] for line in log[1:]] == ["0", "1", "2", "3"]
 
 
-def test_resume_without_checkpoint(toy_dir, tmp_path):
-    result = run_cli("train-teacher", str(toy_dir), "--arch", "S", "--profile", "smoke", "--out", str(tmp_path / "r"),
-                     "--resume", "--quiet")
+def test_resume_without_checkpoint(toy_dir, tmp_path, cli):
+    result = cli("train-teacher", str(toy_dir), "--arch", "S", "--profile", "smoke", "--out", str(tmp_path / "r"),
+                 "--resume", "--quiet")
     assert result.returncode == 2
     assert "--resume given but the run has no checkpoint" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

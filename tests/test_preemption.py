@@ -11,18 +11,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ackd_bench.train.engine import GRACE_ENV, Preempted, ignore_handled_signals
-from tests.test_device_path import TinyTask, _engine, _epoch_of, _straight_weights
+from tests.test_device_path import TinyTask, _assert_same_as_straight, _engine, _epoch_of
 
 
 def _logged_epochs(run_dir):
     with open(run_dir / "log.csv", newline="") as handle:
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
-
-
-def _assert_same_as_straight(tmp_path, run_dir):
-    final = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["module"]
-    for key, value in _straight_weights(tmp_path).items():
-        assert torch.equal(value, final[key]), key
 
 
 def test_sigusr2_finishes_the_epoch_saves_stops_and_resumes_bit_exact(tmp_path):
@@ -76,3 +70,20 @@ class SelfSignalling(Dataset):
 def test_loader_workers_ignore_the_signals_their_process_handles():
     loader = DataLoader(SelfSignalling(), batch_size=2, num_workers=1, worker_init_fn=ignore_handled_signals)
     assert [batch.tolist() for batch in loader] == [[0, 1], [2, 3]]
+
+
+def test_a_stop_that_arrives_while_an_epoch_ends_is_acted_on_at_the_next_not_lost(tmp_path, monkeypatch):
+    from ackd_bench.train import engine as engine_module
+
+    copy_of_epoch = engine_module.host_copy
+    sent = []
+
+    def copy_then_signal(payload):  # the signal lands after the epoch's stop check, while its state is kept
+        if not sent:
+            sent.append(os.kill(os.getpid(), signal.SIGTERM))
+        return copy_of_epoch(payload)
+
+    monkeypatch.setattr(engine_module, "host_copy", copy_then_signal)
+    with pytest.raises(Preempted, match=r"^stopped by SIGTERM after epoch 2/4;"):
+        _engine(TinyTask(), tmp_path / "run", every=3600, epochs=4).fit()
+    assert _epoch_of(tmp_path / "run" / "checkpoints" / "last.pt") == 1

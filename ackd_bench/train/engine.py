@@ -291,7 +291,8 @@ class SaveTriggers:
 
     def __init__(self, every: float):
         self.every, self.last = float(every), time.monotonic()
-        self.received: int | None = None
+        self.arrived: list[int] = []  # signals not yet acted on, in arrival order (appended by the handler)
+        self.stop_signal: str | None = None  # the first stop signal's name, for a stop in mid-epoch
         self.stop_deadline: float | None = None  # monotonic time by which training must have stopped
         self._previous: dict[int, Any] = {}
 
@@ -314,9 +315,18 @@ class SaveTriggers:
         if name in self.STOPS:
             deadline = time.monotonic() + stop_grace_s(name) * GRACE_SHARE
             self.stop_deadline = deadline if self.stop_deadline is None else min(self.stop_deadline, deadline)
-            self.received = number
-        elif self.received is None:  # a stop is never downgraded to a save by a later SIGUSR1
-            self.received = number
+            self.stop_signal = self.stop_signal or name
+        self.arrived.append(number)
+
+    def take(self) -> int:
+        """The signal to act on at an epoch's end (0: none; a stop before a save), taking only the
+        signals it read: one that arrives while the epoch ends is acted on at the next epoch's end,
+        never lost. (A handler runs between bytecodes; the slice deletion is one.)"""
+        count = len(self.arrived)
+        taken = self.arrived[:count]
+        del self.arrived[:count]
+        stops = [n for n in taken if signal.Signals(n).name in self.STOPS]
+        return (stops or taken or [0])[0]
 
     def stopping(self) -> bool:
         return self.stop_deadline is not None
@@ -331,7 +341,7 @@ class SaveTriggers:
         return max(now, expected_end) > self.stop_deadline
 
     def due(self, final: bool) -> bool:
-        return final or self.received is not None or self.every <= 0 or time.monotonic() - self.last >= self.every
+        return final or self.every <= 0 or time.monotonic() - self.last >= self.every
 
     def saved(self) -> None:
         self.last = time.monotonic()
@@ -538,7 +548,7 @@ class Engine:
                 with standin.step_loop(self.rt.device):
                     for step, batch in enumerate(batches):
                         if may_stop_at_once and triggers.out_of_time(epoch_started, epoch_seconds):
-                            raise self._stop_at_once(epoch, signal.Signals(triggers.received).name, unsaved)
+                            raise self._stop_at_once(epoch, triggers.stop_signal, unsaved)
                         inputs = self.task.prepare(batch, epoch, step)
                         with self.rt.autocast():
                             terms = self.wrapped(**inputs)
@@ -569,7 +579,7 @@ class Engine:
                            "seconds": round(time.time() - started, 3)}
                     self.log.append(row)
                 # the largest signal number wins across ranks: SIGTERM (15), SIGUSR2 (12), SIGUSR1 (10)
-                received = all_ranks_max(triggers.received or 0, self.rt.ctx, self.rt.device)
+                received = all_ranks_max(triggers.take(), self.rt.ctx, self.rt.device)
                 if triggers.due(final=epoch == self.cfg.epochs - 1) or received:
                     self._save(epoch, best_score, best_epoch, best_val)
                     triggers.saved()
@@ -581,7 +591,6 @@ class Engine:
                 if name in SaveTriggers.STOPS:
                     raise Preempted(f"stopped by {name} after epoch {epoch + 1}/{self.cfg.epochs}; "
                                     f"{self.last_path} holds it: continue with --resume", name)
-                triggers.received = None
                 epoch_seconds = time.monotonic() - epoch_started
         return FitResult(best_epoch, best_val, self.cfg.epochs - start)
 

@@ -188,3 +188,19 @@ def http_server(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """`ackd-bench demo` run once (smoke profile) for the tests that read it: (data root, runs root,
+    its table, what it printed). Tests that add runs copy the runs root first."""
+    import contextlib
+    import io
+
+    from ackd_bench.harness.demo import run_demo
+
+    root = tmp_path_factory.mktemp("demo")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        text = run_demo(root / "data", root / "runs", pair="S/S", profile="smoke", progress=False)
+    return root / "data", root / "runs", text, printed.getvalue()

@@ -3,7 +3,6 @@ import shutil
 from collections import Counter
 
 
-from ackd_bench.harness.demo import run_demo
 from ackd_bench.harness.grid import count_by_table, expand_grid
 from ackd_bench.harness.sweep import Ledger, SweepConfig, run_sweep
 from ackd_bench.leaderboard.board import read_board, submit
@@ -66,9 +65,8 @@ def test_submitit_local_sweep_end_to_end_then_board(toy_dir, tmp_path):
     assert "toy S/S" in text and "toy M/S" in text and "s2s-eu R/R" in text and "Vanilla KD [paper]" in text
 
 
-def test_demo_runs_the_main_job_on_toy(tmp_path, capsys):
-    text = run_demo(tmp_path / "data", tmp_path / "runs", pair="S/S", profile="smoke", progress=False)
-    out = capsys.readouterr().out
+def test_demo_runs_the_main_job_on_toy(demo_run):
+    _data, _runs, text, out = demo_run
     assert "[1/3] toy benchmark" in out and "[3/3] results" in out
     for row in ("S/S  T:ShuffleNetV2", "S/S  S:ShuffleNetV2", "S/S  +SemBridge", "Vanilla KD (naive pairing)"):
         assert row in text

@@ -1,6 +1,7 @@
 """Runs and the board: nothing a user owns is overwritten, one writer per run, files readable by the lab."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -122,13 +123,11 @@ def test_one_experiment_has_one_name_and_settings_are_not_averaged():
     assert "85.0 ± 7.1" in text  # the two 8-epoch smoke runs only: (90 + 80) / 2
 
 
-def test_readme_flow_demo_then_smoke_runs_then_submit_and_show(toy_dir, tmp_path, monkeypatch, cli):
-    from ackd_bench.harness.demo import run_demo
-
+def test_readme_flow_demo_then_smoke_runs_then_submit_and_show(demo_run, tmp_path, monkeypatch, cli):
     monkeypatch.setenv("ACKD_BENCH_HOME", str(tmp_path / "home"))
-    runs = tmp_path / "runs"
-    run_demo(tmp_path / "data", runs, pair="S/S", profile="smoke", progress=False)
-    smoke = cli("train-student", str(tmp_path / "data" / "toy"), "--arch", "S", "--profile", "smoke",
+    data, demo_runs, _text, _out = demo_run
+    runs = shutil.copytree(demo_runs, tmp_path / "runs")  # the smoke run below joins the demo's
+    smoke = cli("train-student", str(data / "toy"), "--arch", "S", "--profile", "smoke",
                 "--epochs", "1", "--runs-root", str(runs), "--quiet")
     assert smoke.returncode == 0, smoke.stderr
     results = sorted(str(p) for p in runs.glob("toy/*/result.json"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ackd_bench.cli import main
+from ackd_bench.train.profiles import load_profile
 from ackd_bench.train.request import REQUEST_FILE, RunRequest, read_request
 
 
@@ -33,10 +34,16 @@ def test_a_student_is_replayed_from_its_folder_with_the_same_config_and_result(m
 def test_a_crafted_request_is_one_line(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
-    body = RunRequest.teacher_run("data/toy", "S").to_json()
+    body = RunRequest.teacher_run("data/toy", "S", profile=load_profile("smoke")).to_json()
     for change, message in (({"kind": "virus"}, "run kind 'virus'"), ({"overrides": {"epochs": "9; rm"}},
                              "field 'overrides' may only hold numbers"), ({"extra": 1}, "unknown field(s) extra"),
-                            ({"ablation": ["ssm", "all"]}, "--ablate all: unknown component")):
+                            ({"ablation": ["ssm", "all"]}, "--ablate all: unknown component"),
+                            ({"profile": "/etc/passwd"}, "field 'profile' is missing or not a dict"),
+                            ({"overrides": {"epochs": 10**9}}, "field 'overrides' {'epochs': 1000000000}: expected"),
+                            ({"profile": {**body["profile"], "name": "<b>x</b>"}}, "profile's name is '<b>x</b>'"),
+                            ({"profile": {**body["profile"], "student": {**body["profile"]["student"],
+                                                                          "epochs": 10**9}}},
+                             "student.epochs 1000000000 / batch_size")):
         (run / REQUEST_FILE).write_text(json.dumps({**body, **change}))
         assert main(["rerun", str(run), "--device", "cpu"]) == 2
         err = capsys.readouterr().err

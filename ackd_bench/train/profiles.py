@@ -201,6 +201,35 @@ def load_profile(name: str | dict[str, Any], overrides: dict[str, dict[str, Any]
     return profile
 
 
+MAX_EPOCHS, MAX_BATCH = 100_000, 1_000_000  # beyond these a recorded profile is crafted, not a schedule
+
+
+def check_loaded(profile: Any, path: str) -> dict[str, Any]:
+    """A profile recorded as loaded (a run's request.json), read back as untrusted input: the checks
+    of a profile file, its name a profile name, and schedules of bounded length."""
+    from ..results import PROFILE_NAME
+
+    if not isinstance(profile, dict):
+        raise AckdError(f"{path}: the profile must be recorded as loaded (a mapping)")
+    missing = [s for s in SECTIONS if s not in profile]
+    if missing:
+        raise AckdError(f"{path}: missing section(s) {', '.join(missing)}")
+    check_options(profile.get("options"), path)
+    if not isinstance(profile.get("methods"), dict) or not all(isinstance(v, dict) for v in profile["methods"].values()):
+        raise AckdError(f"{path}: 'methods' must map a method name to its parameter overrides")
+    check_schema(profile, path)
+    if not isinstance(profile.get("name"), str) or not PROFILE_NAME.fullmatch(profile["name"]):
+        raise AckdError(f"{path}: the profile's name is {str(profile.get('name'))[:40]!r}: expected a profile name")
+    if not all(isinstance(s, str) for s in profile.get("set", [])):
+        raise AckdError(f"{path}: the profile's 'set' must list assignments")
+    for section in SECTIONS:
+        epochs, batch = profile[section].get("epochs", 1), profile[section].get("batch_size", 1)
+        if not (1 <= epochs <= MAX_EPOCHS and 1 <= batch <= MAX_BATCH):
+            raise AckdError(f"{path}: {section}.epochs {epochs} / batch_size {batch}: expected 1 to {MAX_EPOCHS} / "
+                            f"1 to {MAX_BATCH}")
+    return profile
+
+
 def _checked(name: str, sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
     profile = _raw_profile(name)
     path = profile.pop("_path")

@@ -103,7 +103,7 @@ class RunRequest:
         if not isinstance(data, dict):
             raise AckdError("expected a JSON object")
         kinds = {"kind": (str,), "dataset": (str,), "arch": (str, type(None)), "method": (str,),
-                 "teacher": (str, type(None)), "matcher": (str, type(None)), "profile": (str, dict),
+                 "teacher": (str, type(None)), "matcher": (str, type(None)), "profile": (dict,),
                  "seed": (int, type(None)), "overrides": (dict,), "method_params": (dict,), "ablation": (list,),
                  "sembridge": (dict,)}
         unknown = sorted(set(data) - set(kinds))
@@ -114,6 +114,13 @@ class RunRequest:
                 raise AckdError(f"field '{key}' is missing or not a {' or '.join(t.__name__ for t in types)}")
         if set(data["overrides"]) - set(OVERRIDES) or not all(typed(v, NUMBER) for v in data["overrides"].values()):
             raise AckdError(f"field 'overrides' may only hold numbers for {', '.join(OVERRIDES)}")
+        from .profiles import MAX_BATCH, MAX_EPOCHS, check_loaded
+
+        bounds = {"epochs": MAX_EPOCHS, "batch_size": MAX_BATCH}
+        if any(not 0 < v <= bounds.get(k, float("inf")) for k, v in data["overrides"].items()):
+            raise AckdError(f"field 'overrides' {data['overrides']}: expected epochs 1 to {MAX_EPOCHS}, batch_size 1 to "
+                            f"{MAX_BATCH}, lr above 0")
+        check_loaded(data["profile"], "field 'profile'")
         settings = data["sembridge"]
         if set(settings) - {"gamma", "heads", "lambda1", "dynm"}:
             raise AckdError("field 'sembridge' may only hold gamma, heads, lambda1 and dynm")

@@ -211,13 +211,7 @@ def check_loaded(profile: Any, path: str) -> dict[str, Any]:
 
     if not isinstance(profile, dict):
         raise AckdError(f"{path}: the profile must be recorded as loaded (a mapping)")
-    missing = [s for s in SECTIONS if s not in profile]
-    if missing:
-        raise AckdError(f"{path}: missing section(s) {', '.join(missing)}")
-    check_options(profile.get("options"), path)
-    if not isinstance(profile.get("methods"), dict) or not all(isinstance(v, dict) for v in profile["methods"].values()):
-        raise AckdError(f"{path}: 'methods' must map a method name to its parameter overrides")
-    check_schema(profile, path)
+    _check_profile(profile, path)
     if not isinstance(profile.get("name"), str) or not PROFILE_NAME.fullmatch(profile["name"]):
         raise AckdError(f"{path}: the profile's name is {str(profile.get('name'))[:40]!r}: expected a profile name")
     if not all(isinstance(s, str) for s in profile.get("set", [])):
@@ -236,6 +230,13 @@ def _checked(name: str, sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
     if sets:
         path = f"{path} with --set {', '.join(sets)}"
     apply_sets(profile, sets, path)
+    _check_profile(profile, path)
+    return profile
+
+
+def _check_profile(profile: dict[str, Any], path: str) -> None:
+    """What every profile must hold, from a file or recorded by a run: its sections, its options, its
+    method overrides, each key of the type its readers rely on."""
     missing = [s for s in SECTIONS if s not in profile]
     if missing:
         raise AckdError(f"{path}: missing section(s) {', '.join(missing)}")
@@ -244,4 +245,3 @@ def _checked(name: str, sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(methods, dict) or not all(isinstance(v, dict) for v in methods.values()):
         raise AckdError(f"{path}: 'methods' must map a method name to its parameter overrides")
     check_schema(profile, path)
-    return profile

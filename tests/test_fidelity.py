@@ -126,6 +126,13 @@ def test_row6_and_row11_paper_profile_feeds_unaugmented_images_and_reference_pse
     matcher = Matcher(4, [2, 1, 0], pseudo_rgb="first-bands-image-max", band_mean=mean, band_std=std)
     expected = raw[:3] / 400.0 * 2 - 1  # band 4 (900) is not among the first three
     assert matcher.pseudo_rgb(normalised)[0].numpy() == pytest.approx(expected, abs=1e-5)
+    # the reference's S2S form: (rgb_ssl / rgb_ssl.max() * 255).astype(np.uint8), fed without Normalize
+    reference = Matcher(4, [2, 1, 0], pseudo_rgb="reference", band_mean=mean, band_std=std)
+    by_hand = [[[63.0, 191.0]], [[31.0, 255.0]], [[127.0, 0.0]]]  # 100/400*255 = 63.75 -> 63, 300 -> 191.25 -> 191
+    assert reference.pseudo_rgb(normalised)[0].tolist() == by_hand
+    # M2S-GL (:352-353): the MS input's first three channels, Normalize(0.5, 0.5) as the MS input itself
+    multilabel = Matcher(4, [2, 1, 0], pseudo_rgb="reference", band_mean=mean, band_std=std, multilabel=True)
+    assert torch.equal(multilabel.pseudo_rgb(normalised), normalised[:, :3])
     project = Matcher(4, [2, 1, 0])
     assert torch.equal(project.pseudo_rgb(normalised), normalised[:, [2, 1, 0]])
 
@@ -245,12 +252,15 @@ def test_paper_profile_runs_end_to_end_with_its_reference_choices(toy_dir, tmp_p
     teacher = train_classifier(RunRequest.teacher_run(toy_dir, "S", profile="paper", overrides=small), options)
     teacher_ckpt = torch.load(f"{teacher['run_dir']}/checkpoints/best.pt", weights_only=True)
     assert teacher_ckpt["width"] == 0.5 and teacher_ckpt["module"]["backbone.body.2.0.branch1.2.weight"].shape[0] == 24
+    assert teacher_ckpt["heads"] == "reference" and teacher_ckpt["module"]["backbone.project.bias"].shape == (512,)
+    assert teacher["precision"] == "fp32"
     from ackd_bench.train.api import train_matcher
 
     matcher = train_matcher(RunRequest.matcher_run(toy_dir, "S", profile="paper", overrides=small), options)
     matcher_config = json.loads(open(f"{matcher['run_dir']}/config.json").read())
     assert matcher_config["matcher_params"]["normalise"] is False and matcher_config["optim"]["optimizer"] == "adamw"
-    assert matcher_config["matcher_params"]["pseudo_rgb"] == "first-bands-image-max"
+    assert matcher_config["matcher_params"]["pseudo_rgb"] == "reference"
+    assert matcher_config["matcher_params"]["heads"] == "reference" and matcher_config["optim"]["epochs"] == 1
     teacher_path = f"{teacher['run_dir']}/checkpoints/best.pt"
     alone = train_student(RunRequest.student_run(toy_dir, "S", "ctkd", teacher=teacher_path, profile="paper",
                                                  overrides=small), options)
@@ -264,3 +274,68 @@ def test_paper_profile_runs_end_to_end_with_its_reference_choices(toy_dir, tmp_p
     config = json.loads(open(f"{sembridge['run_dir']}/config.json").read())
     assert (config["loss_weights"]["task"], config["loss_weights"]["kd"]) == (0.3, 0.4)  # train.py:268
     assert config["sembridge"]["dynm_divergence"] == "teacher-student"
+
+
+def test_row13_paper_keeps_the_first_epochs_matcher_and_bench_the_best_val_one(toy_dir):
+    from ackd_bench.train.api import matcher_spec
+
+    paper = matcher_spec(RunRequest.matcher_run(toy_dir, "S", profile="paper"))
+    bench = matcher_spec(RunRequest.matcher_run(toy_dir, "S", profile="bench"))
+    # train_matcher.py:79, 123-126: val_loss_meter.avg stays 0 < inf only at epoch 1; later epochs cannot
+    # change the matcher kept, so `paper` runs one of its 100
+    assert (paper.section["epochs"], paper.config["optim"]["epochs"]) == (1, 1)
+    assert bench.section["epochs"] == load_profile("bench")["matcher"]["epochs"] == 100
+
+
+def test_row14_reference_heads_end_at_512_as_the_reference_code():
+    torch.manual_seed(0)
+    mobile = build_backbone("M", 3, 10, heads="reference")
+    last = mobile.body[-1]  # model/MobileNetV2.py:81: ConvBNReLU(320, 512, 1) with ReLU6, no projection
+    assert (last[0].in_channels, last[0].out_channels, last[0].kernel_size) == (320, 512, (1, 1))
+    assert isinstance(last[2], nn.ReLU6) and isinstance(mobile.project, nn.Identity)
+    assert isinstance(build_backbone("M", 3, 10).project, nn.Sequential)  # projected: 1280 -> 512 conv+BN+ReLU
+    shuffle = build_backbone("S", 3, 10, 0.5, heads="reference").eval()
+    images = torch.randn(2, 3, 64, 64)
+    out = shuffle(images)
+    # model/ShuffleNet.py:141-143: conv5 (1024), global pool, then Linear(1024, 512), by hand
+    conv5 = shuffle.body(images).mean(dim=(2, 3))
+    weight, bias = shuffle.project.weight[:, :, 0, 0], shuffle.project.bias
+    assert out["pooled"].detach().numpy() == pytest.approx((conv5 @ weight.t() + bias).detach().numpy(), abs=1e-5)
+    assert out["tokens"].shape == (2, 4, 512)  # the same Linear on each token: 512-wide tokens for the Planner
+    assert build_backbone("R", 3, 10, heads="reference").project.__class__ is nn.Identity
+    with pytest.raises(AckdError, match="backbone heads 'torchvision': expected one of reference, projected"):
+        build_backbone("S", 3, 10, heads="torchvision")
+
+
+def test_row16_multilabel_teacher_selection_is_the_reference_subset_accuracy():
+    targets = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0]])
+    # val.py:41, 49: labels at logits > 0.5, accuracy_score on rows: a row counts when all its labels are right
+    logits = np.array([[0.6, 0.4, 0.9], [0.3, 0.7, 0.5], [0.8, 0.2, -1.0]])  # rows 1, 2 right (0.5 is not above)
+    assert multi_label_metrics(targets, logits)["subset_accuracy"] == pytest.approx(2 / 3)
+    assert load_profile("paper")["options"]["multilabel_selection"] == "subset-accuracy"
+    assert load_profile("bench")["options"]["multilabel_selection"] == "f1"
+
+
+def test_row17_paper_runs_forwards_in_fp32_whatever_the_device():
+    from ackd_bench.train.engine import resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu, "fp32") == resolve_precision("fp32", cpu, "fp32") == "fp32"
+    assert resolve_precision("bf16", cpu, "auto") == "bf16"
+    with pytest.raises(AckdError, match="--precision bf16: the profile runs in fp32"):
+        resolve_precision("bf16", cpu, "fp32")
+
+
+def test_row18_dkd_warmup_starts_at_zero_as_the_reference_and_at_a_twentieth_in_bench():
+    torch.manual_seed(0)
+    student, teacher = {"logits": torch.randn(4, 5)}, {"logits": torch.randn(4, 5)}
+    targets = torch.tensor([0, 1, 2, 3])
+    params = load_method_defaults("dkd")["params"]
+    reference = build_distiller("dkd", 5, params)
+    mdistiller = build_distiller("dkd", 5, {**params, **load_profile("bench")["methods"]["dkd"]})
+    full = sum(reference(student, teacher, targets, 40).values())
+    # Distillers/DKD.py:65: min(epoch / 20, 1) with epochs from 0; mdistiller counts from 1
+    assert sum(reference(student, teacher, targets, 0).values()).item() == 0.0
+    assert sum(mdistiller(student, teacher, targets, 0).values()).item() == pytest.approx(full.item() / 20, rel=1e-6)
+    assert sum(reference(student, teacher, targets, 19).values()).item() == pytest.approx(full.item() * 19 / 20, rel=1e-6)
+    assert sum(mdistiller(student, teacher, targets, 19).values()).item() == pytest.approx(full.item(), rel=1e-6)

@@ -3,7 +3,9 @@
 KL(p_t || p_s) = KL(b_t || b_s) + (1 - p_t[gt]) * KL(p^_t || p^_s), with b the binary (target,
 rest) distribution and p^ the distribution over non-target classes. Both log-distributions are
 computed with log-sum-exp over logits (never the log of a masked softmax), so extreme logits stay
-finite. Loss = warmup(epoch) * (alpha * TCKD + beta * NCKD) * T^2, warm-up linear over 20 epochs.
+finite. Loss = warmup(epoch) * (alpha * TCKD + beta * NCKD) * T^2, warm-up linear over 20 epochs:
+from 0 in the first epoch as the reference code (`Distillers/DKD.py:65`, epochs from 0), or from
+1/20 as mdistiller.
 """
 
 from __future__ import annotations
@@ -45,14 +47,18 @@ class DKD(Distiller):
     name = "dkd"
 
     def __init__(self, num_classes: int, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0,
-                 warmup_epochs: int = 20):
+                 warmup_epochs: int = 20, warmup_first_epoch: int = 0):
         super().__init__(num_classes)
         if num_classes < 3:
             raise AckdError(f"dkd needs at least 3 classes (its non-target term is degenerate), this dataset has {num_classes}")
+        if warmup_first_epoch not in (0, 1):
+            raise AckdError(f"dkd warmup_first_epoch {warmup_first_epoch!r}: expected 0 (the reference code) or 1 (mdistiller)")
         self.alpha, self.beta, self.temperature, self.warmup_epochs = alpha, beta, temperature, warmup_epochs
+        self.warmup_first_epoch = warmup_first_epoch
 
     def forward(self, student, teacher, targets, epoch):
         tckd, nckd = dkd_terms(student["logits"].float(), teacher["logits"].float(), targets, self.temperature)
-        warmup = min((epoch + 1) / self.warmup_epochs, 1.0) if self.warmup_epochs > 0 else 1.0
+        # `epoch` counts from 0; the warm-up counts the first epoch as warmup_first_epoch
+        warmup = min((epoch + self.warmup_first_epoch) / self.warmup_epochs, 1.0) if self.warmup_epochs > 0 else 1.0
         scale = warmup * self.temperature**2
         return {"dkd_tckd": scale * self.alpha * tckd, "dkd_nckd": scale * self.beta * nckd}

@@ -15,7 +15,7 @@ from ..experiment import parse_ablation, parse_method
 from ..methods import build_distiller, load_method_defaults
 from ..methods.registry import load_outside, method_source
 from ..models import build_backbone, canonical_arch
-from ..models.backbones import arch_width, short_arch
+from ..models.backbones import backbone_settings, short_arch
 from ..provenance import code_version, config_hash, sha256_file, write_json_atomic
 from ..results import make_record, read_result_json, write_result
 from ..threads import set_threads
@@ -56,7 +56,7 @@ class RunOptions:
     log_transport_cost: bool = False  # students: the teacher-student Wasserstein distance every epoch (Fig. 2)
 
 
-def make_runtime(options: RunOptions) -> Runtime:
+def make_runtime(options: RunOptions, forward_precision: str = "auto") -> Runtime:
     if options.resident not in RESIDENT_MODES:
         raise AckdError(f"--resident {options.resident}: expected one of {', '.join(RESIDENT_MODES)}")
     loggers = check_loggers(options.loggers)  # a missing package stops here, before the run directory exists
@@ -70,7 +70,7 @@ def make_runtime(options: RunOptions) -> Runtime:
     workers = options.workers if options.workers is not None else (4 if device.type == "cuda" else 0)
     return Runtime(device=device, ctx=ctx, workers=workers, progress=options.progress, resident=options.resident,
                    checkpoint_every=options.checkpoint_every, compile=options.compile,
-                   precision=resolve_precision(options.precision, device), loggers=loggers)
+                   precision=resolve_precision(options.precision, device, forward_precision), loggers=loggers)
 
 
 def dataset_meta(manifest: Manifest, modality: str) -> dict[str, Any]:
@@ -116,7 +116,7 @@ def execute(spec: RunSpec, options: RunOptions, build_task: Callable, finish: Ca
     if (reused := _reused(run_dir, options)) is not None:
         return reused
     cfg = OptimConfig.from_dict(spec.section)  # a bad value stops here, before the run directory exists
-    rt = make_runtime(options)
+    rt = make_runtime(options, spec.config["options"]["forward_precision"])
     try:
         with run_lock(run_dir, rt.ctx.is_main):
             return _execute_locked(spec, options, build_task, finish, run_dir, rt, cfg, started)
@@ -230,13 +230,13 @@ def _classifier_spec(data: BuiltDataset, request: RunRequest, arch: str, role: s
     meta = dataset_meta(data.manifest, modality)
     method = "teacher" if role == "teacher" else "none"
     short = short_arch(arch)
-    width = arch_width(arch, options["shufflenet_width"])
+    settings = backbone_settings(arch, options)
     return RunSpec(
         data=data, request=request, section=section, test_modality=modality,
-        config={"kind": role, "method": method, "arch": arch, "width": width, "seed": seed,
+        config={"kind": role, "method": method, "arch": arch, **settings, "seed": seed,
                 **_profile_config(profile_data), "optim": section, **meta},
         label=f"{role}-{short}" + ("" if role == "teacher" else "-none") + f"-s{seed}",
-        checkpoint_meta={**meta, "kind": role, "arch": arch, "width": width, "in_channels": len(meta["bands"]),
+        checkpoint_meta={**meta, "kind": role, "arch": arch, **settings, "in_channels": len(meta["bands"]),
                          "num_classes": len(meta["classes"])},
         record={"method": method, "kd_loss": None, "sembridge": False, "ablation": "",
                 "teacher": short if role == "teacher" else None, "student": None if role == "teacher" else short,
@@ -265,9 +265,11 @@ def train_classifier(request: RunRequest, options: RunOptions | None = None) -> 
 
     def build_task(rt: Runtime, cfg: OptimConfig):
         datasets = [data.split(modality, split) for split in ("train", "val")]
-        backbone = build_backbone(arch, len(meta["bands"]), len(meta["classes"]), spec.config["width"])
+        backbone = build_backbone(arch, len(meta["bands"]), len(meta["classes"]), spec.config["width"],
+                                  spec.config["heads"])
+        choices = spec.config["options"]
         return ClassifierTask(backbone, *datasets, cfg, spec.section.get("augment", []), spec.config["seed"], rt,
-                              spec.config["options"]["multilabel_f1"]), backbone
+                              choices["multilabel_f1"], choices["multilabel_selection"]), backbone
 
     return execute(spec, options or RunOptions(), build_task)
 
@@ -288,7 +290,11 @@ def matcher_spec(request: RunRequest) -> RunSpec:
     meta = dataset_meta(data.manifest, "ms")
     rgb_bands = data.manifest.modalities["ms"].rgb_bands
     params = {"dim": defaults["dim"], "dropout": defaults["dropout"], **sembridge["matcher_losses"][options["matcher_loss"]],
-              "pseudo_rgb": options["pseudo_rgb"]}
+              "pseudo_rgb": options["pseudo_rgb"], "heads": options["heads"]}
+    if options["matcher_checkpoint"] == "first-epoch":
+        # the reference keeps epoch 1's matcher (train_matcher.py:79, 123-126); later epochs cannot
+        # change it, so they are not run
+        section = {**section, "epochs": 1}
     return RunSpec(
         data=data, request=request, section=section,
         config={"kind": "matcher", "arch": arch, "matcher_params": params, "seed": seed,
@@ -358,9 +364,9 @@ def train_student(request: RunRequest, options: RunOptions | None = None) -> dic
         weights.update(method_spec["alone_weights"])
     meta = dataset_meta(manifest, "rgb")
     teacher_short, short = short_arch(teacher_state["arch"]), short_arch(arch)
-    width = arch_width(arch, choices["shufflenet_width"])
+    settings = backbone_settings(arch, choices)
     config = {"kind": "student", "method": method, "kd_loss": kd_loss, "method_params": params, "arch": arch,
-              "width": width, "seed": seed, **_profile_config(profile_data), "optim": section,
+              **settings, "seed": seed, **_profile_config(profile_data), "optim": section,
               "loss_weights": weights, "teacher_sha256": sha256_file(teacher_path),
               **({"method_source": source} if (source := method_source(kd_loss)) else {}),
               "teacher_arch": teacher_state["arch"], **meta}
@@ -374,7 +380,7 @@ def train_student(request: RunRequest, options: RunOptions | None = None) -> dic
     label = f"student-{short}-{method}" + (f"-no-{'-'.join(ablation)}" if ablation else "") + f"-T{teacher_short}-s{seed}"
     spec = RunSpec(
         data=data, request=request, config=config, section=section, label=label,
-        checkpoint_meta={**meta, "kind": "student", "arch": arch, "width": width, "in_channels": len(meta["bands"]),
+        checkpoint_meta={**meta, "kind": "student", "arch": arch, **settings, "in_channels": len(meta["bands"]),
                          "num_classes": len(meta["classes"])},
         record={"method": method, "kd_loss": kd_loss, "sembridge": sembridge, "ablation": ",".join(ablation),
                 "teacher": teacher_short, "student": short, "teacher_sha256": config["teacher_sha256"],
@@ -390,7 +396,7 @@ def train_student(request: RunRequest, options: RunOptions | None = None) -> dic
             source = TeacherSource(rt, cache=cache)
         else:
             source = TeacherSource(rt, teacher=rt.place_module(teacher_model))
-        backbone = build_backbone(arch, len(meta["bands"]), len(meta["classes"]), width)
+        backbone = build_backbone(arch, len(meta["bands"]), len(meta["classes"]), **settings)
         distiller = build_distiller(kd_loss, len(meta["classes"]), params)
         alignment = bridge.alignment() if bridge else None
         module = StudentModule(backbone, distiller, weights, alignment, choices["loss_precision"])

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import AckdError
+from ..models.backbones import HEADS
 from ..provenance import atomic_path
 from ..untrusted import typed
 
@@ -125,7 +126,7 @@ def untouched_rng():
 # what a model's metadata may claim: checked before anything is allocated from it
 MODEL_LIMITS = {"in_channels": 64, "num_classes": 10_000, "dim": 8192}
 MATCHER_PARAMS = {"dim": (int,), "dropout": (int, float), "temperature": (int, float), "soft_targets": (bool,),
-                  "normalise": (bool,), "learned_targets": (bool,), "pseudo_rgb": (str,)}
+                  "normalise": (bool,), "learned_targets": (bool,), "pseudo_rgb": (str,), "heads": (str,)}
 
 
 def require_fields(state: dict[str, Any], fields: tuple[str, ...], path: str | Path) -> None:
@@ -143,8 +144,9 @@ def require_fields(state: dict[str, Any], fields: tuple[str, ...], path: str | P
         if value is not None and (not typed(value, (int,)) or not 1 <= value <= top):
             raise CheckpointError(f"{path}: {key}={value!r} is not a plausible model size (expected an integer from 1 "
                                   f"to {top})")
-    if not isinstance(state.get("arch", ""), str) or not isinstance(state.get("width", 1.0), (int, float)):
-        raise CheckpointError(f"{path}: arch must be a name and width a number")
+    if not isinstance(state.get("arch", ""), str) or not isinstance(state.get("width", 1.0), (int, float)) \
+            or state.get("heads", "projected") not in HEADS:
+        raise CheckpointError(f"{path}: arch must be a name, width a number and heads one of {', '.join(HEADS)}")
 
 
 def check_compatible(meta: dict[str, Any], expected: dict[str, Any], path: str | Path) -> None:

@@ -34,9 +34,11 @@ class ClassifierModule(nn.Module):
 
 class ClassifierTask(Task):
     def __init__(self, backbone: Backbone, train: ShardDataset, val: ShardDataset, cfg: OptimConfig,
-                 augment: Sequence[str], seed: int, rt: Runtime, multilabel_f1: str = "samples"):
+                 augment: Sequence[str], seed: int, rt: Runtime, multilabel_f1: str = "samples",
+                 multilabel_selection: str = "f1"):
         self.module = ClassifierModule(backbone, train.multilabel)
         self.cfg, self.rt, self.multilabel, self.multilabel_f1 = cfg, rt, train.multilabel, multilabel_f1
+        self.multilabel_selection = multilabel_selection
         self.train_split, self.val_split = open_splits([train, val], rt)
         self.feed = TrainFeed(self.train_split, cfg.batch_size, seed, augment, rt, stream=2)
 
@@ -48,5 +50,9 @@ class ClassifierTask(Task):
 
     def validate(self) -> dict[str, float | None]:
         metrics = evaluate(self.module.backbone, self.val_split, self.rt, self.cfg.batch_size, self.multilabel_f1)
-        score = metrics["f1"] if self.multilabel else metrics["oa"]
-        return {"oa": metrics["oa"], "f1": metrics["f1"], "score": score}
+        if not self.multilabel:
+            return {"oa": metrics["oa"], "f1": metrics["f1"], "score": metrics["oa"]}
+        if self.multilabel_selection == "subset-accuracy":
+            return {"oa": None, "f1": metrics["f1"], "subset_accuracy": metrics["subset_accuracy"],
+                    "score": metrics["subset_accuracy"]}
+        return {"oa": None, "f1": metrics["f1"], "score": metrics["f1"]}

@@ -122,11 +122,17 @@ class Runtime:
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
-def resolve_precision(requested: str, device: torch.device) -> str:
+def resolve_precision(requested: str, device: torch.device, profile: str = "auto") -> str:
     """`auto`: bf16 on a GPU that computes it natively (Ampere and later), fp16 with loss scaling on
-    one that does not (V100, T4), fp32 on the CPU. An explicit choice is kept."""
+    one that does not (V100, T4), fp32 on the CPU. An explicit choice is kept. A profile whose
+    options.forward_precision is fp32 (the reference code's) runs in fp32 and refuses another."""
     if requested not in PRECISIONS:
         raise AckdError(f"--precision {requested}: expected one of {', '.join(PRECISIONS)}")
+    if profile == "fp32":
+        if requested not in ("auto", "fp32"):
+            raise AckdError(f"--precision {requested}: the profile runs in fp32 (options.forward_precision: fp32, as "
+                            "the reference code); drop --precision or --set options.forward_precision=auto")
+        return "fp32"
     if requested != "auto":
         return requested
     if device.type != "cuda":

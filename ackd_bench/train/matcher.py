@@ -20,9 +20,10 @@ from .runs import eval_batch_size
 def build_matcher(manifest: Manifest, arch: str, params: dict[str, Any]) -> Matcher:
     """The matcher a dataset and a run's `matcher_params` describe (training and loading alike)."""
     ms = manifest.modalities["ms"]
-    reference = params.get("pseudo_rgb", "rgb-bands") == "first-bands-image-max"
-    indices = [0, 1, 2] if reference else rgb_band_indices(list(ms.bands), ms.rgb_bands)
-    return Matcher(len(ms.bands), indices, arch, **params, band_mean=list(ms.mean), band_std=list(ms.std))
+    first_bands = params.get("pseudo_rgb", "rgb-bands") != "rgb-bands"
+    indices = [0, 1, 2] if first_bands else rgb_band_indices(list(ms.bands), ms.rgb_bands)
+    return Matcher(len(ms.bands), indices, arch, **params, band_mean=list(ms.mean), band_std=list(ms.std),
+                   multilabel=ms.multilabel)
 
 
 def load_matcher(path: str | Path, manifest: Manifest) -> Matcher:

@@ -32,8 +32,18 @@ OPTIONS: dict[str, tuple[Any, ...]] = {
     "multilabel_f1": ("macro-logit-0.5", "samples"),  # val.py; sample-averaged F1 at sigmoid >= 0.5
     "loss_precision": ("fp32", "autocast"),
     "matcher_loss": ("reference", "normalised"),
-    "pseudo_rgb": ("first-bands-image-max", "rgb-bands"),
+    # the reference's (raw 0-255 on S2S, the MS input's first bands on M2S-GL); the image-max form
+    # `paper` used before it; the MS input's R, G, B bands
+    "pseudo_rgb": ("reference", "first-bands-image-max", "rgb-bands"),
+    "matcher_checkpoint": ("first-epoch", "best-val"),  # train_matcher.py:79, 123-126 keeps epoch 1's
+    "heads": ("reference", "projected"),  # models/backbones.py
+    "multilabel_selection": ("subset-accuracy", "f1"),  # train_teacher.py:162-177 with val.py:49
+    "forward_precision": ("fp32", "auto"),  # no autocast in the reference; `auto`: --precision decides
 }
+
+# what a run recorded before an option existed did: its recorded profile is read with these
+LEGACY_OPTIONS: dict[str, Any] = {"matcher_checkpoint": "best-val", "heads": "projected", "multilabel_selection": "f1",
+                                  "forward_precision": "auto"}
 
 
 # every key a profile may hold, with the types its readers rely on
@@ -211,6 +221,8 @@ def check_loaded(profile: Any, path: str) -> dict[str, Any]:
 
     if not isinstance(profile, dict):
         raise AckdError(f"{path}: the profile must be recorded as loaded (a mapping)")
+    if isinstance(profile.get("options"), dict):
+        profile["options"] = {**LEGACY_OPTIONS, **profile["options"]}
     _check_profile(profile, path)
     if not isinstance(profile.get("name"), str) or not PROFILE_NAME.fullmatch(profile["name"]):
         raise AckdError(f"{path}: the profile's name is {str(profile.get('name'))[:40]!r}: expected a profile name")

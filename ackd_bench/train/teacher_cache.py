@@ -17,7 +17,7 @@ from torch import nn
 from ..data.dataset import ShardDataset
 from ..data.manifest import Manifest
 from ..errors import AckdError
-from ..models import build_backbone
+from ..models.backbones import backbone_from_meta
 from ..provenance import atomic_path, sha256_file
 from .device import place
 from .checkpoint import check_compatible, load_checkpoint, load_weights, require_fields, untouched_rng
@@ -41,7 +41,7 @@ def load_teacher(path: str | Path, manifest: Manifest) -> tuple[nn.Module, dict[
     """The teacher of a checkpoint, frozen in eval mode, after checking it fits the dataset."""
     state = check_teacher(path, manifest)
     with untouched_rng():
-        teacher = build_backbone(state["arch"], state["in_channels"], state["num_classes"], state.get("width", 1.0))
+        teacher = backbone_from_meta(state)
     load_weights(teacher, {k.removeprefix("backbone."): v for k, v in state["module"].items()}, path,
                  f"a {state['arch']} teacher with {state['in_channels']} bands and {state['num_classes']} classes")
     teacher.eval().requires_grad_(False)

@@ -22,7 +22,7 @@ from ..data.dataset import ShardDataset
 from ..data.manifest import Manifest
 from ..data.mi import paired_view
 from ..errors import AckdError
-from ..models import build_backbone
+from ..models.backbones import backbone_from_meta
 from .checkpoint import check_compatible, load_checkpoint, load_weights, require_fields, untouched_rng
 from .device import place
 from .engine import Runtime
@@ -48,7 +48,7 @@ def load_student(path: str | Path, manifest: Manifest) -> torch.nn.Module:
     check_compatible(state, {"bands": list(manifest.modalities["rgb"].bands), "classes": list(manifest.classes)}, path)
     check_compatible(state, {"dataset_version": manifest.dataset_version}, path)
     with untouched_rng():
-        student = build_backbone(state["arch"], state["in_channels"], state["num_classes"], state.get("width", 1.0))
+        student = backbone_from_meta(state)
     load_weights(student, {k.removeprefix("backbone."): v for k, v in state["module"].items()
                            if k.startswith("backbone.")}, path, f"a {state['arch']} student")
     return student.eval()

@@ -7,10 +7,13 @@ Two forms of each piece, chosen by the profile (docs/FIDELITY.md rows 10 and 11)
 - loss (`baselines/sembridge.yaml` matcher_losses): the reference's raw embeddings, temperature 1
   and learned soft targets, or L2-normalised embeddings at temperature 0.1 with identity targets
   (the reference form collapses with encoders trained from scratch);
-- pseudo-RGB: the reference's first three MS bands, each image divided by its own maximum and
-  mapped to [-1, 1] as its RGB images are; or the MS input's R, G, B bands as normalised (a
-  per-band linear map from the MS band's train mean/std to the RGB channel's is, in the
-  normalised input space both sides use, exactly the MS band's normalised value).
+- pseudo-RGB: the reference's, the MS input's first three bands: on single-label data each image
+  over its own maximum of those bands, times 255, cut to uint8 and left unnormalised (0-255,
+  `utils/dataset.py:69-70, 76, 208-213`), on multi-label M2S-GL the first three channels of the MS
+  input as normalised (`:352-353`); `first-bands-image-max`, the image-max form mapped to [-1, 1]
+  (what `paper` used before it reproduced the reference's); or the MS input's R, G, B bands as
+  normalised (a per-band linear map from the MS band's train mean/std to the RGB channel's is,
+  in the normalised input space both sides use, exactly the MS band's normalised value).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class ProjectionHead(nn.Module):
         return self.norm(self.dropout(self.fc(F.gelu(projected))) + projected)
 
 
-PSEUDO_RGB = ("first-bands-image-max", "rgb-bands")
+PSEUDO_RGB = ("reference", "first-bands-image-max", "rgb-bands")
 
 
 def clip_loss(ms_embeddings: torch.Tensor, rgb_embeddings: torch.Tensor, temperature: float = 0.1,
@@ -79,20 +82,23 @@ class Matcher(nn.Module):
     def __init__(self, ms_channels: int, rgb_indices: Sequence[int], arch: str = "resnet34", dim: int = 256,
                  dropout: float = 0.1, temperature: float = 0.1, soft_targets: bool = True, normalise: bool = True,
                  learned_targets: bool = False, pseudo_rgb: str = "rgb-bands",
-                 band_mean: Sequence[float] | None = None, band_std: Sequence[float] | None = None):
+                 band_mean: Sequence[float] | None = None, band_std: Sequence[float] | None = None,
+                 multilabel: bool = False, heads: str = "projected"):
         super().__init__()
         if pseudo_rgb not in PSEUDO_RGB:
             raise AckdError(f"matcher pseudo_rgb {pseudo_rgb!r}: expected one of {', '.join(PSEUDO_RGB)}")
         # feature extractors: a classifier head would be a parameter no loss reaches (DDP refuses those)
-        self.ms_encoder = build_backbone(arch, ms_channels, 0)
-        self.rgb_encoder = build_backbone(arch, 3, 0)
+        self.ms_encoder = build_backbone(arch, ms_channels, 0, heads=heads)
+        self.rgb_encoder = build_backbone(arch, 3, 0, heads=heads)
         self.ms_head = ProjectionHead(FEATURE_DIM, dim, dropout)
         self.rgb_head = ProjectionHead(FEATURE_DIM, dim, dropout)
-        self.pseudo_rgb_mode = pseudo_rgb
-        if pseudo_rgb == "first-bands-image-max":
+        # the reference's M2S-GL pseudo-RGB is the MS input's first three channels as they are
+        self.pseudo_rgb_mode = "input-first-bands" if pseudo_rgb == "reference" and multilabel else pseudo_rgb
+        if pseudo_rgb != "rgb-bands":
+            rgb_indices = [0, 1, 2]
+        if self.pseudo_rgb_mode in ("reference", "first-bands-image-max"):
             if band_mean is None or band_std is None:
                 raise AckdError("the reference pseudo-RGB needs the MS bands' train mean and std (the manifest's)")
-            rgb_indices = [0, 1, 2]
             self.register_buffer("band_mean", torch.tensor(list(band_mean)[:3]).view(1, 3, 1, 1), persistent=False)
             self.register_buffer("band_std", torch.tensor(list(band_std)[:3]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("rgb_indices", torch.tensor(list(rgb_indices)), persistent=False)
@@ -107,11 +113,14 @@ class Matcher(nn.Module):
 
     def pseudo_rgb(self, ms: torch.Tensor) -> torch.Tensor:
         bands = ms.index_select(1, self.rgb_indices.to(ms.device))
-        if self.pseudo_rgb_mode == "rgb-bands":
+        if self.pseudo_rgb_mode in ("rgb-bands", "input-first-bands"):
             return bands
-        raw = bands.float() * self.band_std + self.band_mean  # the stored values, before normalisation
-        peak = raw.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
-        return (raw / peak * 2 - 1).to(ms.dtype)  # ToTensor's [0, 1], then Normalize(0.5, 0.5)
+        # the stored values (integers) before normalisation, each image over its own maximum
+        raw = (bands.float() * self.band_std + self.band_mean).round()
+        scaled = raw / raw.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+        if self.pseudo_rgb_mode == "reference":
+            return (scaled * 255).floor().to(ms.dtype)  # `* 255).astype(np.uint8)`, fed as 0-255
+        return (scaled * 2 - 1).to(ms.dtype)  # ToTensor's [0, 1], then Normalize(0.5, 0.5)
 
     def loss(self, ms_embeddings: torch.Tensor, rgb_embeddings: torch.Tensor) -> torch.Tensor:
         with torch.autocast(ms_embeddings.device.type, enabled=False):  # similarities and softmax in float32

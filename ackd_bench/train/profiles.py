@@ -16,6 +16,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from ..data.splits import PROTOCOLS
 from ..errors import AckdError
 from ..provenance import config_hash
 from ..resources import resource_dirs
@@ -23,7 +24,9 @@ from ..untrusted import NUMBER, load_yaml, typed
 
 SECTIONS = ("teacher", "student", "matcher")
 
-# option -> the values it takes; the first is the reference code's (the `paper` profile's)
+# option -> the values it takes; the first is the `paper` profile's, which is the reference code's for
+# every option but `protocol`: there `paper` and `bench` both keep `heldout` (a test set reported
+# once), so that a published cell never comes from selecting on the reported split unless asked for
 OPTIONS: dict[str, tuple[Any, ...]] = {
     "dynm_divergence": ("teacher-student", "student-teacher"),  # KL(p_T||p_S) as the code; KL(p_S||p_T) as Eq. 10
     "dynm_epochs": ("reference", "eq12"),  # main_config.py's lists; Eq. 12 continued to the last epoch
@@ -33,7 +36,11 @@ OPTIONS: dict[str, tuple[Any, ...]] = {
     "loss_precision": ("fp32", "autocast"),
     "matcher_loss": ("reference", "normalised"),
     "pseudo_rgb": ("first-bands-image-max", "rgb-bands"),
+    "protocol": tuple(PROTOCOLS),  # what runs fit, select and report on (data/splits.py); "reference" is the code's
 }
+
+# what a run recorded before an option existed did: its recorded profile is read with these
+LEGACY_OPTIONS: dict[str, Any] = {"protocol": "heldout"}
 
 
 # every key a profile may hold, with the types its readers rely on
@@ -206,11 +213,14 @@ MAX_EPOCHS, MAX_BATCH = 100_000, 1_000_000  # beyond these a recorded profile is
 
 def check_loaded(profile: Any, path: str) -> dict[str, Any]:
     """A profile recorded as loaded (a run's request.json), read back as untrusted input: the checks
-    of a profile file, its name a profile name, and schedules of bounded length."""
+    of a profile file, its name a profile name, and schedules of bounded length. An option recorded
+    before it existed reads as what such runs did (LEGACY_OPTIONS)."""
     from ..results import PROFILE_NAME
 
     if not isinstance(profile, dict):
         raise AckdError(f"{path}: the profile must be recorded as loaded (a mapping)")
+    if isinstance(profile.get("options"), dict):
+        profile["options"] = {**LEGACY_OPTIONS, **profile["options"]}
     _check_profile(profile, path)
     if not isinstance(profile.get("name"), str) or not PROFILE_NAME.fullmatch(profile["name"]):
         raise AckdError(f"{path}: the profile's name is {str(profile.get('name'))[:40]!r}: expected a profile name")

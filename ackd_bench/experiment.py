@@ -108,7 +108,7 @@ def parse_method(text: str) -> Method:
     sembridge = name == SEMBRIDGE or name.startswith(f"{SEMBRIDGE}+")
     loss = "kd" if name == SEMBRIDGE else name.split("+", 1)[1] if sembridge else name
     if not LOSS_NAME.fullmatch(loss) or loss in ("teacher", "none", SEMBRIDGE):
-        raise AckdError(f"method '{text}': expected teacher, none, LOSS, sembridge or sembridge+LOSS, where LOSS is "
+        raise AckdError(f"method {text!r}: expected teacher, none, LOSS, sembridge or sembridge+LOSS, where LOSS is "
                         f"a lower-case name (built in: {', '.join(BUILTIN_LOSSES)})")
     return Method(loss, sembridge)
 

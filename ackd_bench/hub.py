@@ -26,6 +26,7 @@ from typing import Any
 from .data.card import render_card, source_parts
 from .data.manifest import MANIFEST, Manifest, read_manifest, verify_manifest
 from .errors import AckdError
+from .results import ABSENT_DEFAULTS
 from .untrusted import PLAIN_NAME
 
 # licences under which a built side may be shared (prefixes of a source's `licence`)
@@ -220,14 +221,15 @@ def resolve_checkpoint(spec: str | Path | None) -> Path | None:
 def model_card(config: dict[str, Any], result: dict[str, Any]) -> str:
     kind = config.get("kind", "run")
     metrics = {k: result.get(k) for k in ("val_oa", "val_f1", "oa", "f1", "val_top1") if result.get(k) is not None}
+    protocol = result.get("protocol", ABSENT_DEFAULTS["protocol"])  # a result older than the field: held out
     header = {"library_name": "ackd-bench", "tags": ["remote-sensing", "knowledge-distillation", "ackd-bench", kind],
               "ackd_bench": {"kind": kind, "dataset": config.get("dataset"),
                              "dataset_version": config.get("dataset_version"), "arch": config.get("arch"),
-                             "profile": config.get("profile"), "config_hash": result.get("config_hash"),
-                             "metrics": metrics}}
+                             "profile": config.get("profile"), "protocol": protocol,
+                             "config_hash": result.get("config_hash"), "metrics": metrics}}
     return (f"---\n{json.dumps(header, indent=1)}\n---\n\n# ackd-bench {kind}: {config.get('arch')} on "
             f"{config.get('dataset')}\n\nDataset version `{config.get('dataset_version')}`, profile "
-            f"`{config.get('profile')}`, seed {config.get('seed')}. Metrics (fractions): "
+            f"`{config.get('profile')}`, {protocol} protocol, seed {config.get('seed')}. Metrics (fractions): "
             + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
             + ".\n\nUse it as `--teacher hf://ORG/REPO/best.pt` (or `--matcher`); the full configuration is in "
               "`config.json`.\n")

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from .data.splits import PROTOCOLS
 from .experiment import ABLATIONS, ARCHS, parse_method
 from .errors import AckdError
 from .provenance import atomic_path, write_json_atomic
@@ -40,6 +41,7 @@ class Record:
     seed: int
     profile: str  # the training profile (paper, smoke, ...): with epochs, part of the run key
     epochs: int
+    protocol: str  # heldout | reference (data/splits.py PROTOCOLS): what oa/f1 and val_oa/val_f1 were measured on
     oa: float | None
     f1: float
     val_oa: float | None
@@ -61,10 +63,10 @@ class Record:
         With `known_versions` (dataset -> version hashes), the dataset version must be one of them.
         The checks run in a fixed order (each column's type, then its text, names, ranges and URLs,
         then how the columns fit together): the first failure is the message a submitter sees."""
-        missing = [k for k in RESULT_FIELDS if k not in raw and k not in PROVENANCE_FIELDS]
+        missing = [k for k in RESULT_FIELDS if k not in raw and k not in ABSENT_DEFAULTS]
         if missing:
             raise ValueError(f"missing column(s) {', '.join(missing)}")
-        typed = cls(**{name: _coerce(name, raw.get(name)) for name in RESULT_FIELDS})
+        typed = cls(**{name: _coerce(name, _given(raw, name)) for name in RESULT_FIELDS})
         for name in ("device", "code_version", "profile", "paper_url", "code_url"):  # text that reaches CSVs and pages
             check_plain_text(name, getattr(typed, name))
         # names that become HTML ids, Markdown and LaTeX: plain ASCII names (no look-alikes, no markup)
@@ -80,6 +82,8 @@ class Record:
             url = getattr(typed, name)
             if url is not None and not re.fullmatch(r"https://[^\s\"'<>]+", url):
                 raise ValueError(f"{name}: {url[:40]!r} is not an https:// URL")
+        if typed.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol: {typed.protocol[:20]!r} is not one of {', '.join(PROTOCOLS)}")
         if typed.precision not in (None, "bf16", "fp16", "fp32"):
             raise ValueError(f"precision: {typed.precision[:20]!r} is not one of bf16, fp16, fp32")
         if typed.teacher_sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", typed.teacher_sha256):
@@ -101,18 +105,18 @@ class Record:
         record = replace(typed, method=parsed.name, **{k: v / 100.0 if percent else v for k, v in given.items()})
         sembridge, expected_loss, method = parsed.sembridge, parsed.loss, parsed.name
         if record.kd_loss != expected_loss:
-            raise ValueError(f"kd_loss: '{record.kd_loss}' does not fit method '{method}' (expected {expected_loss!r})")
+            raise ValueError(f"kd_loss: {record.kd_loss!r} does not fit method '{method}' (expected {expected_loss!r})")
         if record.sembridge != sembridge:
             raise ValueError(f"sembridge: {record.sembridge} does not fit method '{method}'")
         parts = [p for p in record.ablation.split(",") if p]
         if any(p not in ABLATIONS for p in parts) or parts != [a for a in ABLATIONS if a in parts]:
-            raise ValueError(f"ablation: '{record.ablation}' is not a comma-separated subset of {','.join(ABLATIONS)}")
+            raise ValueError(f"ablation: {record.ablation!r} is not a comma-separated subset of {','.join(ABLATIONS)}")
         if parts and not sembridge:
             raise ValueError("ablation: only SemBridge runs have ablations")
         for role in ("teacher", "student"):
             arch = getattr(record, role)
             if arch is not None and arch not in ARCHS:
-                raise ValueError(f"{role}: '{arch}' is not one of {', '.join(ARCHS)}")
+                raise ValueError(f"{role}: {arch!r} is not one of {', '.join(ARCHS)}")
         if method == "teacher" and (record.teacher is None or record.student is not None):
             raise ValueError("teacher runs name a teacher and no student")
         if method != "teacher" and record.student is None:
@@ -140,9 +144,12 @@ class Record:
 
 
 RESULT_FIELDS = tuple(f.name for f in fields(Record))  # the CSV header
-PROVENANCE_FIELDS = ("teacher_sha256", "paper_url", "code_url", "precision")  # absent from records older than them: None
+PROVENANCE_FIELDS = ("teacher_sha256", "paper_url", "code_url", "precision")
+# what a field absent from a record older than it reads as: None for provenance; `heldout` for the
+# protocol, the only one runs had before it was recorded
+ABSENT_DEFAULTS: dict[str, Any] = {**dict.fromkeys(PROVENANCE_FIELDS), "protocol": "heldout"}
 METRICS = ("oa", "f1", "val_oa", "val_f1")
-RUN_KEY = ("dataset_version", "method", "ablation", "teacher", "student", "seed", "profile", "epochs")
+RUN_KEY = ("dataset_version", "method", "ablation", "teacher", "student", "seed", "profile", "epochs", "protocol")
 
 
 def _column_types() -> dict[str, tuple[type, bool]]:
@@ -202,7 +209,17 @@ def read_result(run_dir: str | Path) -> Record | None:
     data = read_result_json(run_dir)
     if data is None:
         return None
-    return Record(**{name: data.get(name) if name in PROVENANCE_FIELDS else data[name] for name in RESULT_FIELDS})
+    return Record(**{name: data.get(name, ABSENT_DEFAULTS[name]) if name in ABSENT_DEFAULTS else data[name]
+                     for name in RESULT_FIELDS})
+
+
+def _given(raw: Mapping[str, Any], name: str) -> Any:
+    """A field's raw value; one absent or blank (a CSV of older records merged with newer) reads as
+    its ABSENT_DEFAULTS value where it has one."""
+    value = raw.get(name)
+    if name in ABSENT_DEFAULTS and (value is None or (isinstance(value, str) and not value.strip())):
+        return ABSENT_DEFAULTS[name]
+    return value
 
 
 def _coerce(name: str, value: Any) -> Any:

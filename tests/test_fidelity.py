@@ -31,7 +31,9 @@ def softmax(x):
 def test_profiles_name_every_option_and_paper_takes_the_reference_value():
     paper, bench = load_profile("paper"), load_profile("bench")
     assert paper["options"] == {name: values[0] for name, values in OPTIONS.items()}
-    assert {k for k in OPTIONS if bench["options"][k] != paper["options"][k]} == set(OPTIONS) - {"loss_precision"}
+    same = {"loss_precision", "protocol"}  # both report held out: the reference protocol only when asked for
+    assert {k for k in OPTIONS if bench["options"][k] != paper["options"][k]} == set(OPTIONS) - same
+    assert paper["options"]["protocol"] == "heldout" and OPTIONS["protocol"] == ("heldout", "reference")
     assert load_profile("smoke")["options"] == bench["options"]  # tests and the demo run the bench choices
 
 

@@ -159,8 +159,9 @@ def test_each_profile_is_its_own_named_row():
 def test_paper_reference_rows_are_shown_and_never_marked():
     table = build_table(4, [], datasets=["s2s-eu"])
     rows = {label: cells for label, cells in table.rows}
-    assert [c.text for c in rows["+SemBridge [paper]"]] == ["93.7", "91.7", "88.4", "92.1", "87.9", "87.8", "90.3"]
-    assert rows["DKD [paper]"][1].text == "91.7"
+    assert [c.text for c in rows["+SemBridge [paper] (reference protocol)"]] == ["93.7", "91.7", "88.4", "92.1", "87.9",
+                                                                                "87.8", "90.3"]
+    assert rows["DKD [paper] (reference protocol)"][1].text == "91.7"
     md = render(table, "md")
     assert "**" not in md.split("\n", 1)[1] and "| Vanilla KD | – |" in md
 

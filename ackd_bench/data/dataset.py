@@ -1,4 +1,5 @@
-"""`ShardDataset`: a torch Dataset over one modality and split of a built dataset directory."""
+"""`ShardDataset`: a torch Dataset over one modality and split (or splits joined by `+`, such as
+`train+val`) of a built dataset directory."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from torch.utils.data import Dataset
 from ..errors import DatasetError
 from .manifest import Manifest, read_manifest, shard_path
 from .shards import MODALITIES, ShardReader
-from .splits import SPLITS
+from .splits import split_parts
 
 
 class ShardDataset(Dataset):
     """Samples as dicts: `image` (C, H, W) float32 normalised with the train mean/std, `label`
-    (int), `index`, and `multilabel` (L,) float32 where the modality is multi-label."""
+    (int), `index`, and `multilabel` (L,) float32 where the modality is multi-label. A combined
+    split (`train+val`) holds its splits' samples in the order named."""
 
     def __init__(
         self,
@@ -31,12 +33,11 @@ class ShardDataset(Dataset):
     ):
         if modality not in MODALITIES:
             raise DatasetError(f"unknown modality '{modality}': expected one of {', '.join(MODALITIES)}")
-        if split not in SPLITS:
-            raise DatasetError(f"unknown split '{split}': expected one of {', '.join(SPLITS)}")
+        parts = split_parts(split)
         self.root = Path(root)
         self.manifest = manifest if manifest is not None else read_manifest(self.root)
         self.modality, self.split = modality, split
-        entries = self.manifest.entries(modality, split)
+        entries = [e for part in parts for e in self.manifest.entries(modality, part)]
         self.reader = ShardReader([shard_path(self.root, e) for e in entries], [e.samples for e in entries])
         spec = self.manifest.modalities[modality]
         self.bands: list[str] = list(spec.bands)

@@ -18,7 +18,7 @@ from ..provenance import sha256_file
 from ..untrusted import NUMBER, inside, plain_name, typed
 from .recipe import Recipe
 from .shards import IMAGE_DTYPES, MODALITIES
-from .splits import SPLITS
+from .splits import SPLITS, split_parts
 
 MANIFEST = "manifest.json"
 FORMAT = "ackd-bench-dataset/2"  # 2: dataset version over shard content hashes
@@ -402,12 +402,13 @@ def check_sha256(path: Path, entry: ShardEntry, hint: str = "") -> None:
 
 
 def pixel_bytes(manifest: Manifest, modality: str | None = None, split: str | None = None) -> int:
-    """Bytes of the listed samples' pixels in their stored dtype (what holding them in memory takes).
-    Samples are summed over shards, not over `counts`, which counts a multi-label sample once per
-    class it carries."""
+    """Bytes of the listed samples' pixels in their stored dtype (what holding them in memory takes);
+    `split` may join several (`train+val`). Samples are summed over shards, not over `counts`, which
+    counts a multi-label sample once per class it carries."""
+    splits = split_parts(split) if split is not None else None
     total = 0
     for entry in manifest.shards:
-        if (modality or entry.modality) != entry.modality or (split or entry.split) != entry.split:
+        if (modality or entry.modality) != entry.modality or (splits is not None and entry.split not in splits):
             continue
         spec = manifest.modalities[entry.modality]
         height, width = spec.image_size

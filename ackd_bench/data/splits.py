@@ -1,4 +1,4 @@
-"""Stable, hash-based train/val/test assignment.
+"""Stable, hash-based train/val/test assignment, and what each reporting protocol uses them for.
 
 A sample's split depends only on (salt, source id): rebuilding gives identical splits, and adding or
 removing a file never moves another one. Every class is split independently by the same fractions,
@@ -10,9 +10,40 @@ could move its neighbours.)
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Mapping
 
+from ..errors import DatasetError
+
 SPLITS = ("train", "val", "test")
+
+
+def split_parts(name: str) -> tuple[str, ...]:
+    """The splits a split name lists: one (`val`), or several joined by `+` (`train+val`), read
+    in that order."""
+    parts = tuple(name.split("+")) if isinstance(name, str) else ()
+    if not parts or any(p not in SPLITS for p in parts) or len(set(parts)) != len(parts):
+        raise DatasetError(f"unknown split '{name}': expected one of {', '.join(SPLITS)}, or several of them joined "
+                           "by + (train+val)")
+    return parts
+
+
+@dataclass(frozen=True)
+class ProtocolSplits:
+    """What a run of a reporting protocol trains on, selects its epoch on, and reports."""
+
+    fit: str
+    select: str
+    report: str
+
+
+# `heldout`: select the epoch on val, report test once. `reference`: the paper's code, which has no
+# test set (train.py:98-100, 240, 272-292): it trains on one KFold's 80%, keeps the epoch best on the
+# other 20% and reports that same number; here train+val and test (80/20 with the recipes' 60/20/20).
+PROTOCOLS = {
+    "heldout": ProtocolSplits("train", "val", "test"),
+    "reference": ProtocolSplits("train+val", "test", "test"),
+}
 
 
 def split_position(source_id: str, salt: str) -> float:

@@ -20,7 +20,7 @@ from filelock import FileLock
 from ..errors import AckdError
 from ..provenance import atomic_path
 from ..resources import resource_file
-from ..results import RESULT_FIELDS, Record, records_to_csv, run_key
+from ..results import ABSENT_DEFAULTS, RESULT_FIELDS, Record, records_to_csv, run_key
 
 REPO = Path(__file__).resolve().parents[2]
 PUBLISHED_BOARD = REPO / "leaderboard" / "leaderboard.csv"  # the project's published board: only with --board
@@ -85,8 +85,9 @@ def _read_file(path: Path) -> list[Candidate]:
         return candidates
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        if reader.fieldnames is None or set(RESULT_FIELDS) - set(reader.fieldnames):
-            missing = sorted(set(RESULT_FIELDS) - set(reader.fieldnames or []))
+        required = set(RESULT_FIELDS) - set(ABSENT_DEFAULTS)  # a record older than those columns is still one
+        if reader.fieldnames is None or required - set(reader.fieldnames):
+            missing = sorted(required - set(reader.fieldnames or []))
             raise SubmissionError(f"{path}: not a results CSV (missing columns: {', '.join(missing)})")
         for i, raw in enumerate(reader):
             if None in raw or None in raw.values():
@@ -168,8 +169,8 @@ def validate_all(candidates: list[Candidate], existing: list[Record],
         if new_only and key in on_board:
             continue
         if key in seen:
-            errors.append(f"{candidate.source}: duplicate run (dataset version, method, ablation, pair, seed) "
-                          f"already in {seen[key]}")
+            errors.append(f"{candidate.source}: duplicate run (dataset version, method, ablation, pair, seed, "
+                          f"profile, epochs, protocol) already in {seen[key]}")
             continue
         seen[key] = candidate.source
         records.append(record)

@@ -4,8 +4,9 @@ A board cell is `mean ± std (n=N)` over seeds, in percent. The best value of a 
 (bold; `*` in CSV) only when its Student-t 95% interval lies above every other complete row's: with
 three seeds most differences are not separated, and the table says so by marking nothing. A
 method's row is complete when each of its cells holds at least `min_seeds` seeds on every dataset
-it was run on; incomplete rows are listed apart, under the table. Each training profile is its own
-row. The paper's numbers (`baselines/paper_results.csv`) are labelled `[paper]` and never marked.
+it was run on; incomplete rows are listed apart, under the table. Each training profile, and each
+reporting protocol, is its own row; a row of the `reference` protocol says so. The paper's numbers
+(`baselines/paper_results.csv`, all of the reference protocol) are labelled `[paper]` and never marked.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class TableRow:
     source: str = "board"  # board | paper
     profile: str | None = None
     records: list[Record] = field(default_factory=list)
+    protocol: str = "heldout"
 
 
 @dataclass
@@ -53,6 +55,11 @@ class Table:
     incomplete: list[tuple[str, list[Cell]]] = field(default_factory=list)
     details: list[TableRow] = field(default_factory=list)  # every row with its source, profile and runs
     min_seeds: int = MIN_SEEDS
+
+
+# the paper's code has no test set: every published number is the best epoch on the fold it was
+# selected on (train.py:98-100, 240, 272-292), what the `reference` protocol reproduces
+PAPER_PROTOCOL = "reference"
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,10 @@ class PaperResult:
     student: str | None  # None for a teacher's row
     oa: float | None  # None where the paper prints none
     f1: float | None
+
+    @property
+    def protocol(self) -> str:
+        return PAPER_PROTOCOL
 
     @classmethod
     def from_csv(cls, row: dict[str, str]) -> PaperResult:
@@ -97,6 +108,16 @@ def paper_cell(rows: list[PaperResult], metric: str) -> Cell:
 def load_paper(path: Path = PAPER_RESULTS) -> list[PaperResult]:
     with open(path, newline="") as handle:
         return [PaperResult.from_csv(row) for row in csv.DictReader(handle)]
+
+
+def protocol_label(protocol: str) -> str:
+    """What a row's label adds for its protocol: nothing for the default, `heldout`."""
+    return "" if protocol == "heldout" else f"{protocol} protocol"
+
+
+def with_protocol(label: str, protocol: str) -> str:
+    """`label (reference protocol)`, or the label alone for `heldout`."""
+    return f"{label} ({protocol_label(protocol)})" if protocol_label(protocol) else label
 
 
 def outside_losses(board: list[Record]) -> tuple[str, ...]:
@@ -154,17 +175,17 @@ def build_table(table: int, board: list[Record], datasets: list[str] | None = No
     pairs = tuple(parse_pairs(pairs))
     result = Table(f"Table {table}", [(d, s) for d in datasets for s in sub_columns(table, pairs)], min_seeds=min_seeds)
     for row in table_rows(table, pairs, outside_losses(board)):
-        by_profile: dict[str, list[Record]] = {}
-        for r in board:  # a profile is a different experiment: its own row, named
+        by_setting: dict[tuple[str, str], list[Record]] = {}
+        for r in board:  # a profile or a protocol is a different experiment: its own row, named
             if row.matches(r):
-                by_profile.setdefault(r.profile or "unknown", []).append(r)
-        for profile, records in sorted(by_profile.items()):
+                by_setting.setdefault((r.profile or "unknown", r.protocol), []).append(r)
+        for (profile, protocol), records in sorted(by_setting.items()):
             cells = _cells(table, row, result.columns, records, paper=False)
-            label = f"{row.label} ({profile} profile)"
-            detail = TableRow(label, cells, "board", profile, records)
+            label = f"{row.label} ({', '.join(filter(None, [f'{profile} profile', protocol_label(protocol)]))})"
+            detail = TableRow(label, cells, "board", profile, records, protocol)
             result.details.append(detail)
             (result.rows if _complete(result.columns, cells, min_seeds) else result.incomplete).append((label, cells))
-        if not by_profile:  # the layout stays whole: an empty row says nobody has run it yet
+        if not by_setting:  # the layout stays whole: an empty row says nobody has run it yet
             result.rows.append((row.label, [Cell() for _ in result.columns]))
         if with_paper:
             paper_match = [r for r in paper_rows if r.table == table and row.matches(r)]
@@ -172,8 +193,9 @@ def build_table(table: int, board: list[Record], datasets: list[str] | None = No
                 paper_match = [r for r in paper_match if r.pair == row.pairs[0]]
             cells = _cells(table, row, result.columns, paper_match, paper=True)
             if any(c.value is not None for c in cells):
-                result.rows.append((f"{row.label} [paper]", cells))
-                result.details.append(TableRow(f"{row.label} [paper]", cells, "paper"))
+                label = with_protocol(f"{row.label} [paper]", PAPER_PROTOCOL)
+                result.rows.append((label, cells))
+                result.details.append(TableRow(label, cells, "paper", protocol=PAPER_PROTOCOL))
     return result
 
 
@@ -283,8 +305,9 @@ def readme(board: list[Record]) -> str:
              "Regenerated by `ackd-bench leaderboard submit` from `leaderboard.csv` (one row per run; schema in",
              "`ackd_bench/results.py`). Metrics are stored as fractions and shown in percent. Rows of the synthetic",
              "`toy` benchmark are its own column block and never mixed with the real datasets. `[paper]` rows are",
-             "the paper's own numbers (`baselines/paper_results.csv`). Accepted dataset versions are",
-             "listed in `ackd_bench/resources/leaderboard/dataset_versions.csv`.", ""]
+             "the paper's own numbers (`baselines/paper_results.csv`), of the reference protocol: the best epoch on",
+             "the split it was selected on. Board rows report a held-out test split unless they say otherwise.",
+             "Accepted dataset versions are listed in `ackd_bench/resources/leaderboard/dataset_versions.csv`.", ""]
     for number in (3, 4, 5, 6):
         parts += [render(build_table(number, board), "md"), ""]
     return "\n".join(parts)

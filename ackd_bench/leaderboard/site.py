@@ -134,7 +134,9 @@ def site_page(board: list[Record], datasets: list[str] | None = None, min_seeds:
 submitted to this board ({len(board)} runs), with the paper's own numbers as <code>[paper]</code> rows.
 A cell is mean ± std (n) over seeds. A value is bold only when its 95% t-interval lies above every other
 complete row's. A row is complete with at least {min_seeds} seeds in each of its cells; the others are
-listed under each table. Every row names the training profile that produced it. Click a column header to sort.</p>
+listed under each table. Every row names the training profile that produced it. A row reports a held-out
+test split unless it says <i>reference protocol</i>: the best epoch on the split it was selected on, as the
+paper's code does and as every <code>[paper]</code> row is. Click a column header to sort.</p>
 <p>{nav} · <a href="#statistics">statistics</a></p>
 {"".join(sections)}
 <h2 id="statistics">Across cells</h2>

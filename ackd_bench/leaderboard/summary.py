@@ -1,10 +1,10 @@
 """Across-cell statistics of a board (see stats.py for the estimators):
 
-- each Table-4 method (per profile): the IQM of test OA over every run of every cell (a dataset
-  and a pair) it has, with a stratified-bootstrap 95% interval;
-- Table 5's question, per distillation loss X (per profile): the probability that a run of
-  SemBridge + X beats a run of X, averaged over the datasets both were run on (R/R), with its
-  interval. Above 0.5 with the interval above 0.5: SemBridge helps X.
+- each Table-4 method (per profile and protocol): the IQM of test OA over every run of every cell
+  (a dataset and a pair) it has, with a stratified-bootstrap 95% interval;
+- Table 5's question, per distillation loss X (per profile and protocol): the probability that a
+  run of SemBridge + X beats a run of X, averaged over the datasets both were run on (R/R), with
+  its interval. Above 0.5 with the interval above 0.5: SemBridge helps X.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 
 from ..experiment import Method, parse_method, table_rows
 from ..results import Record
-from .render import outside_losses
+from .render import outside_losses, with_protocol
 from .stats import Interval, aggregate_iqm, probability_of_improvement, stratified_bootstrap
 
 
@@ -42,21 +42,23 @@ def _tasks(records: list[Record], metric: str) -> dict[tuple[str, str, str], np.
     return {key: np.array(values) for key, values in cells.items()}
 
 
-def _by_profile(records: list[Record]) -> dict[str, list[Record]]:
-    groups: dict[str, list[Record]] = {}
+def _by_setting(records: list[Record]) -> dict[tuple[str, str], list[Record]]:
+    """Records by (profile, protocol): runs of either kind apart are different experiments."""
+    groups: dict[tuple[str, str], list[Record]] = {}
     for r in records:
-        groups.setdefault(r.profile or "unknown", []).append(r)
+        groups.setdefault((r.profile or "unknown", r.protocol), []).append(r)
     return groups
 
 
 def method_iqm(board: list[Record], metric: str = "oa") -> list[SummaryRow]:
     rows = []
     for row in table_rows(4, extra_losses=outside_losses(board)):
-        for profile, records in sorted(_by_profile([r for r in board if row.matches(r)]).items()):
+        for (profile, protocol), records in sorted(_by_setting([r for r in board if row.matches(r)]).items()):
             tasks = list(_tasks(records, metric).values())
             if tasks:
                 interval = stratified_bootstrap(aggregate_iqm, tasks)
-                rows.append(SummaryRow(row.label, profile, len(tasks), sum(map(len, tasks)), interval))
+                rows.append(SummaryRow(with_protocol(row.label, protocol), profile, len(tasks), sum(map(len, tasks)),
+                                       interval))
     return rows
 
 
@@ -68,15 +70,15 @@ def sembridge_improvement(board: list[Record], metric: str = "oa") -> list[Summa
         alone, combined = Method(loss), Method(loss, True)
         pick = {name: [r for r in board if r.method == name and not r.ablation and r.teacher == "R"
                        and r.student == "R"] for name in (alone.name, combined.name)}
-        alone_profiles, combined_profiles = _by_profile(pick[alone.name]), _by_profile(pick[combined.name])
-        for profile in sorted(set(alone_profiles) & set(combined_profiles)):
-            x, y = _tasks(combined_profiles[profile], metric), _tasks(alone_profiles[profile], metric)
+        alone_settings, combined_settings = _by_setting(pick[alone.name]), _by_setting(pick[combined.name])
+        for setting in sorted(set(alone_settings) & set(combined_settings)):
+            x, y = _tasks(combined_settings[setting], metric), _tasks(alone_settings[setting], metric)
             shared = sorted(set(x) & set(y))
             if shared:
                 interval = stratified_bootstrap(probability_of_improvement, [x[k] for k in shared], [y[k] for k in shared])
                 runs = sum(len(x[k]) + len(y[k]) for k in shared)
-                rows.append(SummaryRow(f"SemBridge + {alone.display} over {alone.display}", profile, len(shared), runs,
-                                       interval))
+                label = with_protocol(f"SemBridge + {alone.display} over {alone.display}", setting[1])
+                rows.append(SummaryRow(label, setting[0], len(shared), runs, interval))
     return rows
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..data.manifest import Manifest
+from ..data.splits import PROTOCOLS, ProtocolSplits
 from ..errors import AckdError
 from ..experiment import parse_ablation, parse_method
 from ..methods import build_distiller, load_method_defaults
@@ -105,11 +106,20 @@ class RunSpec:
     def digest(self) -> str:
         return config_hash(self.config)
 
+    @property
+    def protocol(self) -> str:
+        return self.config["options"]["protocol"]
+
+    @property
+    def splits(self) -> ProtocolSplits:
+        """The splits the profile's protocol fits on, selects the epoch on, and reports."""
+        return PROTOCOLS[self.protocol]
+
 
 def execute(spec: RunSpec, options: RunOptions, build_task: Callable, finish: Callable | None = None) -> dict[str, Any]:
-    """What every run shares: run directory, seeding, engine, selection on val, then `finish`
-    (default: one test evaluation of the selected classifier and its result record).
-    `build_task(runtime, cfg)` returns (task, backbone evaluated on test)."""
+    """What every run shares: run directory, seeding, engine, selection on the protocol's select
+    split, then `finish` (default: one evaluation of the selected classifier on the report split, and
+    its result record). `build_task(runtime, cfg)` returns (task, backbone evaluated on report)."""
     started = time.time()
     # resolved: two links to one folder are one run (one lock, one writer)
     run_dir = run_dir_for(options, spec.data.manifest.dataset, spec.label, spec.config).resolve()
@@ -158,11 +168,12 @@ def _execute_locked(spec: RunSpec, options: RunOptions, build_task: Callable, fi
 
 def _classification_record(spec: RunSpec, rt: Runtime, cfg: OptimConfig, fit: FitResult, backbone, started: float):
     manifest = spec.data.manifest
-    test = spec.data.split(spec.test_modality, "test")
-    metrics = evaluate(backbone, test, rt, cfg.batch_size, spec.config["options"]["multilabel_f1"])
+    report = spec.data.split(spec.test_modality, spec.splits.report)
+    metrics = evaluate(backbone, report, rt, cfg.batch_size, spec.config["options"]["multilabel_f1"])
     return make_record(
         dataset=manifest.dataset, dataset_version=manifest.dataset_version, **spec.record,
-        seed=spec.config["seed"], profile=spec.config["profile"], epochs=cfg.epochs, oa=metrics["oa"], f1=metrics["f1"],
+        seed=spec.config["seed"], profile=spec.config["profile"], epochs=cfg.epochs, protocol=spec.protocol,
+        oa=metrics["oa"], f1=metrics["f1"],
         val_oa=fit.best_val.get("oa"), val_f1=fit.best_val["f1"], n_test=metrics["n"],
         config_hash=spec.digest, code_version=code_version(), wall_seconds=round(time.time() - started, 3),
         device=device_name(rt), precision=rt.precision,
@@ -264,7 +275,7 @@ def train_classifier(request: RunRequest, options: RunOptions | None = None) -> 
     meta = dataset_meta(data.manifest, modality)
 
     def build_task(rt: Runtime, cfg: OptimConfig):
-        datasets = [data.split(modality, split) for split in ("train", "val")]
+        datasets = [data.split(modality, split) for split in (spec.splits.fit, spec.splits.select)]
         backbone = build_backbone(arch, len(meta["bands"]), len(meta["classes"]), spec.config["width"],
                                   spec.config["heads"])
         choices = spec.config["options"]
@@ -306,7 +317,8 @@ def matcher_spec(request: RunRequest) -> RunSpec:
 
 
 def train_matcher(request: RunRequest, options: RunOptions | None = None) -> dict[str, Any]:
-    """SSM's matcher: MS and pseudo-RGB encoders trained contrastively on MS train images."""
+    """SSM's matcher: MS and pseudo-RGB encoders trained contrastively on MS images (the protocol's
+    fit split), the epoch selected on its select split."""
     from .matcher import MatcherTask, build_matcher
 
     spec = matcher_spec(request)
@@ -314,14 +326,14 @@ def train_matcher(request: RunRequest, options: RunOptions | None = None) -> dic
     build_matcher(manifest, spec.config["arch"], spec.config["matcher_params"])  # a missing band stops here
 
     def build_task(rt: Runtime, cfg: OptimConfig):
-        train, val = (spec.data.split("ms", s) for s in ("train", "val"))
+        train, val = (spec.data.split("ms", s) for s in (spec.splits.fit, spec.splits.select))
         matcher = build_matcher(manifest, spec.config["arch"], spec.config["matcher_params"])
         return MatcherTask(matcher, train, val, cfg, spec.section.get("augment", []), spec.config["seed"], rt), None
 
     def finish(rt: Runtime, fit: FitResult, run_dir: Path) -> dict[str, Any]:
         return {"kind": "matcher", "dataset": manifest.dataset, "dataset_version": manifest.dataset_version,
                 "arch": spec.config["arch"], "seed": spec.config["seed"], "profile": spec.config["profile"],
-                "epochs": spec.section["epochs"],
+                "epochs": spec.section["epochs"], "protocol": spec.protocol,
                 "val_top1": fit.best_val["top1"], "val_clip_loss": fit.best_val["clip_loss"],
                 "config_hash": spec.digest, "code_version": code_version(), "device": device_name(rt),
                 "precision": rt.precision}
@@ -388,8 +400,8 @@ def train_student(request: RunRequest, options: RunOptions | None = None) -> dic
     )
 
     def build_task(rt: Runtime, cfg: OptimConfig):
-        rgb_train, rgb_val = (data.split("rgb", s) for s in ("train", "val"))
-        ms_train = data.split("ms", "train")
+        rgb_train, rgb_val = (data.split("rgb", s) for s in (spec.splits.fit, spec.splits.select))
+        ms_train = data.split("ms", "train")  # the teacher's side (cache, galleries): MS train under every protocol
         cached = options.teacher_mode == "cache"
         cache = build_or_load_cache(teacher_path, ms_train, rt, cfg.batch_size) if (cached or sembridge) else None
         if cached:

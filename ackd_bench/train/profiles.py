@@ -16,6 +16,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from ..data.splits import PROTOCOLS
 from ..errors import AckdError
 from ..provenance import config_hash
 from ..resources import resource_dirs
@@ -23,7 +24,9 @@ from ..untrusted import NUMBER, load_yaml, typed
 
 SECTIONS = ("teacher", "student", "matcher")
 
-# option -> the values it takes; the first is the reference code's (the `paper` profile's)
+# option -> the values it takes; the first is the `paper` profile's, which is the reference code's for
+# every option but `protocol`: there `paper` and `bench` both keep `heldout` (a test set reported
+# once), so that a published cell never comes from selecting on the reported split unless asked for
 OPTIONS: dict[str, tuple[Any, ...]] = {
     "dynm_divergence": ("teacher-student", "student-teacher"),  # KL(p_T||p_S) as the code; KL(p_S||p_T) as Eq. 10
     "dynm_epochs": ("reference", "eq12"),  # main_config.py's lists; Eq. 12 continued to the last epoch
@@ -39,11 +42,12 @@ OPTIONS: dict[str, tuple[Any, ...]] = {
     "heads": ("reference", "projected"),  # models/backbones.py
     "multilabel_selection": ("subset-accuracy", "f1"),  # train_teacher.py:162-177 with val.py:49
     "forward_precision": ("fp32", "auto"),  # no autocast in the reference; `auto`: --precision decides
+    "protocol": tuple(PROTOCOLS),  # what runs fit, select and report on (data/splits.py); "reference" is the code's
 }
 
 # what a run recorded before an option existed did: its recorded profile is read with these
 LEGACY_OPTIONS: dict[str, Any] = {"matcher_checkpoint": "best-val", "heads": "projected", "multilabel_selection": "f1",
-                                  "forward_precision": "auto"}
+                                  "forward_precision": "auto", "protocol": "heldout"}
 
 
 # every key a profile may hold, with the types its readers rely on
@@ -216,7 +220,8 @@ MAX_EPOCHS, MAX_BATCH = 100_000, 1_000_000  # beyond these a recorded profile is
 
 def check_loaded(profile: Any, path: str) -> dict[str, Any]:
     """A profile recorded as loaded (a run's request.json), read back as untrusted input: the checks
-    of a profile file, its name a profile name, and schedules of bounded length."""
+    of a profile file, its name a profile name, and schedules of bounded length. An option recorded
+    before it existed reads as what such runs did (LEGACY_OPTIONS)."""
     from ..results import PROFILE_NAME
 
     if not isinstance(profile, dict):

@@ -341,3 +341,15 @@ def test_row18_dkd_warmup_starts_at_zero_as_the_reference_and_at_a_twentieth_in_
     assert sum(mdistiller(student, teacher, targets, 0).values()).item() == pytest.approx(full.item() / 20, rel=1e-6)
     assert sum(reference(student, teacher, targets, 19).values()).item() == pytest.approx(full.item() * 19 / 20, rel=1e-6)
     assert sum(mdistiller(student, teacher, targets, 19).values()).item() == pytest.approx(full.item(), rel=1e-6)
+
+
+def test_row15_galleries_are_every_ms_image_the_protocol_allows_or_the_teachers_own():
+    from ackd_bench.data.splits import gallery_split
+
+    assert load_profile("paper")["options"]["ms_gallery"] == "all"
+    assert load_profile("bench")["options"]["ms_gallery"] == "train"
+    # heldout never puts the MS test split (the teacher's own test) among the partners
+    assert gallery_split("heldout", "all") == "train+val" and gallery_split("heldout", "train") == "train"
+    # reference: every MS image, as generator.py:30-36 and train.py:155-162 draw from the whole dataset
+    assert gallery_split("reference", "all") == "train+val+test"
+    assert gallery_split("reference", "train") == "train+val"  # the teacher's own fit split

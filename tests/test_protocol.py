@@ -110,13 +110,16 @@ def test_reference_students_and_the_matcher_fit_and_select_on_its_splits(mini_to
     done = cli("train-student", mini_toy, "--method", "none", "--out", tmp_path / "none", *common)
     assert done.returncode == 0, done.stderr
     assert captured.splits["ClassifierTask"] == {"fit": fit, "select": select}
-    for method in ("kd", "sembridge"):
+    # the partners' MS side: the images the teacher trained on (ms_gallery: train, smoke's), or every
+    # MS image under `reference` (ms_gallery: all, paper's)
+    galleries = {"kd": ((), ("train+val", _samples(mini_toy, "ms", "train", "val"))),
+                 "sembridge": (("--set", "options.ms_gallery=all"),
+                               ("train+val+test", _samples(mini_toy, "ms", "train", "val", "test")))}
+    for method, (extra, gallery) in galleries.items():
         done = cli("train-student", mini_toy, "--method", method, "--teacher", mini_teacher, "--matcher", mini_matcher,
-                   "--out", tmp_path / method, *common)
+                   "--out", tmp_path / method, *common, *extra)
         assert done.returncode == 0, done.stderr
-        # the MS side (teacher cache, galleries) stays on MS train
-        assert captured.splits.pop("DistillationTask") == {"fit": fit, "select": select,
-                                                           "ms": ("train", _samples(mini_toy, "ms", "train"))}
+        assert captured.splits.pop("DistillationTask") == {"fit": fit, "select": select, "ms": gallery}
         record = read_result(tmp_path / method)
         assert record.protocol == "reference" and record.val_oa == pytest.approx(record.oa, abs=1e-12)
     assert read_result(tmp_path / "none").protocol == "reference"

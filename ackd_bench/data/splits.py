@@ -46,6 +46,17 @@ PROTOCOLS = {
 }
 
 
+def gallery_split(protocol: str, gallery: str) -> str:
+    """The MS images a student's partners are drawn from (options.ms_gallery): `train`, those the
+    teacher trained on; `all`, every MS image the protocol lets training see. Under `heldout` that
+    leaves out test, whose teacher outputs only the teacher's own test evaluation reads; under
+    `reference` it is every image, as the reference's SSM and DynM galleries are
+    (generator.py:30-36, 68-78; train.py:155-162)."""
+    if gallery == "train":
+        return PROTOCOLS[protocol].fit
+    return "train+val" if protocol == "heldout" else "train+val+test"
+
+
 def split_position(source_id: str, salt: str) -> float:
     """Uniform number in [0, 1) derived from sha256(salt, source_id)."""
     digest = hashlib.sha256(f"{salt}\x00{source_id}".encode()).digest()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..data.manifest import Manifest
-from ..data.splits import PROTOCOLS, ProtocolSplits
+from ..data.splits import PROTOCOLS, ProtocolSplits, gallery_split
 from ..errors import AckdError
 from ..experiment import parse_ablation, parse_method
 from ..methods import build_distiller, load_method_defaults
@@ -401,7 +401,7 @@ def train_student(request: RunRequest, options: RunOptions | None = None) -> dic
 
     def build_task(rt: Runtime, cfg: OptimConfig):
         rgb_train, rgb_val = (data.split("rgb", s) for s in (spec.splits.fit, spec.splits.select))
-        ms_train = data.split("ms", "train")  # the teacher's side (cache, galleries): MS train under every protocol
+        ms_train = data.split("ms", gallery_split(spec.protocol, choices["ms_gallery"]))  # the partners' side
         cached = options.teacher_mode == "cache"
         cache = build_or_load_cache(teacher_path, ms_train, rt, cfg.batch_size) if (cached or sembridge) else None
         if cached:

@@ -42,12 +42,14 @@ OPTIONS: dict[str, tuple[Any, ...]] = {
     "heads": ("reference", "projected"),  # models/backbones.py
     "multilabel_selection": ("subset-accuracy", "f1"),  # train_teacher.py:162-177 with val.py:49
     "forward_precision": ("fp32", "auto"),  # no autocast in the reference; `auto`: --precision decides
+    "ms_gallery": ("all", "train"),  # the MS images partners come from (data/splits.py gallery_split)
     "protocol": tuple(PROTOCOLS),  # what runs fit, select and report on (data/splits.py); "reference" is the code's
 }
 
 # what a run recorded before an option existed did: its recorded profile is read with these
 LEGACY_OPTIONS: dict[str, Any] = {"matcher_checkpoint": "best-val", "heads": "projected", "multilabel_selection": "f1",
-                                  "forward_precision": "auto", "protocol": "heldout"}
+                                  "forward_precision": "auto", "protocol": "heldout",
+                                  "ms_gallery": "train"}
 
 
 # every key a profile may hold, with the types its readers rely on

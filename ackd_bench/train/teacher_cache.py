@@ -48,8 +48,8 @@ def load_teacher(path: str | Path, manifest: Manifest) -> tuple[nn.Module, dict[
     return teacher, state
 
 
-def cache_file(teacher_path: Path, dataset_version: str, teacher_sha: str) -> Path:
-    return teacher_path.parent.parent / "cache" / f"teacher-outputs-{dataset_version[:16]}-{teacher_sha[:16]}.pt"
+def cache_file(teacher_path: Path, dataset_version: str, teacher_sha: str, split: str = "train") -> Path:
+    return teacher_path.parent.parent / "cache" / f"teacher-outputs-{split}-{dataset_version[:16]}-{teacher_sha[:16]}.pt"
 
 
 class TeacherCache:
@@ -78,8 +78,9 @@ def build_or_load_cache(teacher_path: str | Path, ms_train: ShardDataset, rt: Ru
                         progress: bool = True) -> TeacherCache:
     teacher_path = Path(teacher_path)
     manifest = ms_train.manifest
-    keys = {"dataset_version": manifest.dataset_version, "teacher_sha256": sha256_file(teacher_path)}
-    path = cache_file(teacher_path, keys["dataset_version"], keys["teacher_sha256"])
+    keys = {"dataset_version": manifest.dataset_version, "teacher_sha256": sha256_file(teacher_path),
+            "split": ms_train.split}
+    path = cache_file(teacher_path, keys["dataset_version"], keys["teacher_sha256"], ms_train.split)
     if path.is_file():
         try:
             stored = torch.load(path, map_location="cpu", weights_only=True)
@@ -87,7 +88,7 @@ def build_or_load_cache(teacher_path: str | Path, ms_train: ShardDataset, rt: Ru
             stored = {}
         if stored.get("keys") == keys and stored["tensors"]["logits"].shape[0] == len(ms_train):
             return TeacherCache(stored["tensors"], keys)
-    for stale in path.parent.glob("teacher-outputs-*.pt"):  # another dataset version or checkpoint
+    for stale in path.parent.glob(f"teacher-outputs-{ms_train.split}-*.pt"):  # another dataset version or checkpoint
         if rt.ctx.is_main and stale != path:  # this one is replaced atomically: a concurrent student may be reading it
             stale.unlink(missing_ok=True)
     teacher, _ = load_teacher(teacher_path, manifest)

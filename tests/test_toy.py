@@ -81,7 +81,13 @@ def test_v2_rgb_shows_sub_types_only_partly_and_the_sides_draw_them_at_their_rat
 def test_a_v2_recipe_without_its_settings_is_one_line():
     raw = copy.deepcopy(load_recipe("toy").raw)
     raw["generator"]["subtypes"]["mix"] = [0.0, 0.3]
-    with pytest.raises(RecipeError, match="generator.subtypes.mix needs 3 amounts"):
+    with pytest.raises(RecipeError, match="generator.subtypes.mix needs 3 amounts, the first"):
+        ToyGenerator(Recipe.from_dict(raw, "toy"))
+    raw["generator"]["subtypes"]["mix"] = [0.1, 0.2, 0.3]  # the typical sub-type is not mixed
+    with pytest.raises(RecipeError, match=r"the first \(the typical sub-type's\) 0"):
+        ToyGenerator(Recipe.from_dict(raw, "toy"))
+    del raw["generator"]["sides"]["rgb"]["visibility"]
+    with pytest.raises(RecipeError, match="needs numbers at generator.subtypes.mix and generator.sides.rgb.visibility"):
         ToyGenerator(Recipe.from_dict(raw, "toy"))
     raw["generator"]["version"] = 3
     with pytest.raises(RecipeError, match="generator.version 3: expected 1 or 2"):

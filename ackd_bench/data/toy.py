@@ -124,9 +124,10 @@ class ToyGenerator:
         except (KeyError, TypeError, ValueError) as exc:
             raise RecipeError(f"toy recipe: generator.version 2 needs numbers at generator.subtypes.mix and "
                               f"generator.sides.rgb.visibility / .ambiguous ({type(exc).__name__}: {exc})") from None
-        if len(self.mix) != len(SUBTYPES) or not all(0 <= m <= 1 for m in [*self.mix, self.visibility, self.ambiguous]):
-            raise RecipeError(f"toy recipe: generator.subtypes.mix needs {len(SUBTYPES)} amounts, and they, "
-                              "sides.rgb.visibility and .ambiguous must lie in [0, 1]")
+        in_range = all(0 <= m <= 1 for m in [*self.mix, self.visibility, self.ambiguous])
+        if len(self.mix) != len(SUBTYPES) or self.mix[0] != 0 or not in_range:
+            raise RecipeError(f"toy recipe: generator.subtypes.mix needs {len(SUBTYPES)} amounts, the first (the "
+                              "typical sub-type's) 0; they, sides.rgb.visibility and .ambiguous lie in [0, 1]")
         missing = [c for c in self.classes if c not in LOOKALIKES]
         if missing:
             raise RecipeError(f"toy recipe: classes {missing} have no look-alikes for generator.version 2")
@@ -180,7 +181,7 @@ class ToyGenerator:
                visibility: float) -> tuple[np.ndarray, np.ndarray]:
         """v2: sub-type k's materials moved toward its look-alike class by mix[k] (times `visibility`)."""
         amount = self.mix[subtype] * visibility
-        if subtype == 0 or amount == 0:
+        if amount == 0:  # always for sub-type 0, the typical one
             return fg, bg
         other_fg, other_bg = (np.asarray(s, dtype=np.float64) for s in SPECTRA[LOOKALIKES[class_name][subtype - 1]])
         return (1 - amount) * fg + amount * other_fg, (1 - amount) * bg + amount * other_bg

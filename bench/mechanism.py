@@ -63,8 +63,8 @@ def main() -> None:
         rows.append(measure_seed(dataset, seed, args.profile, options))
         print(render_mechanism(rows[-1:]).splitlines()[-1], flush=True)
     print(f"\n{dataset} ({args.profile} profile, S/S): agreement = share of RGB train images whose MS partner has "
-          "their sub-type (%); chance = sum_k p_rgb(k|c) p_ms(k|c); naive = one random same-class draw; soft labels "
-          "at T=3 on MS train\n")
+          "their sub-type (%); chance = sum_k p_rgb(k|c) p_ms(k|c); naive = random same-class pairing, mean over the "
+          "run's epochs; soft labels at T=3 on MS train\n")
     print(render_mechanism(rows))
 
 

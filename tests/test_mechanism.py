@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from ackd_bench.harness.mechanism import chance_agreement, pair_agreement, soft_label_separation, toy_subtypes
+from ackd_bench.harness.mechanism import (chance_agreement, naive_agreement, pair_agreement, soft_label_separation,
+                                          toy_subtypes)
 
 
 def test_pair_agreement_and_chance_by_hand():
@@ -41,6 +42,11 @@ def test_sub_types_come_from_the_builds_own_recipe(mini_toy):
     first = rgb.source_ids()[0].split("/")
     assert toy_subtypes(rgb)[0] == generator.scene("rgb", int(rgb.labels[0]), int(first[3])).subtype
     assert len(toy_subtypes(rgb)) == len(rgb)
+    # the naive pairing redraws each epoch: over many epochs it agrees as often as chance
+    ms = ShardDataset(mini_toy, "ms", "train")
+    rgb_sub, ms_sub = toy_subtypes(rgb), toy_subtypes(ms)
+    assert naive_agreement(rgb, ms, rgb_sub, ms_sub, seed=0, epochs=200) == \
+        pytest.approx(chance_agreement(rgb.labels, rgb_sub, ms.labels, ms_sub), abs=0.01)
 
 
 def test_observed_pairings_see_ssms_table_and_each_dynm_rematch(monkeypatch):

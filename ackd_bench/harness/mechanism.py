@@ -78,6 +78,14 @@ def soft_label_separation(logits: np.ndarray, labels: np.ndarray, subtypes: np.n
     return (float(np.mean(between)) if between else float("nan")), float(np.mean(within))
 
 
+def naive_agreement(rgb: ShardDataset, ms: ShardDataset, rgb_subtypes: np.ndarray, ms_subtypes: np.ndarray,
+                    seed: int, epochs: int) -> float:
+    """The naive pairing's agreement, averaged over the epochs of a run (it redraws every epoch)."""
+    galleries = class_galleries(ms)
+    return float(np.mean([pair_agreement(random_same_class(rgb.labels, galleries, seed, epoch), rgb_subtypes,
+                                         ms_subtypes) for epoch in range(epochs)]))
+
+
 @torch.no_grad()
 def teacher_logits(teacher_path: str | Path, data: ShardDataset, batch_size: int = 256) -> np.ndarray:
     from ..train.teacher_cache import load_teacher
@@ -124,13 +132,13 @@ def measure_seed(dataset_dir: str | Path, seed: int, profile: str, options) -> S
     ms, rgb = ShardDataset(dataset_dir, "ms", "train"), ShardDataset(dataset_dir, "rgb", "train")
     ms_sub, rgb_sub = toy_subtypes(ms), toy_subtypes(rgb)
     between, within = soft_label_separation(teacher_logits(teacher_path, ms), ms.labels, ms_sub)
-    naive = random_same_class(rgb.labels, class_galleries(ms), seed, 0)
     agreements = [("SSM" if i == 0 else f"DynM@{epoch}", pair_agreement(pairs, rgb_sub, ms_sub))
                   for i, (epoch, pairs) in enumerate(tables)]
     return SeedMechanism(
         seed=seed, teacher_oa=float(teacher["oa"]), soft_between=between, soft_within=within,
         matcher_top1=float(matcher["val_top1"]), chance=chance_agreement(rgb.labels, rgb_sub, ms.labels, ms_sub),
-        naive=pair_agreement(naive, rgb_sub, ms_sub), tables=agreements, student_oa=float(student["oa"]),
+        naive=naive_agreement(rgb, ms, rgb_sub, ms_sub, seed, int(student["epochs"])), tables=agreements,
+        student_oa=float(student["oa"]),
         frequencies={side: np.bincount(sub, minlength=3).tolist() for side, sub in (("ms", ms_sub), ("rgb", rgb_sub))})
 
 

@@ -3,7 +3,12 @@
 For each seed, under each profile's options (with the demo's short toy schedule, so that it runs
 on a CPU): the MS teacher, the SSM matcher, and the S/S student alone, with vanilla KD and with
 SemBridge. Separately, the matcher's top-1 pair retrieval on MS val with each matcher loss, every
-other choice the `bench` profile's. Prints mean ± std over the seeds.
+other choice the `bench` profile's. Prints mean ± std over the seeds and, per profile, the
+probability of improvement (OA) of SemBridge over KD and over the student alone: over all pairs of
+runs (leaderboard/stats.py's probability_of_improvement, ties half) and paired by seed (the share
+of seeds where it wins; a seed's runs share its teacher and matcher). The lead's 5-seed comparison:
+
+    python bench/fidelity.py --seeds 0 1 2 3 4
 
     python bench/fidelity.py [--seeds 0 1 2] [--pair S/S] [--runs runs-fidelity] [--device auto]
 
@@ -43,6 +48,13 @@ def summary(values: list[float]) -> str:
     if not values:
         return "–"
     return f"{np.mean(values):.1f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.1f}"
+
+
+def improvement_cell(x: list[float], y: list[float]) -> str:
+    """'P(X > Y) (paired: share of seeds)' of two methods' OA lists, in seed order."""
+    from ackd_bench.leaderboard.stats import paired_improvement, probability_of_improvement
+
+    return f"{probability_of_improvement([np.array(x)], [np.array(y)]):.2f} (paired {paired_improvement(x, y):.2f})"
 
 
 def main() -> None:
@@ -89,6 +101,13 @@ def main() -> None:
     for method in ("none", "kd", "sembridge"):
         cells = [summary([r[m] for r in students[(p, method)]]) for p in ("toy-paper", "toy-bench") for m in ("oa", "f1")]
         print(f"| {method} | " + " | ".join(cells) + " |")
+    print(f"\nProbability of improvement in OA ({n} seeds): over all pairs of runs (paired by seed)\n")
+    print("| profile | SemBridge > KD | SemBridge > none | KD > none |")
+    print("|---|---|---|---|")
+    for profile in ("toy-paper", "toy-bench"):
+        oa = {m: [r["oa"] for r in students[(profile, m)]] for m in ("none", "kd", "sembridge")}
+        cells = [improvement_cell(oa[a], oa[b]) for a, b in (("sembridge", "kd"), ("sembridge", "none"), ("kd", "none"))]
+        print(f"| {profile.removeprefix('toy-')} | " + " | ".join(cells) + " |")
     print(f"\nMatcher top-1 pair retrieval on toy MS val ({n} seeds, bench options otherwise)\n")
     print("| matcher loss | top-1 % |")
     print("|---|---|")

@@ -394,4 +394,4 @@ def test_ctrl_c_during_a_build_then_a_rerun_finishes_it(tmp_path, cli):
         assert not (out / "manifest.json").exists()
     rerun = cli("build", "toy", "--out", str(out), "--quiet", "--no-mi")
     assert rerun.returncode == 0, rerun.stderr
-    assert verify_manifest(out).dataset_version.startswith("39a303ae3e530850")
+    assert verify_manifest(out).dataset_version.startswith("5fd860d9004dfc22")  # toy v2

@@ -66,8 +66,33 @@ def test_submitit_local_sweep_end_to_end_then_board(toy_dir, tmp_path):
 
 
 def test_demo_runs_the_main_job_on_toy(demo_run):
-    _data, _runs, text, out = demo_run
-    assert "[1/3] toy benchmark" in out and "[3/3] results" in out
+    _data, runs, text, out = demo_run
+    assert "[1/3] toy benchmark" in out and "[3/3] results" in out and "seeds 0-1, mean ± std" in out
     for row in ("S/S  T:ShuffleNetV2", "S/S  S:ShuffleNetV2", "S/S  +SemBridge", "Vanilla KD (naive pairing)"):
         assert row in text
-    assert "(n=1)" in text
+    assert "(n=2)" in text and "(n=1)" in text  # students over 2 seeds; the one teacher
+    assert text.splitlines()[-1].startswith("Noise (2 seeds): SemBridge - none ")
+    # one teacher and one matcher, trained once; three students per seed
+    names = sorted(p.parent.name.rsplit("-", 1)[0] for p in (runs / "toy").glob("*/result.json"))
+    assert names == ["matcher-S-s0", "student-S-kd-TS-s0", "student-S-kd-TS-s1", "student-S-none-s0",
+                     "student-S-none-s1", "student-S-sembridge-TS-s0", "student-S-sembridge-TS-s1", "teacher-S-s0"]
+
+
+def test_the_demos_noise_line_by_hand():
+    from ackd_bench.harness.demo import noise_line
+
+    # OA in points: KD 68.0 ± 2.8, SemBridge 63.0 ± 1.4, none 62.0 ± 2.8
+    line = noise_line({"kd": [0.70, 0.66], "sembridge": [0.64, 0.62], "none": [0.60, 0.64]})
+    assert line == ("Noise (2 seeds): SemBridge - none +1.0, SemBridge - KD -5.0 (beyond noise), KD - none +6.0 "
+                    "(beyond noise) points of OA; the rest within noise (within noise: smaller than the larger of "
+                    "the two methods' std over seeds).")
+    assert "all within noise" in noise_line({"kd": [0.6, 0.7], "sembridge": [0.62, 0.66], "none": [0.64, 0.60]})
+    one = noise_line({"kd": [0.7], "sembridge": [0.6], "none": [0.5]})
+    assert one == ("Noise (1 seed): SemBridge - none +10.0, SemBridge - KD -10.0, KD - none +20.0 points of OA; "
+                   "one seed has no std, so no difference can be told from noise.")
+
+
+def test_the_demo_wants_at_least_one_seed(cli, tmp_path):
+    result = cli("demo", "--root", str(tmp_path / "data"), "--seeds", "0", "--quiet")
+    assert result.returncode == 2 and result.stderr.strip() == "ackd-bench: error: --seeds 0: expected at least 1 student seed"
+    assert not (tmp_path / "data").exists()  # refused before building anything

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from ackd_bench.leaderboard.stats import (aggregate_iqm, iqm, probability_of_improvement, stratified_bootstrap,
-                                          t_interval)
+from ackd_bench.leaderboard.stats import (aggregate_iqm, iqm, paired_improvement, probability_of_improvement,
+                                          stratified_bootstrap, t_interval)
 from ackd_bench.leaderboard.summary import method_iqm, render_summary, sembridge_improvement
 from ackd_bench.results import Record
 
@@ -36,6 +36,16 @@ def test_probability_of_improvement_by_hand():
     assert two == pytest.approx(0.625)
     with pytest.raises(ValueError, match="same, non-empty list of tasks"):
         probability_of_improvement([np.array([1.0])], [])
+
+
+def test_paired_improvement_compares_runs_of_one_seed_by_hand():
+    # seed 0: 70 > 60; seed 1: 62 < 65; seed 2: a tie -> (1 + 0 + 0.5) / 3
+    assert paired_improvement([70.0, 62.0, 64.0], [60.0, 65.0, 64.0]) == pytest.approx(0.5)
+    # unpaired, the same runs give 5.5 / 9 (70 beats all three, 62 beats 60, 64 beats 60 and ties 64)
+    assert probability_of_improvement([np.array([70.0, 62.0, 64.0])], [np.array([60.0, 65.0, 64.0])]) == \
+        pytest.approx(5.5 / 9)
+    with pytest.raises(ValueError, match="one run of each method per seed: 2 against 3"):
+        paired_improvement([1.0, 2.0], [1.0, 2.0, 3.0])
 
 
 def test_bootstrap_resamples_within_each_task():

@@ -11,6 +11,20 @@ geography) and it goes through another sensor (blur, gain, gamma, 8-bit noise). 
 renders an MS scene with the RGB side's appearance: the symmetric control, used only by the
 analyses (MI, transport cost), never for training.
 
+Two generator versions, chosen by the recipe's `generator.version` (absent: 1):
+
+- v1 (dataset version 39a303ae..., tests/data/toy-v1.yaml): sub-types change only an image's
+  layout. The teacher's soft labels hardly depend on them, so which same-class MS partner an RGB
+  image gets barely matters and SemBridge has nothing to find (bench/mechanism.py measures it).
+- v2 (recipes/toy.yaml): the paper's problem. Sub-type 0 is the class's typical look; sub-types
+  1 and 2 have their materials mixed toward the class's two look-alikes (LOOKALIKES, classes of
+  the other two pairs) by `subtypes.mix`, so (a) the teacher's soft labels say "Forest, a bit like
+  AnnualCrop" for one sub-type and "Forest, rather like Residential" for another, and a partner of
+  the wrong sub-type teaches the wrong similarity; (c) the mixing moves the visible bands too, so a
+  matcher can see it in RGB and pseudo-RGB; (b) the RGB side shows it weakly: mixing at
+  `sides.rgb.visibility` of its MS strength, and a share `sides.rgb.ambiguous` of RGB images look
+  like a random sub-type (layout and mixing). The sides draw the sub-types at different rates.
+
 Everything here is SYNTHETIC and labelled so wherever it appears.
 """
 
@@ -53,6 +67,18 @@ LAYOUTS = {
 }
 SUBTYPES = ("stripes", "blobs", "parcels")
 
+# v2: the class that sub-types 1 and 2 of a class are mixed toward. Both belong to the other two
+# pairs, so the mixing moves the visible bands too (RGB and pseudo-RGB can see it), and the two go
+# to different classes, so the teacher's soft labels differ by sub-type.
+LOOKALIKES = {
+    "Forest": ("AnnualCrop", "Residential"),
+    "HerbaceousVegetation": ("PermanentCrop", "Industrial"),
+    "AnnualCrop": ("Forest", "Industrial"),
+    "PermanentCrop": ("HerbaceousVegetation", "Residential"),
+    "Residential": ("HerbaceousVegetation", "AnnualCrop"),
+    "Industrial": ("Forest", "PermanentCrop"),
+}
+
 
 @dataclass(frozen=True)
 class Scene:
@@ -60,7 +86,8 @@ class Scene:
 
     reflectance: np.ndarray
     label: int
-    subtype: int
+    subtype: int  # the sub-type it was drawn as
+    look: int  # the sub-type it looks like: another for v2's ambiguous RGB images
 
 
 class ToyGenerator:
@@ -75,9 +102,35 @@ class ToyGenerator:
             raise RecipeError(f"toy recipe: classes {unknown} have no spectra; known: {', '.join(SPECTRA)}")
         self.size = recipe.image_size
         # the recipe's `generator:` section is this module's own: read here and nowhere else
-        self.seed = int(recipe.generator["seed"])
-        self.sides = recipe.generator["sides"]
-        self.shift = recipe.generator["rgb_shift"]
+        generator = recipe.generator
+        self.version = int(generator.get("version", 1))
+        if self.version not in (1, 2):
+            from ..errors import RecipeError
+
+            raise RecipeError(f"toy recipe: generator.version {self.version}: expected 1 or 2")
+        self.seed = int(generator["seed"])
+        self.sides = generator["sides"]
+        self.shift = generator["rgb_shift"]
+        if self.version == 2:
+            self._v2_settings(generator)
+
+    def _v2_settings(self, generator: dict[str, Any]) -> None:
+        from ..errors import RecipeError
+
+        try:
+            self.mix = [float(m) for m in generator["subtypes"]["mix"]]
+            rgb = generator["sides"]["rgb"]
+            self.visibility, self.ambiguous = float(rgb["visibility"]), float(rgb["ambiguous"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RecipeError(f"toy recipe: generator.version 2 needs numbers at generator.subtypes.mix and "
+                              f"generator.sides.rgb.visibility / .ambiguous ({type(exc).__name__}: {exc})") from None
+        in_range = all(0 <= m <= 1 for m in [*self.mix, self.visibility, self.ambiguous])
+        if len(self.mix) != len(SUBTYPES) or self.mix[0] != 0 or not in_range:
+            raise RecipeError(f"toy recipe: generator.subtypes.mix needs {len(SUBTYPES)} amounts, the first (the "
+                              "typical sub-type's) 0; they, sides.rgb.visibility and .ambiguous lie in [0, 1]")
+        missing = [c for c in self.classes if c not in LOOKALIKES]
+        if missing:
+            raise RecipeError(f"toy recipe: classes {missing} have no look-alikes for generator.version 2")
 
     def _rng(self, side: str, label: int, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, SIDE_CODES[side], label, index])
@@ -109,15 +162,33 @@ class ToyGenerator:
         subtype = int(rng.choice(len(SUBTYPES), p=self.sides[side]["subtype_probs"]))
         class_name = self.classes[label]
         fg, bg = (np.asarray(s, dtype=np.float64) for s in SPECTRA[class_name])
+        look = subtype
+        if self.version == 2:
+            if side == "rgb" and rng.uniform() < self.ambiguous:
+                look = int(rng.integers(len(SUBTYPES)))  # weak consistency: looks like a random sub-type
+            fg, bg = self._mixed(class_name, look, fg, bg, self.visibility if side == "rgb" else 1.0)
         if (tint_side or side) == "rgb":  # another geography: the same materials under another tint
             tint = np.ones(len(BANDS))
             tint[list(RGB_SOURCE_BANDS)] = self.shift["tint"]
             fg, bg = fg * tint, bg * tint
-        mask = self._mask(rng, class_name, subtype)
+        mask = self._mask(rng, class_name, look)
         jitter = rng.uniform(0.92, 1.08, size=(len(BANDS), 1, 1)) * rng.uniform(0.85, 1.15)
         reflectance = (mask[None] * fg[:, None, None] + (1 - mask[None]) * bg[:, None, None]) * jitter
         reflectance += rng.normal(0, 0.004, reflectance.shape)
-        return Scene(np.clip(reflectance, 0, 1), label, subtype)
+        return Scene(np.clip(reflectance, 0, 1), label, subtype, look)
+
+    def _mixed(self, class_name: str, subtype: int, fg: np.ndarray, bg: np.ndarray,
+               visibility: float) -> tuple[np.ndarray, np.ndarray]:
+        """v2: sub-type k's materials moved toward its look-alike class by mix[k] (times `visibility`)."""
+        amount = self.mix[subtype] * visibility
+        if amount == 0:  # always for sub-type 0, the typical one
+            return fg, bg
+        other_fg, other_bg = (np.asarray(s, dtype=np.float64) for s in SPECTRA[LOOKALIKES[class_name][subtype - 1]])
+        return (1 - amount) * fg + amount * other_fg, (1 - amount) * bg + amount * other_bg
+
+    def subtype(self, side: str, label: int, index: int) -> int:
+        """The sub-type a sample was drawn with (its scene's first random draw), without rendering it."""
+        return int(self._rng(side, label, index).choice(len(SUBTYPES), p=self.sides[side]["subtype_probs"]))
 
     def ms_image(self, scene: Scene) -> np.ndarray:
         return np.round(scene.reflectance * 10000).astype(np.uint16)

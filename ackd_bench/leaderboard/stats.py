@@ -59,6 +59,15 @@ def probability_of_improvement(x_tasks: Tasks, y_tasks: Tasks) -> float:
     return float(np.mean(per_task))
 
 
+def paired_improvement(x: Sequence[float], y: Sequence[float]) -> float:
+    """The share of seeds where X beats Y run for run (the i-th run of each shares its seed; ties count
+    one half): the paired counterpart of probability_of_improvement, for runs that share a seed's teacher."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or not len(x):
+        raise ValueError(f"paired improvement needs one run of each method per seed: {len(x)} against {len(y)}")
+    return float(((x > y) + 0.5 * (x == y)).mean())
+
+
 def stratified_bootstrap(statistic: Callable[..., float], *groups: Tasks, resamples: int = 2000, seed: int = 0,
                          level: float = 0.95) -> Interval:
     """A percentile interval of `statistic(*groups)` over resamples that draw each task's runs with

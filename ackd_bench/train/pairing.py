@@ -9,7 +9,8 @@ exactly the pairs it had.
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -71,6 +72,26 @@ def ssm_pairs(matcher: Matcher, rgb_train: ShardDataset | Split, ms_train: Shard
     return ssm_match(student_embeddings, teacher_embeddings, as_split(rgb_train, rt).dataset.labels, galleries)
 
 
+_OBSERVERS: list[Callable[[int, np.ndarray], None]] = []
+
+
+@contextmanager
+def observed_pairings() -> Iterator[list[tuple[int, np.ndarray]]]:
+    """The pair tables SemBridge's pairing uses, as (epoch, student -> MS train index), for the runs made
+    in this process inside the block: the first epoch's (SSM's) and each DynM re-match's. A measurement
+    hook (bench/mechanism.py): a re-match is otherwise seen only through its effect on training."""
+    tables: list[tuple[int, np.ndarray]] = []
+
+    def observe(epoch: int, pairs: np.ndarray) -> None:
+        tables.append((epoch, pairs.copy()))
+
+    _OBSERVERS.append(observe)
+    try:
+        yield tables
+    finally:
+        _OBSERVERS.remove(observe)
+
+
 class SemBridgePairing:
     def __init__(self, initial: np.ndarray, schedule: list[int], gallery_logits: torch.Tensor | None,
                  galleries: list[np.ndarray], gamma: float, batch_size: int, divergence: str = "teacher-student"):
@@ -79,17 +100,24 @@ class SemBridgePairing:
         self.schedule, self.gallery_logits, self.galleries = list(schedule), gallery_logits, galleries
         self.gamma, self.batch_size, self.divergence = gamma, batch_size, divergence
         self.rematched: list[int] = []
+        self._reported = False  # whether observed_pairings() has seen the table in use
 
     @property
     def dynamic(self) -> bool:
         return self.gallery_logits is not None
 
     def for_epoch(self, epoch: int, task) -> np.ndarray:
+        new_table = not self._reported
         if self.dynamic and epoch in self.schedule and epoch not in self.rematched:
             logits = split_outputs(task.module.backbone, task.rgb_split, task.rt, self.batch_size)["logits"]
             self.pairs = dynm_match(logits, self.gallery_logits, task.rgb_train.labels, self.galleries, self.gamma,
                                     divergence=self.divergence)
             self.rematched.append(epoch)
+            new_table = True
+        if new_table:
+            for observe in _OBSERVERS:
+                observe(epoch, self.pairs)
+            self._reported = True
         return self.pairs
 
     def state(self) -> dict[str, Any]:

@@ -223,11 +223,13 @@ def model_card(config: dict[str, Any], result: dict[str, Any]) -> str:
     header = {"library_name": "ackd-bench", "tags": ["remote-sensing", "knowledge-distillation", "ackd-bench", kind],
               "ackd_bench": {"kind": kind, "dataset": config.get("dataset"),
                              "dataset_version": config.get("dataset_version"), "arch": config.get("arch"),
-                             "profile": config.get("profile"), "config_hash": result.get("config_hash"),
-                             "metrics": metrics}}
+                             "profile": config.get("profile"), "bands": config.get("bands"),
+                             "config_hash": result.get("config_hash"), "metrics": metrics}}
+    bands = config.get("bands") or []
     return (f"---\n{json.dumps(header, indent=1)}\n---\n\n# ackd-bench {kind}: {config.get('arch')} on "
             f"{config.get('dataset')}\n\nDataset version `{config.get('dataset_version')}`, profile "
-            f"`{config.get('profile')}`, seed {config.get('seed')}. Metrics (fractions): "
+            f"`{config.get('profile')}`, seed {config.get('seed')}, MS bands fed: {' '.join(map(str, bands))} "
+            "(a student run must feed the same: the profile's options.ms_bands). Metrics (fractions): "
             + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
             + ".\n\nUse it as `--teacher hf://ORG/REPO/best.pt` (or `--matcher`); the full configuration is in "
               "`config.json`.\n")

@@ -16,6 +16,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from ..data.bands import BAND_SETS
 from ..errors import AckdError
 from ..provenance import config_hash
 from ..resources import resource_dirs
@@ -33,6 +34,7 @@ OPTIONS: dict[str, tuple[Any, ...]] = {
     "loss_precision": ("fp32", "autocast"),
     "matcher_loss": ("reference", "normalised"),
     "pseudo_rgb": ("first-bands-image-max", "rgb-bands"),
+    "ms_bands": BAND_SETS,  # the recipe's band set fed to MS models: utils/dataset.py:86's, or the recipe's own
 }
 
 
@@ -211,6 +213,9 @@ def check_loaded(profile: Any, path: str) -> dict[str, Any]:
 
     if not isinstance(profile, dict):
         raise AckdError(f"{path}: the profile must be recorded as loaded (a mapping)")
+    if isinstance(profile.get("options"), dict) and "ms_bands" not in profile["options"]:
+        # recorded before the option existed, when every run fed the recipe's stored bands
+        profile["options"]["ms_bands"] = "recipe"
     _check_profile(profile, path)
     if not isinstance(profile.get("name"), str) or not PROFILE_NAME.fullmatch(profile["name"]):
         raise AckdError(f"{path}: the profile's name is {str(profile.get('name'))[:40]!r}: expected a profile name")

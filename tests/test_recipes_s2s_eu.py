@@ -299,6 +299,9 @@ def test_version_2_stores_all_13_bands_and_keeps_the_samples_and_splits_of_versi
     card = render_card(v2)
     assert "## Band sets" in card and f"- `reference` (10): {' '.join(REFERENCE_SET)}" in card
     assert f"| MS | {' '.join(STORED)} | 64x64 | uint16 |" in card and "## Band sets" not in render_card(v1)
+    from ackd_bench.data.manifest import describe
+
+    assert f"band set reference (10): {' '.join(REFERENCE_SET)}  (options.ms_bands reference)" in describe(v2)
 
 
 def test_either_band_set_trains_a_teacher_of_ten_bands_with_its_own_cache(versions, tmp_path):
@@ -348,6 +351,14 @@ def test_either_band_set_trains_a_teacher_of_ten_bands_with_its_own_cache(versio
         sum(manifest.counts["ms"]["train"].values()), 10)
     with pytest.raises(CheckpointError, match="but this run feeds B02"):  # nor its cache, under the other set
         build_or_load_cache(paths["reference"], load_dataset(data_dir, "recipe").split("ms", "train"), rt)
+    # transport cost has no profile: the teacher is fed the bands it was trained on
+    from ackd_bench.train.transport import transport_cost_from_checkpoints
+
+    student = train_classifier(RunRequest.student_run(data_dir, "S", "none", profile="smoke", overrides=small), options)
+    student_path = Path(student["run_dir"]) / "checkpoints" / "best.pt"
+    for band_set in paths:
+        cost = transport_cost_from_checkpoints(data_dir, paths[band_set], student_path, split="train", device="cpu")
+        assert cost["n"] > 1 and cost["asymmetric"] > 0 and cost["symmetric"] > 0
 
 
 def test_a_version_1_build_feeds_the_recipe_set_and_names_what_the_reference_set_lacks(versions, tmp_path, capsys):

@@ -546,6 +546,8 @@ def describe(manifest: Manifest) -> str:
             f"{modality.upper():<4} {len(spec.bands):>2} bands  {h}x{w} {spec.dtype}  {kind}  "
             f"bands: {' '.join(spec.bands)}"
         )
+        lines += [f"     band set {name} ({len(bands)}): {' '.join(bands)}  (options.ms_bands {name})"
+                  for name, bands in (spec.band_sets or {}).items()]
     rows = {}
     for modality in manifest.modalities:
         for split in SPLITS:

@@ -229,7 +229,7 @@ def model_card(config: dict[str, Any], result: dict[str, Any]) -> str:
     return (f"---\n{json.dumps(header, indent=1)}\n---\n\n# ackd-bench {kind}: {config.get('arch')} on "
             f"{config.get('dataset')}\n\nDataset version `{config.get('dataset_version')}`, profile "
             f"`{config.get('profile')}`, seed {config.get('seed')}, MS bands fed: {' '.join(map(str, bands))} "
-            "(a student run must feed the same: the profile's options.ms_bands). Metrics (fractions): "
+            "(a run that uses it must feed the same: its profile's options.ms_bands). Metrics (fractions): "
             + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
             + ".\n\nUse it as `--teacher hf://ORG/REPO/best.pt` (or `--matcher`); the full configuration is in "
               "`config.json`.\n")

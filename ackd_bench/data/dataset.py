@@ -19,9 +19,10 @@ class ShardDataset(Dataset):
     """Samples as dicts: `image` (C, H, W) float32 normalised with the train mean/std, `label`
     (int), `index`, and `multilabel` (L,) float32 where the modality is multi-label.
 
-    `bands` selects stored bands by name, in feeding order (a run's `options.ms_bands`, which
-    `train.runs.BuiltDataset` resolves): every read of images, streamed or resident, returns
-    those channels, normalised with their own statistics. Default: every stored band."""
+    `bands` selects stored bands by name, in feeding order (a run's band set, which
+    `train.runs.load_dataset` resolves from `options.ms_bands`): every read of images, one by one,
+    batched or resident, returns those channels, normalised with their own statistics. Default:
+    every stored band."""
 
     def __init__(
         self,

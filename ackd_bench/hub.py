@@ -225,11 +225,14 @@ def model_card(config: dict[str, Any], result: dict[str, Any]) -> str:
     header = {"library_name": "ackd-bench", "tags": ["remote-sensing", "knowledge-distillation", "ackd-bench", kind],
               "ackd_bench": {"kind": kind, "dataset": config.get("dataset"),
                              "dataset_version": config.get("dataset_version"), "arch": config.get("arch"),
-                             "profile": config.get("profile"), "protocol": protocol,
+                             "profile": config.get("profile"), "protocol": protocol, "bands": config.get("bands"),
                              "config_hash": result.get("config_hash"), "metrics": metrics}}
+    bands = config.get("bands") or []
     return (f"---\n{json.dumps(header, indent=1)}\n---\n\n# ackd-bench {kind}: {config.get('arch')} on "
             f"{config.get('dataset')}\n\nDataset version `{config.get('dataset_version')}`, profile "
-            f"`{config.get('profile')}`, {protocol} protocol, seed {config.get('seed')}. Metrics (fractions): "
+            f"`{config.get('profile')}`, {protocol} protocol, seed {config.get('seed')}, MS bands fed: "
+            f"{' '.join(map(str, bands))} (a run that uses it must feed the same: its profile's options.ms_bands). "
+            "Metrics (fractions): "
             + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
             + ".\n\nUse it as `--teacher hf://ORG/REPO/best.pt` (or `--matcher`); the full configuration is in "
               "`config.json`.\n")

@@ -116,7 +116,7 @@ def _source_lines(name: str, source: Any, what: str) -> list[str]:
 
 
 def recipe_section(path: Path) -> list[str]:
-    from ackd_bench.data.card import class_map_lines, selection_lines
+    from ackd_bench.data.card import band_set_lines, class_map_lines, selection_lines
     from ackd_bench.data.recipe import Recipe
     from ackd_bench.data.sources import PAIRED_SOURCES, SOURCES
     from ackd_bench.untrusted import load_yaml
@@ -148,6 +148,7 @@ def recipe_section(path: Path) -> list[str]:
         sources += [(n, SOURCES[n], f"{modality.upper()} side") for n in names if n in SOURCES]
         if paired in PAIRED_SOURCES:
             sources.append((paired, PAIRED_SOURCES[paired], "paired control"))
+    lines += _demote(band_set_lines(recipe.modalities["ms"].band_sets))
     lines += _demote(selection_lines(recipe)) + _demote(class_map_lines(recipe, recipe.classes))
     if sources:
         lines += ["", "#### Sources and licences", ""]

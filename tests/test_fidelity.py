@@ -22,6 +22,8 @@ from ackd_bench.train.metrics import multi_label_metrics
 from ackd_bench.train.profiles import OPTIONS, load_profile
 from ackd_bench.train.student import StudentModule
 
+from .conftest import REALDATA
+
 
 def softmax(x):
     e = np.exp(x - x.max())
@@ -137,6 +139,53 @@ def test_row6_and_row11_paper_profile_feeds_unaugmented_images_and_reference_pse
     assert torch.equal(multilabel.pseudo_rgb(normalised), normalised[:, :3])
     project = Matcher(4, [2, 1, 0])
     assert torch.equal(project.pseudo_rgb(normalised), normalised[:, [2, 1, 0]])
+
+
+@pytest.mark.skipif(not (REALDATA / "eurosat_ms").is_dir(), reason="../shared/realdata/eurosat_ms is absent")
+def test_row12_ms_bands_paper_feeds_the_reference_codes_eurosat_bands_and_bench_the_recipes(tmp_path):
+    """utils/dataset.py:86 (also :65, :114) by hand on real EuroSAT files: `src.read([1, 2, 3, 4, 5, 6, 7, 10,
+    11, 12])` of the published band order B01..B12, B8A. Under `paper` a teacher's input channels are
+    those planes of a known sample (B01-B07, B10, B11, B12), under `bench` the recipe's B02-B08, B8A,
+    B11, B12 (file bands 2-8, 13, 11, 12), each normalised with its own band's train statistics,
+    streamed and resident alike."""
+    import rasterio
+
+    from ackd_bench.data.build import build_dataset
+    from ackd_bench.data.sources import EuroSATAllBands
+    from ackd_bench.train.api import resolved, run_dataset
+    from ackd_bench.train.engine import Runtime
+    from ackd_bench.train.feed import ResidentSplit
+
+    from .data.resisc45 import data as resisc45_data
+
+    tree = REALDATA / "eurosat_ms" / "EuroSAT_MS"
+    sources = tmp_path / "sources"
+    (sources / "eurosat").mkdir(parents=True)
+    (sources / "eurosat" / "EuroSAT_MS").symlink_to(tree)  # the real files, 20 per class
+    resisc45_data.make_tree(sources, per_class=2, size=64)
+    out = tmp_path / "s2s-eu"
+    stored = build_dataset("s2s-eu", out, source_dir=sources, download=False, progress=False).manifest.modalities["ms"]
+    mean, std = dict(zip(stored.bands, stored.mean)), dict(zip(stored.bands, stored.std))
+    by_hand = {"paper": [1, 2, 3, 4, 5, 6, 7, 10, 11, 12], "bench": [2, 3, 4, 5, 6, 7, 8, 13, 11, 12]}
+    rt = Runtime(device=torch.device("cpu"), progress=False)
+    for profile, file_bands in by_hand.items():
+        names = [("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A")[k - 1]
+                 for k in file_bands]
+        assert EuroSATAllBands.file_bands == ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10",
+                                              "B11", "B12", "B8A")
+        # what train_classifier hands the teacher's task, from the request as a run resolves it
+        train = run_dataset(resolved(RunRequest.teacher_run(out, "S", profile=profile))).split("ms", "train")
+        assert train.bands == names and len(train.bands) == 10
+        index = 3
+        _, cls, name = train.source_ids()[index].split("/")
+        with rasterio.open(tree / cls / name) as src:
+            planes = src.read(file_bands).astype(np.float64)
+        expected = ((planes - np.array([mean[b] for b in names])[:, None, None])
+                    / np.array([std[b] for b in names])[:, None, None])
+        np.testing.assert_array_equal(train.reader.read(index), planes)
+        np.testing.assert_allclose(train[index]["image"].numpy(), expected, rtol=1e-5, atol=1e-5)
+        resident = ResidentSplit(train, rt).images(torch.tensor([index]))[0]
+        np.testing.assert_allclose(resident.numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_row7_multilabel_teacher_f1_is_the_reference_macro_f1_of_logits_above_half():

@@ -135,6 +135,40 @@ def test_training_checks_the_dataset_against_its_shards(dataset, change, message
         verify_manifest(dataset)  # what info and publish check
 
 
+@pytest.mark.parametrize("band_sets,message", [
+    (["B02"], "modalities.ms.band_sets is a list, expected dict"),
+    ({"virus": ["B02"]}, "modalities.ms.band_sets: unknown band set 'virus'"),
+    ({"reference": "B02"}, "modalities.ms.band_sets.reference must be a non-empty list of band names"),
+    ({"reference": [3]}, "modalities.ms.band_sets.reference must be a non-empty list of band names"),
+    ({"reference": ["B02", "B99"]}, "modalities.ms.band_sets.reference must name distinct stored bands"),
+    ({"reference": ["B02"] * 10**5}, "modalities.ms.band_sets.reference must name distinct stored bands"),
+])
+def test_a_crafted_band_set_is_one_line_and_a_sound_one_selects_its_bands(dataset, band_sets, message, capsys):
+    from ackd_bench.data.dataset import ShardDataset
+    from ackd_bench.train.runs import load_dataset
+
+    manifest = manifest_of(dataset)
+    manifest["modalities"]["ms"]["band_sets"] = band_sets
+    resealed(dataset, manifest)
+    one_line_exit_2(["info", str(dataset)], capsys, f"{dataset / MANIFEST}: {message}")
+    with pytest.raises(DatasetError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_dataset(dataset, "reference")
+    manifest["modalities"]["ms"]["band_sets"] = {"reference": ["B04", "B03", "B02"]}
+    manifest["modalities"]["rgb"]["band_sets"] = {"reference": ["R"]}
+    resealed(dataset, manifest)
+    with pytest.raises(DatasetError, match="modalities.rgb.band_sets: only the MS side selects bands"):
+        load_dataset(dataset, "reference")
+    del manifest["modalities"]["rgb"]["band_sets"]
+    resealed(dataset, manifest)
+    data = load_dataset(dataset, "reference")
+    assert data.ms_bands == ("B04", "B03", "B02") and load_dataset(dataset, "recipe").ms_bands == tuple(
+        manifest["modalities"]["ms"]["bands"])  # a set the recipe does not name: every stored band
+    stored = data.split("ms", "train").stored_bands
+    raw = data.split("ms", "train").reader.read(0)
+    assert raw.shape[0] == 3 and (raw == ShardDataset(dataset, "ms", "train").reader.read(0)[
+        [stored.index(b) for b in ("B04", "B03", "B02")]]).all()
+
+
 def test_non_finite_pixels_are_refused_at_build():
     from ackd_bench.data.shards import as_stored
 

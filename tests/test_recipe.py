@@ -24,6 +24,10 @@ def test_sides_are_typed():
     assert list(rgb.sources) == ["resisc45", "aid"] and rgb.class_maps["aid"]["grassland"] == ["Meadow"]
     assert rgb.sources["aid"]["bands"] == ["R", "G", "B"]  # a source's settings fall back on its side's
     assert load_recipe("s2s-eu").modalities["ms"].paired_rgb == "eurosat_rgb"
+    assert load_recipe("s2s-eu").modalities["ms"].band_sets == {
+        "recipe": ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"),
+        "reference": ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B10", "B11", "B12")}
+    assert all(load_recipe(name).modalities["ms"].band_sets == {} for name in ("toy", "s2s-cn", "m2s-gl"))
     toy = load_recipe("toy")
     assert toy.synthetic and toy.source == "toy" and toy.modalities["rgb"].sources == {} and toy.generator["seed"] == 0
 
@@ -48,6 +52,20 @@ def test_a_variant_is_made_from_an_edited_copy_of_raw():
     (lambda r: r["shards"].update(max_samples=0), "W: shards.max_samples must be a positive integer"),
     (lambda r: r["modalities"]["ms"].update(paired_rgb="eurosat_rgb"),
      "W: modalities.ms.paired_rgb must name its source: {source: NAME}"),
+    (lambda r: r["modalities"]["ms"].update(band_sets=["B02"]),
+     "W: modalities.ms.band_sets is a list, expected a mapping of reference / recipe to band lists"),
+    (lambda r: r["modalities"]["ms"]["band_sets"].update(mine=["B02"]),
+     "W: modalities.ms.band_sets: unknown band set 'mine': expected some of reference, recipe"),
+    (lambda r: r["modalities"]["ms"]["band_sets"].update(reference=[]),
+     "W: modalities.ms.band_sets.reference must be a non-empty list of band names"),
+    (lambda r: r["modalities"]["ms"]["band_sets"].update(reference=["B01", "B13"]),
+     "W: modalities.ms.band_sets.reference must name distinct stored bands (B01 B02 B03 B04 B05 B06 B07 B08 B8A B09 "
+     "B10 B11 B12); B13 not stored"),
+    (lambda r: r["modalities"]["ms"]["band_sets"].update(recipe=["B02", "B02"]),
+     "W: modalities.ms.band_sets.recipe must name distinct stored bands (B01 B02 B03 B04 B05 B06 B07 B08 B8A B09 "
+     "B10 B11 B12)"),
+    (lambda r: r["modalities"]["rgb"].update(band_sets={"recipe": ["R"]}),
+     "W: modalities.rgb.band_sets: only the MS side selects bands"),
 ])
 def test_untrusted_recipes_are_refused_in_one_line(edit, message):
     raw = copy.deepcopy(load_recipe("s2s-eu").raw)

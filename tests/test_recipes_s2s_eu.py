@@ -3,6 +3,7 @@ but the pinned checksums, which are set to the fixtures' own, as torchgeo's test
 
 import dataclasses
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,9 +41,10 @@ def test_s2s_eu_downloads_verifies_and_builds(served_sources, tmp_path, capsys):
               for m in ("ms", "rgb")}
     assert set(counts["ms"].values()) == {6}
     assert counts["rgb"]["Residential"] == 10 and counts["rgb"]["AnnualCrop"] == 5  # two RESISC45 classes merged
-    assert list(manifest.modalities["ms"].bands) == ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+    assert list(manifest.modalities["ms"].bands) == ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A",
+                                                     "B09", "B10", "B11", "B12"]
     assert manifest.sources["ms"]["archive_verified"] is True and manifest.sources["rgb"]["from"].startswith("http")
-    # band order: the shard's band 7 (B8A) is the file's 13th band
+    # band order: the shard's band 8 (B8A) is the file's 13th band, B09-B12 its 9th to 12th
     ms = ShardDataset(out, "ms", "train", normalize=False)
     source_id = ms.source_ids()[0]
     _, cls, name = source_id.split("/")
@@ -50,8 +52,9 @@ def test_s2s_eu_downloads_verifies_and_builds(served_sources, tmp_path, capsys):
 
     with rasterio.open(out / ".sources" / "eurosat" / eurosat_data.TREE / cls / name) as src:
         raw = src.read()
-    np.testing.assert_array_equal(ms.reader.read(0)[7], raw[12])
-    np.testing.assert_array_equal(ms.reader.read(0)[8:], raw[10:12])
+    np.testing.assert_array_equal(ms.reader.read(0)[:8], raw[:8])
+    np.testing.assert_array_equal(ms.reader.read(0)[8], raw[12])
+    np.testing.assert_array_equal(ms.reader.read(0)[9:], raw[8:12])
     # the paired control: EuroSAT's own JPEG of the same patch, stored next to the MS pixels
     from PIL import Image
 
@@ -227,3 +230,194 @@ def test_interrupted_download_resumes_with_a_range_request(served_sources, tmp_p
     assert RANGE_REQUESTS == [("EuroSATallBands.zip", f"bytes={kept}-")]
     assert md5_file(out / ".downloads" / "EuroSATallBands.zip") == EuroSATAllBands.archive.md5
     assert (out / ".sources" / "verified" / "EuroSATallBands.zip.md5-ok").is_file()
+
+
+# --- recipe version 2: all 13 bands stored, the profile's band set fed (issue #27, finding 2) --------
+
+STORED = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
+RECIPE_SET = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+REFERENCE_SET = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B10", "B11", "B12"]  # utils/dataset.py:86
+V1_RECIPE = Path(__file__).parent / "data" / "s2s-eu-v1.yaml"
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory):
+    """S2S-EU built from the same extracted fixture trees twice: recipe version 1 (tests/data) and 2."""
+    from ackd_bench.data.build import build_dataset
+    from ackd_bench.data.recipe import Recipe
+    from ackd_bench.untrusted import load_yaml
+
+    root = tmp_path_factory.mktemp("s2s-eu-versions")
+    source_dir = root / "sources"
+    eurosat_data.make_tree(source_dir, per_class=6)
+    eurosat_data.make_rgb_tree(source_dir, per_class=6)
+    resisc45_data.make_tree(source_dir, per_class=5, size=128)
+    v1 = Recipe.from_dict(load_yaml(V1_RECIPE.read_text(), str(V1_RECIPE)), str(V1_RECIPE))
+    builds = {}
+    for version, recipe in ((1, v1), (2, None)):
+        builds[version] = root / f"v{version}"
+        build_dataset("s2s-eu", builds[version], recipe=recipe, source_dir=source_dir, download=False, progress=False)
+    return source_dir, builds
+
+
+def test_version_2_stores_all_13_bands_and_keeps_the_samples_and_splits_of_version_1(versions):
+    import torch
+
+    from ackd_bench.data.card import render_card
+    from ackd_bench.data.mi import within_class_mi
+    from ackd_bench.data.splits import SPLITS
+    from ackd_bench.train.runs import load_dataset
+
+    source_dir, builds = versions
+    v1, v2 = read_manifest(builds[1]), read_manifest(builds[2])
+    assert list(v2.modalities["ms"].bands) == STORED and list(v1.modalities["ms"].bands) == RECIPE_SET
+    assert v2.modalities["ms"].band_sets == {"recipe": tuple(RECIPE_SET), "reference": tuple(REFERENCE_SET)}
+    assert v1.modalities["ms"].band_sets is None and (v1.recipe["version"], v2.recipe["version"]) == (1, 2)
+    assert v2.dataset_version != v1.dataset_version  # the version names the stored data
+    assert v2.counts == v1.counts and v2.splits.salt == v1.splits.salt == "s2s-eu-v1"
+    for modality in ("ms", "rgb"):
+        for split in SPLITS:
+            assert ShardDataset(builds[2], modality, split).source_ids() == \
+                ShardDataset(builds[1], modality, split).source_ids()
+    # each stored plane is the file band of its name: the fixture's band k holds 1000 k .. 1000 k + 999
+    ms = ShardDataset(builds[2], "ms", "train", normalize=False)
+    assert [int(plane.min()) // 1000 for plane in ms.reader.read(0)] == [0, 1, 2, 3, 4, 5, 6, 7, 12, 8, 9, 10, 11]
+    _, cls, name = ms.source_ids()[0].split("/")
+    import rasterio
+
+    with rasterio.open(source_dir / eurosat_data.TREE / cls / name) as src:
+        np.testing.assert_array_equal(ms.reader.read(0), src.read([1, 2, 3, 4, 5, 6, 7, 8, 13, 9, 10, 11, 12]))
+    # under `recipe` both versions feed the same tensors: same pixels, same per-band statistics
+    for split in SPLITS:
+        old, new = (load_dataset(builds[v], "recipe").split("ms", split) for v in (1, 2))
+        assert old.bands == new.bands == RECIPE_SET and len(old) == len(new) > 0
+        everything = list(range(len(old)))
+        assert torch.equal(torch.stack([s["image"] for s in old.__getitems__(everything)]),
+                           torch.stack([s["image"] for s in new.__getitems__(everything)]))
+    # MI reads the recipe's R, G, B bands (B04, B03, B02) by name among the stored bands: the same on both
+    assert within_class_mi(builds[1], pairs=1) == within_class_mi(builds[2], pairs=1)
+    card = render_card(v2)
+    assert "## Band sets" in card and f"- `reference` (10): {' '.join(REFERENCE_SET)}" in card
+    assert f"| MS | {' '.join(STORED)} | 64x64 | uint16 |" in card and "## Band sets" not in render_card(v1)
+    from ackd_bench.data.manifest import describe
+
+    assert f"band set reference (10): {' '.join(REFERENCE_SET)}  (options.ms_bands reference)" in describe(v2)
+
+
+def test_either_band_set_trains_a_teacher_of_ten_bands_with_its_own_cache(versions, tmp_path):
+    import json
+
+    import torch
+
+    from ackd_bench.hub import model_card
+    from ackd_bench.train.api import RunOptions, train_classifier, train_student
+    from ackd_bench.train.checkpoint import CheckpointError
+    from ackd_bench.train.engine import Runtime
+    from ackd_bench.train.request import RunRequest
+    from ackd_bench.train.runs import load_dataset
+    from ackd_bench.train.teacher_cache import build_or_load_cache, load_teacher
+
+    data_dir = versions[1][2]
+    options = RunOptions(runs_root=tmp_path, progress=False, device="cpu")
+    small = {"epochs": 1, "batch_size": 16}
+    runs = {band_set: train_classifier(RunRequest.teacher_run(data_dir, "S", profile=profile, overrides=small), options)
+            for band_set, profile in (("reference", "paper"), ("recipe", "smoke"))}
+    paths = {band_set: Path(run["run_dir"]) / "checkpoints" / "best.pt" for band_set, run in runs.items()}
+    for band_set, bands in (("reference", REFERENCE_SET), ("recipe", RECIPE_SET)):
+        state = torch.load(paths[band_set], weights_only=True)
+        assert state["bands"] == bands and state["in_channels"] == 10
+        assert state["module"]["backbone.body.0.0.weight"].shape[1] == 10  # the first convolution's input
+        config = json.loads((paths[band_set].parent.parent / "config.json").read_text())
+        assert config["options"]["ms_bands"] == band_set and config["bands"] == bands
+        assert f"MS bands fed: {' '.join(bands)} " in model_card(config, {"config_hash": config["config_hash"]})
+    manifest = read_manifest(data_dir)
+    with pytest.raises(CheckpointError) as refused:  # a `paper` teacher in a run that feeds the recipe's set
+        load_teacher(paths["reference"], manifest, RECIPE_SET)
+    assert str(refused.value) == (f"{paths['reference']}: a teacher of MS bands {' '.join(REFERENCE_SET)}, but this run "
+                                  f"feeds {' '.join(RECIPE_SET)} (options.ms_bands): use a teacher trained on the same "
+                                  "band set")
+    with pytest.raises(CheckpointError, match="a teacher of MS bands B01 B02"):
+        train_student(RunRequest.student_run(data_dir, "S", "kd", teacher=paths["reference"], profile="smoke",
+                                             overrides=small), RunOptions(run_dir=tmp_path / "never", device="cpu"))
+    assert not (tmp_path / "never").exists()
+    rt = Runtime(device=torch.device("cpu"), progress=False)
+    caches = {band_set: build_or_load_cache(paths[band_set], load_dataset(data_dir, band_set).split("ms", "train"), rt)
+              for band_set in paths}
+    keys = {band_set: cache.keys for band_set, cache in caches.items()}
+    assert keys["reference"]["ms_bands"] == REFERENCE_SET and keys["recipe"]["ms_bands"] == RECIPE_SET
+    assert keys["reference"]["dataset_version"] == keys["recipe"]["dataset_version"] == manifest.dataset_version
+    assert keys["reference"]["teacher_sha256"] != keys["recipe"]["teacher_sha256"]
+    assert caches["reference"].tensors["logits"].shape == caches["recipe"].tensors["logits"].shape == (
+        sum(manifest.counts["ms"]["train"].values()), 10)
+    with pytest.raises(CheckpointError, match="but this run feeds B02"):  # nor its cache, under the other set
+        build_or_load_cache(paths["reference"], load_dataset(data_dir, "recipe").split("ms", "train"), rt)
+    # transport cost has no profile: the teacher is fed the bands it was trained on
+    from ackd_bench.train.transport import transport_cost_from_checkpoints
+
+    student = train_classifier(RunRequest.student_run(data_dir, "S", "none", profile="smoke", overrides=small), options)
+    student_path = Path(student["run_dir"]) / "checkpoints" / "best.pt"
+    for band_set in paths:
+        cost = transport_cost_from_checkpoints(data_dir, paths[band_set], student_path, split="train", device="cpu")
+        assert cost["n"] > 1 and cost["asymmetric"] > 0 and cost["symmetric"] > 0
+
+
+def test_a_version_1_build_feeds_the_recipe_set_and_names_what_the_reference_set_lacks(versions, tmp_path, capsys):
+    from ackd_bench.errors import DatasetError
+    from ackd_bench.train.runs import load_dataset
+
+    v1 = versions[1][1]
+    assert load_dataset(v1, "recipe").ms_bands == tuple(RECIPE_SET)
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(v1, "reference")
+    assert str(caught.value) == (
+        f"{v1}: built from recipe 's2s-eu' version 1, which stores MS bands {' '.join(RECIPE_SET)}; options.ms_bands "
+        f"reference selects {' '.join(REFERENCE_SET)} and this build lacks B01 B10: rebuild it with `ackd-bench build "
+        "s2s-eu --force` (recipe version 2 stores them)")
+    capsys.readouterr()
+    assert main(["train-teacher", str(v1), "--arch", "S", "--profile", "paper", "--out", str(tmp_path / "never"),
+                 "--device", "cpu", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "this build lacks B01 B10: rebuild it" in err and not (tmp_path / "never").exists()
+
+
+def test_the_torchgeo_export_holds_all_13_bands(versions):
+    from ackd_bench.data.nongeo import BenchmarkDataModule, BenchmarkDataset
+
+    data_dir = versions[1][2]
+    dataset = BenchmarkDataset(data_dir, "train", side="ms")
+    assert dataset.bands == STORED and dataset[0]["image"].shape == (13, 64, 64)
+    assert dataset.rgb_indices == [3, 2, 1]  # B04, B03, B02 for plot()
+    assert [int(plane.min()) // 1000 for plane in dataset[0]["image"]] == [0, 1, 2, 3, 4, 5, 6, 7, 12, 8, 9, 10, 11]
+    assert BenchmarkDataModule(data_dir, side="ms").mean.shape == (13,)
+
+
+def test_the_matcher_sees_the_band_set_and_its_pseudo_rgb_finds_its_bands(versions, tmp_path):
+    import torch
+
+    from ackd_bench.train.api import RunOptions, train_matcher
+    from ackd_bench.train.checkpoint import CheckpointError
+    from ackd_bench.train.matcher import build_matcher, load_matcher
+    from ackd_bench.train.request import RunRequest
+    from ackd_bench.train.runs import load_dataset
+
+    data_dir = versions[1][2]
+    manifest = read_manifest(data_dir)
+    reference, recipe = ({"pseudo_rgb": mode} for mode in ("first-bands-image-max", "rgb-bands"))
+    # the recipe's B04, B03, B02 looked up by name among the bands fed
+    assert build_matcher(manifest, "S", recipe, REFERENCE_SET).rgb_indices.tolist() == [3, 2, 1]
+    assert build_matcher(manifest, "S", recipe, RECIPE_SET).rgb_indices.tolist() == [2, 1, 0]
+    # the reference's pseudo-RGB: the first three bands fed (B01, B02, B03 under `reference`), each image
+    # over its own maximum, to [-1, 1] (utils/dataset.py:69-70)
+    matcher = build_matcher(manifest, "S", reference, REFERENCE_SET)
+    assert matcher.ms_encoder.body[0][0].in_channels == 10 and matcher.rgb_indices.tolist() == [0, 1, 2]
+    ms = load_dataset(data_dir, "reference").split("ms", "train")
+    raw = torch.from_numpy(ms.reader.read(0)[:3].astype("float64"))
+    assert [int(plane.min()) // 1000 for plane in raw] == [0, 1, 2]  # the file's B01, B02, B03
+    torch.testing.assert_close(matcher.pseudo_rgb(ms[0]["image"][None])[0].double(), raw / raw.max() * 2 - 1,
+                               rtol=1e-5, atol=1e-5)
+    run = train_matcher(RunRequest.matcher_run(data_dir, "S", profile="paper", overrides={"epochs": 1, "batch_size": 16}),
+                        RunOptions(run_dir=tmp_path / "matcher", device="cpu", progress=False))
+    path = Path(run["run_dir"]) / "checkpoints" / "best.pt"
+    assert load_matcher(path, manifest, REFERENCE_SET).ms_encoder.body[0][0].in_channels == 10
+    with pytest.raises(CheckpointError, match=r"checkpoint has bands=\['B01', 'B02'.*expected \['B02', 'B03'"):
+        load_matcher(path, manifest, RECIPE_SET)

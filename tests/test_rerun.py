@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ackd_bench.cli import main
 from ackd_bench.train.profiles import load_profile
 from ackd_bench.train.request import REQUEST_FILE, RunRequest, read_request
@@ -50,3 +52,25 @@ def test_a_crafted_request_is_one_line(tmp_path, capsys):
         assert err.startswith(f"ackd-bench: error: {run / REQUEST_FILE}: ") and message in err and err.count("\n") == 1
     assert main(["rerun", str(tmp_path / "nothing"), "--device", "cpu"]) == 2
     assert "request.json: not found" in capsys.readouterr().err
+
+
+def test_a_request_recorded_before_ms_bands_existed_replays_the_recipes_bands(tmp_path, capsys):
+    from ackd_bench.errors import AckdError
+    from ackd_bench.train.profiles import check_options
+
+    run = tmp_path / "run"
+    run.mkdir()
+    body = RunRequest.teacher_run("data/toy", "S", profile=load_profile("paper")).to_json()
+    assert body["profile"]["options"]["ms_bands"] == "reference"
+    del body["profile"]["options"]["ms_bands"]  # what runs recorded until then: every one fed the recipe's bands
+    (run / REQUEST_FILE).write_text(json.dumps(body))
+    assert read_request(run).profile["options"]["ms_bands"] == "recipe"
+    body["profile"]["options"]["ms_bands"] = "all"
+    (run / REQUEST_FILE).write_text(json.dumps(body))
+    assert main(["rerun", str(run), "--device", "cpu"]) == 2
+    assert "options.ms_bands is 'all': expected one of reference, recipe" in capsys.readouterr().err
+    options = dict(load_profile("bench")["options"])
+    del options["ms_bands"]  # only a recorded profile is read with the default; a profile file must name it
+    with pytest.raises(AckdError) as refused:
+        check_options(options, "p.yaml")
+    assert str(refused.value) == "p.yaml: options.ms_bands is missing: expected one of reference, recipe"

@@ -299,7 +299,7 @@ def _build(
         modalities[modality] = Modality(
             bands=tuple(sources[modality].bands), image_size=(size, size), dtype=np.dtype(IMAGE_DTYPES[modality]).name,
             mean=tuple(mean.tolist()), std=tuple(std.tolist()), multilabel=side.multilabel,
-            rgb_bands=side.rgb_bands, paired_rgb=paired)
+            rgb_bands=side.rgb_bands, paired_rgb=paired, band_sets=dict(side.band_sets) or None)
 
     manifest = Manifest(
         dataset=name, synthetic=recipe.synthetic, dataset_version=dataset_version(entries),

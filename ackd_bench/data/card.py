@@ -35,6 +35,16 @@ def paired_lines(manifest: Manifest) -> list[str]:
     return ["", "## Paired control", "", *lines] if lines else []
 
 
+def band_set_lines(band_sets: dict[str, Sequence[str]] | None) -> list[str]:
+    """The MS side's named band selections: what a run under each `options.ms_bands` value feeds."""
+    if not band_sets:
+        return []
+    lines = ["", "## Band sets", "",
+             "A run feeds the MS bands that its profile's `options.ms_bands` names (`paper`: reference, "
+             "`bench`: recipe); the dataset version names all stored bands.", ""]
+    return lines + [f"- `{name}` ({len(bands)}): {' '.join(bands)}" for name, bands in band_sets.items()]
+
+
 def selection_lines(recipe: Recipe) -> list[str]:
     """What a side keeps of its sources, where it does not keep everything."""
     lines = []
@@ -84,7 +94,7 @@ def render_card(manifest: Manifest) -> str:
         h, w = spec.image_size
         kind = "multi-label" if spec.multilabel else "single-label"
         lines.append(f"| {modality.upper()} | {' '.join(spec.bands)} | {h}x{w} | {spec.dtype} | {kind} |")
-    lines += paired_lines(manifest)
+    lines += band_set_lines(manifest.modalities["ms"].band_sets) + paired_lines(manifest)
     if recipe is not None:
         lines += selection_lines(recipe) + class_map_lines(recipe, manifest.classes)
     lines += ["", "## Counts", "", "| class | " + " | ".join(f"{m}/{s}" for m in manifest.modalities for s in SPLITS)

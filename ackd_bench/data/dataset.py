@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import DatasetError
+from ..errors import AckdError, DatasetError
 from .manifest import Manifest, read_manifest, shard_path
 from .shards import MODALITIES, ShardReader
 from .splits import split_parts
@@ -19,7 +19,12 @@ from .splits import split_parts
 class ShardDataset(Dataset):
     """Samples as dicts: `image` (C, H, W) float32 normalised with the train mean/std, `label`
     (int), `index`, and `multilabel` (L,) float32 where the modality is multi-label. A combined
-    split (`train+val`) holds its splits' samples in the order named."""
+    split (`train+val`) holds its splits' samples in the order named.
+
+    `bands` selects stored bands by name, in feeding order (a run's band set, which
+    `train.runs.load_dataset` resolves from `options.ms_bands`): every read of images, one by one,
+    batched or resident, returns those channels, normalised with their own statistics. Default:
+    every stored band."""
 
     def __init__(
         self,
@@ -30,6 +35,7 @@ class ShardDataset(Dataset):
         normalize: bool = True,
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         manifest: Manifest | None = None,
+        bands: Sequence[str] | None = None,
     ):
         if modality not in MODALITIES:
             raise DatasetError(f"unknown modality '{modality}': expected one of {', '.join(MODALITIES)}")
@@ -38,9 +44,16 @@ class ShardDataset(Dataset):
         self.manifest = manifest if manifest is not None else read_manifest(self.root)
         self.modality, self.split = modality, split
         entries = [e for part in parts for e in self.manifest.entries(modality, part)]
-        self.reader = ShardReader([shard_path(self.root, e) for e in entries], [e.samples for e in entries])
-        spec = self.manifest.modalities[modality]
+        stored = self.manifest.modalities[modality]
+        self.stored_bands: list[str] = list(stored.bands)
+        try:
+            spec = stored if bands is None else stored.selected(bands)
+        except AckdError as exc:
+            raise DatasetError(f"{self.root}: {exc}") from None
         self.bands: list[str] = list(spec.bands)
+        channels = [self.stored_bands.index(b) for b in self.bands]
+        self.reader = ShardReader([shard_path(self.root, e) for e in entries], [e.samples for e in entries],
+                                  None if channels == list(range(len(self.stored_bands))) else channels)
         self.classes: list[str] = list(self.manifest.classes)
         self.multilabel = spec.multilabel
         self.normalize = normalize

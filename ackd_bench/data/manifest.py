@@ -6,9 +6,9 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from ..errors import AckdError, DatasetError
 from ..provenance import sha256_file
 from ..untrusted import NUMBER, inside, plain_name, typed
+from .bands import check_band_sets
 from .recipe import Recipe
 from .shards import IMAGE_DTYPES, MODALITIES
 from .splits import SPLITS, split_parts
@@ -104,6 +105,19 @@ class Modality:
     # the paired RGB control (the MI and transport-cost analyses): status present|absent, and where it
     # came from or why it is missing; free-form provenance, read only for its status
     paired_rgb: dict[str, Any] | None = None
+    # the recipe's named selections of `bands` (data/bands.py); None where the recipe named none
+    band_sets: dict[str, tuple[str, ...]] | None = None
+
+    def selected(self, bands: Sequence[str]) -> Modality:
+        """This side as a run that feeds `bands` (stored bands, in feeding order) sees it: their
+        names and train statistics, in that order."""
+        missing = [b for b in bands if b not in self.bands]
+        if missing or not bands:
+            raise AckdError(f"bands {' '.join(map(str, bands)) or '(none)'} selected, but the dataset stores "
+                            f"{' '.join(self.bands)}" + (f" (not {' '.join(map(str, missing))})" if missing else ""))
+        index = [self.bands.index(b) for b in bands]
+        return replace(self, bands=tuple(bands), mean=tuple(self.mean[i] for i in index),
+                       std=tuple(self.std[i] for i in index), band_sets=None)
 
     @property
     def paired_status(self) -> str | None:
@@ -138,9 +152,15 @@ class Modality:
         rgb_bands = spec.get("rgb_bands")
         if rgb_bands is not None and not all(b in bands for b in rgb_bands):
             raise AckdError(f"modalities.{modality}.rgb_bands must name bands of modalities.{modality}.bands")
+        band_sets = None
+        if spec.get("band_sets") is not None:
+            if modality != "ms":
+                raise AckdError(f"modalities.{modality}.band_sets: only the MS side selects bands")
+            band_sets = check_band_sets(spec["band_sets"], bands, f"modalities.{modality}.band_sets")
         return cls(bands=tuple(bands), image_size=(size[0], size[1]), dtype=spec["dtype"], mean=tuple(spec["mean"]),
                    std=tuple(spec["std"]), multilabel=bool(spec.get("multilabel") or False),
-                   rgb_bands=None if rgb_bands is None else tuple(rgb_bands), paired_rgb=spec.get("paired_rgb"))
+                   rgb_bands=None if rgb_bands is None else tuple(rgb_bands), paired_rgb=spec.get("paired_rgb"),
+                   band_sets=band_sets)
 
     def to_json(self) -> dict[str, Any]:
         spec = {"bands": list(self.bands), "dtype": self.dtype, "image_size": list(self.image_size),
@@ -149,11 +169,13 @@ class Modality:
             spec["rgb_bands"] = list(self.rgb_bands)
         if self.paired_rgb is not None:
             spec["paired_rgb"] = self.paired_rgb
+        if self.band_sets is not None:
+            spec["band_sets"] = {name: list(bands) for name, bands in self.band_sets.items()}
         return spec
 
 
 MODALITY_OPTIONAL: dict[str, tuple[type, ...]] = {"multilabel": (bool,), "rgb_bands": (list, type(None)),
-                                                   "paired_rgb": (dict,), "dtype": (str,)}
+                                                   "paired_rgb": (dict,), "dtype": (str,), "band_sets": (dict,)}
 
 
 @dataclass(frozen=True)
@@ -525,6 +547,8 @@ def describe(manifest: Manifest) -> str:
             f"{modality.upper():<4} {len(spec.bands):>2} bands  {h}x{w} {spec.dtype}  {kind}  "
             f"bands: {' '.join(spec.bands)}"
         )
+        lines += [f"     band set {name} ({len(bands)}): {' '.join(bands)}  (options.ms_bands {name})"
+                  for name, bands in (spec.band_sets or {}).items()]
     rows = {}
     for modality in manifest.modalities:
         for split in SPLITS:

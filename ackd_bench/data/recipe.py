@@ -15,6 +15,7 @@ from ..errors import AckdError, RecipeError
 from ..provenance import config_hash
 from ..resources import resource_dirs
 from ..untrusted import load_yaml, plain_name
+from .bands import check_band_sets
 from .splits import validate_fractions
 
 COMPRESSIONS = ("lzf", "gzip", "none")
@@ -63,6 +64,8 @@ class SideRecipe:
 
     bands: tuple[str, ...]
     rgb_bands: tuple[str, ...] | None = None  # the MS bands that make its pseudo-RGB
+    # named selections of `bands` (data/bands.py): which of them a run feeds, by options.ms_bands
+    band_sets: dict[str, tuple[str, ...]] = field(default_factory=dict)
     multilabel: bool = False
     official_split: bool = False  # keep the source's own split instead of the recipe's fractions
     cap_per_class: int | None = None  # at most this many samples drawn per class
@@ -86,8 +89,16 @@ class SideRecipe:
             raise RecipeError(f"{where}: modalities.{modality}.paired_rgb must name its source: {{source: NAME}}")
         limits = {key: None if spec.get(key) is None else int(spec[key])
                   for key in ("cap_per_class", "min_label_pixels")}
+        band_sets = {}
+        if spec.get("band_sets") is not None:
+            if modality != "ms":
+                raise RecipeError(f"{where}: modalities.{modality}.band_sets: only the MS side selects bands")
+            try:
+                band_sets = check_band_sets(spec["band_sets"], list(spec["bands"]), f"modalities.{modality}.band_sets")
+            except AckdError as exc:
+                raise RecipeError(f"{where}: {exc}") from None
         return cls(bands=tuple(spec["bands"]), rgb_bands=tuple(spec["rgb_bands"]) if spec.get("rgb_bands") else None,
-                   multilabel=bool(spec.get("multilabel", False)),
+                   band_sets=band_sets, multilabel=bool(spec.get("multilabel", False)),
                    official_split=bool(spec.get("official_split", False)),
                    paired_rgb=paired["source"] if paired else None, sources=side_sources(spec), **limits)
 

@@ -325,10 +325,12 @@ class ShardReader:
     """Random access to the samples of a list of shards, opening files lazily in each process.
 
     h5py handles must not cross a fork, so handles are opened on first use and reopened when the
-    reader finds itself in a new process (a DataLoader worker).
+    reader finds itself in a new process (a DataLoader worker). With `channels`, every read of
+    `images` returns those channels (stored indices, in that order): the bands a run selects.
     """
 
-    def __init__(self, paths: Sequence[Path], counts: Sequence[int]):
+    def __init__(self, paths: Sequence[Path], counts: Sequence[int], channels: Sequence[int] | None = None):
+        self.channels = None if channels is None else list(channels)
         self.paths = [Path(p) for p in paths]
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._handles: dict[int, h5py.File] = {}
@@ -362,10 +364,16 @@ class ShardReader:
         shard = int(np.searchsorted(self.offsets, index, side="right") - 1)
         return shard, index - int(self.offsets[shard])
 
+    def _selected(self, images: np.ndarray, field: str) -> np.ndarray:
+        """The selected channels of images (..., C, H, W) of `field` images; other fields as they are."""
+        if field != "images" or self.channels is None:
+            return images
+        return np.ascontiguousarray(images[..., self.channels, :, :])
+
     def read(self, index: int, field: str = "images") -> np.ndarray:
         shard, local = self.locate(index)
         try:
-            return self._dataset(shard, field)[local]
+            return self._selected(self._dataset(shard, field)[local], field)
         except (OSError, KeyError) as exc:
             raise DatasetError(f"{self.paths[shard]}: cannot read sample {local} of '{field}': {exc}") from None
 
@@ -401,17 +409,25 @@ class ShardReader:
                 dataset_id.read(memory_space, file_space, out[k:k + 1])
             except (OSError, KeyError) as exc:
                 raise DatasetError(f"{self.paths[shard]}: cannot read sample {local}: {exc}") from None
-        return out
+        return self._selected(out, "images")
 
     def read_all(self, field: str = "images") -> np.ndarray:
-        """Every sample of `field`, all shards in order, read straight into one array."""
+        """Every sample of `field`, all shards in order, read straight into one array (a selection
+        of channels shard by shard, so that the unselected bands never take memory all at once)."""
         first = self._dataset(0, field)
-        out = np.empty((len(self), *first.shape[1:]), dtype=first.dtype)
+        shape = list(first.shape[1:])
+        if field == "images" and self.channels is not None:
+            shape[0] = len(self.channels)
+        out = np.empty((len(self), *shape), dtype=first.dtype)
         for shard in range(len(self.paths)):
             start, stop = int(self.offsets[shard]), int(self.offsets[shard + 1])
             if stop > start:
                 try:
-                    self._dataset(shard, field).read_direct(out, dest_sel=np.s_[start:stop])
+                    dataset = self._dataset(shard, field)
+                    if field == "images" and self.channels is not None:
+                        out[start:stop] = self._selected(dataset[()], field)
+                    else:
+                        dataset.read_direct(out, dest_sel=np.s_[start:stop])
                 except (OSError, KeyError) as exc:
                     raise DatasetError(f"{self.paths[shard]}: cannot read '{field}': {exc}") from None
         return out

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..data.manifest import Manifest
 from ..data.splits import PROTOCOLS, ProtocolSplits, gallery_split
 from ..errors import AckdError
 from ..experiment import parse_ablation, parse_method
@@ -74,13 +73,19 @@ def make_runtime(options: RunOptions, forward_precision: str = "auto") -> Runtim
                    precision=resolve_precision(options.precision, device, forward_precision), loggers=loggers)
 
 
-def dataset_meta(manifest: Manifest, modality: str) -> dict[str, Any]:
-    """What a run's config and checkpoint record of its dataset (a checkpoint is checked against it)."""
-    spec = manifest.modalities[modality]
+def dataset_meta(data: BuiltDataset, modality: str) -> dict[str, Any]:
+    """What a run's config and checkpoint record of its dataset (a checkpoint is checked against it):
+    the bands are those the run feeds (the MS side's selection), so their count is the model's input."""
+    manifest, spec = data.manifest, data.modality(modality)
     return {
         "dataset": manifest.dataset, "dataset_version": manifest.dataset_version, "modality": modality,
         "bands": list(spec.bands), "classes": list(manifest.classes), "multilabel": spec.multilabel,
     }
+
+
+def run_dataset(request: RunRequest) -> BuiltDataset:
+    """A resolved request's dataset, feeding the MS bands its profile selects (options.ms_bands)."""
+    return load_dataset(request.dataset, request.profile["options"]["ms_bands"])
 
 
 def run_dir_for(options: RunOptions, dataset: str, label: str, config: dict[str, Any]) -> Path:
@@ -238,7 +243,7 @@ def _classifier_spec(data: BuiltDataset, request: RunRequest, arch: str, role: s
     modality = "ms" if role == "teacher" else "rgb"
     section, seed, profile_data = _profile_section(request, role)
     options = profile_data["options"]
-    meta = dataset_meta(data.manifest, modality)
+    meta = dataset_meta(data, modality)
     method = "teacher" if role == "teacher" else "none"
     short = short_arch(arch)
     settings = backbone_settings(arch, options)
@@ -269,10 +274,10 @@ def train_classifier(request: RunRequest, options: RunOptions | None = None) -> 
     request = resolved(request)
     role = "teacher" if request.kind == "teacher" else "student"
     arch = canonical_arch(request.arch)
-    data = load_dataset(request.dataset)
+    data = run_dataset(request)
     spec = _classifier_spec(data, request, arch, role)
     modality = spec.test_modality
-    meta = dataset_meta(data.manifest, modality)
+    meta = dataset_meta(data, modality)
 
     def build_task(rt: Runtime, cfg: OptimConfig):
         datasets = [data.split(modality, split) for split in (spec.splits.fit, spec.splits.select)]
@@ -292,13 +297,13 @@ def published_at(spec: dict[str, Any]) -> dict[str, str | None]:
 
 def matcher_spec(request: RunRequest) -> RunSpec:
     request = resolved(request)
-    data = load_dataset(request.dataset)
+    data = run_dataset(request)
     sembridge = sembridge_defaults()
     defaults = sembridge["matcher"]
     arch = canonical_arch(request.arch or defaults["arch"])
     section, seed, profile_data = _profile_section(request, "matcher")
     options = profile_data["options"]
-    meta = dataset_meta(data.manifest, "ms")
+    meta = dataset_meta(data, "ms")
     rgb_bands = data.manifest.modalities["ms"].rgb_bands
     params = {"dim": defaults["dim"], "dropout": defaults["dropout"], **sembridge["matcher_losses"][options["matcher_loss"]],
               "pseudo_rgb": options["pseudo_rgb"], "heads": options["heads"]}
@@ -323,11 +328,12 @@ def train_matcher(request: RunRequest, options: RunOptions | None = None) -> dic
 
     spec = matcher_spec(request)
     manifest = spec.data.manifest
-    build_matcher(manifest, spec.config["arch"], spec.config["matcher_params"])  # a missing band stops here
+    # a band missing from the MS bands fed stops here
+    build_matcher(manifest, spec.config["arch"], spec.config["matcher_params"], spec.data.ms_bands)
 
     def build_task(rt: Runtime, cfg: OptimConfig):
         train, val = (spec.data.split("ms", s) for s in (spec.splits.fit, spec.splits.select))
-        matcher = build_matcher(manifest, spec.config["arch"], spec.config["matcher_params"])
+        matcher = build_matcher(manifest, spec.config["arch"], spec.config["matcher_params"], spec.data.ms_bands)
         return MatcherTask(matcher, train, val, cfg, spec.section.get("augment", []), spec.config["seed"], rt), None
 
     def finish(rt: Runtime, fit: FitResult, run_dir: Path) -> dict[str, Any]:
@@ -357,7 +363,7 @@ def train_student(request: RunRequest, options: RunOptions | None = None) -> dic
     request = resolved(request)
     options = options or RunOptions()
     arch = canonical_arch(request.arch)
-    data = load_dataset(request.dataset)
+    data = run_dataset(request)
     manifest = data.manifest
     kd_loss, sembridge = parsed.loss, parsed.sembridge
     section, seed, profile_data = _profile_section(request, "student")
@@ -370,11 +376,11 @@ def train_student(request: RunRequest, options: RunOptions | None = None) -> dic
     params = {**method_spec["params"], **profile_data["methods"].get(kd_loss, {}), **request.method_params}
     teacher_path = require_teacher(request.teacher, method)
     # loaded (metadata and weights checked) before the run directory exists: a bad file leaves nothing
-    teacher_model, teacher_state = load_teacher(teacher_path, manifest)
+    teacher_model, teacher_state = load_teacher(teacher_path, manifest, data.ms_bands)
     weights = dict(section["loss_weights"])
     if not sembridge and choices["baseline_weights"] == "per-method":
         weights.update(method_spec["alone_weights"])
-    meta = dataset_meta(manifest, "rgb")
+    meta = dataset_meta(data, "rgb")
     teacher_short, short = short_arch(teacher_state["arch"]), short_arch(arch)
     settings = backbone_settings(arch, choices)
     config = {"kind": "student", "method": method, "kd_loss": kd_loss, "method_params": params, "arch": arch,
@@ -384,7 +390,7 @@ def train_student(request: RunRequest, options: RunOptions | None = None) -> dic
               "teacher_arch": teacher_state["arch"], **meta}
     bridge = None
     if sembridge:
-        bridge = sembridge_run(request, manifest, weights, choices, int(section["epochs"]))
+        bridge = sembridge_run(request, data, weights, choices, int(section["epochs"]))
         weights.update(bridge.weights)
         config.update({"sembridge": bridge.settings, "ablation": list(request.ablation)})
     config["pairing"] = "sembridge" if sembridge else "random-same-class"

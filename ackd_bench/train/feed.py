@@ -145,8 +145,8 @@ def as_split(data: ShardDataset | Split, rt: Runtime) -> Split:
 
 
 def split_bytes(datasets: Sequence[ShardDataset]) -> int:
-    """Device memory that holding these splits' images takes (their stored dtype)."""
-    return sum(pixel_bytes(d.manifest, d.modality, d.split) for d in datasets)
+    """Device memory that holding these splits' images takes (their stored dtype, the bands they select)."""
+    return sum(pixel_bytes(d.manifest, d.modality, d.split) // len(d.stored_bands) * len(d.bands) for d in datasets)
 
 
 def memory_budget(device: torch.device) -> int:

@@ -17,22 +17,26 @@ from .feed import Split, TrainFeed, as_split, open_splits, split_outputs
 from .runs import eval_batch_size
 
 
-def build_matcher(manifest: Manifest, arch: str, params: dict[str, Any]) -> Matcher:
-    """The matcher a dataset and a run's `matcher_params` describe (training and loading alike)."""
-    ms = manifest.modalities["ms"]
+def build_matcher(manifest: Manifest, arch: str, params: dict[str, Any], ms_bands: Sequence[str] | None = None
+                  ) -> Matcher:
+    """The matcher a dataset, the MS bands a run feeds (default: every stored band) and a run's
+    `matcher_params` describe (training and loading alike). Its MS encoder sees those bands; the
+    pseudo-RGB takes their first three (the reference's) or the recipe's R, G, B bands among them."""
+    ms = manifest.modalities["ms"] if ms_bands is None else manifest.modalities["ms"].selected(ms_bands)
     first_bands = params.get("pseudo_rgb", "rgb-bands") != "rgb-bands"
     indices = [0, 1, 2] if first_bands else rgb_band_indices(list(ms.bands), ms.rgb_bands)
     return Matcher(len(ms.bands), indices, arch, **params, band_mean=list(ms.mean), band_std=list(ms.std),
                    multilabel=ms.multilabel)
 
 
-def load_matcher(path: str | Path, manifest: Manifest) -> Matcher:
+def load_matcher(path: str | Path, manifest: Manifest, ms_bands: Sequence[str] | None = None) -> Matcher:
     state = load_checkpoint(path)
     check_compatible(state, {"kind": "matcher"}, path)
     check_compatible(state, {"dataset_version": manifest.dataset_version}, path)
+    check_compatible(state, {"bands": list(manifest.modalities["ms"].bands if ms_bands is None else ms_bands)}, path)
     require_fields(state, ("arch", "matcher_params", "module"), path)
     with untouched_rng():
-        matcher = build_matcher(manifest, state["arch"], state["matcher_params"])
+        matcher = build_matcher(manifest, state["arch"], state["matcher_params"], ms_bands)
     # matchers saved before the encoders lost their unused 1-class heads still load
     weights = {k: v for k, v in state["module"].items() if ".classifier." not in k} \
         if isinstance(state["module"], dict) else state["module"]

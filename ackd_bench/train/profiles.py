@@ -16,6 +16,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from ..data.bands import BAND_SETS
 from ..data.splits import PROTOCOLS
 from ..errors import AckdError
 from ..provenance import config_hash
@@ -44,12 +45,13 @@ OPTIONS: dict[str, tuple[Any, ...]] = {
     "forward_precision": ("fp32", "auto"),  # no autocast in the reference; `auto`: --precision decides
     "ms_gallery": ("all", "train"),  # the MS images partners come from (data/splits.py gallery_split)
     "protocol": tuple(PROTOCOLS),  # what runs fit, select and report on (data/splits.py); "reference" is the code's
+    "ms_bands": BAND_SETS,  # the recipe's band set fed to MS models: utils/dataset.py:86's, or the recipe's own
 }
 
 # what a run recorded before an option existed did: its recorded profile is read with these
 LEGACY_OPTIONS: dict[str, Any] = {"matcher_checkpoint": "best-val", "heads": "projected", "multilabel_selection": "f1",
                                   "forward_precision": "auto", "protocol": "heldout",
-                                  "ms_gallery": "train"}
+                                  "ms_gallery": "train", "ms_bands": "recipe"}
 
 
 # every key a profile may hold, with the types its readers rely on

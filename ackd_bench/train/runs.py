@@ -17,8 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.bands import BAND_SETS
 from ..data.dataset import ShardDataset
-from ..data.manifest import Manifest, verify_for_training
+from ..data.manifest import Manifest, Modality, verify_for_training
+from ..data.recipe import dataset_names, load_recipe
+from ..errors import AckdError, DatasetError
 from ..provenance import write_json_atomic
 from .engine import Runtime, TrainingError
 from .feed import Split, as_split, split_outputs
@@ -120,14 +123,56 @@ def device_name(rt: Runtime) -> str:
 
 @dataclass(frozen=True)
 class BuiltDataset:
-    """A built dataset's folder and its manifest, verified for training: what every run reads."""
+    """A built dataset's folder and its manifest, verified for training, and the MS bands a run
+    feeds (`ms_bands`, in feeding order): what every run reads, through `split`."""
 
     root: Path
     manifest: Manifest
+    ms_bands: tuple[str, ...]
+
+    def modality(self, modality: str) -> Modality:
+        """A side as a run sees it: the MS side's selected bands and their statistics."""
+        spec = self.manifest.modalities[modality]
+        return spec.selected(self.ms_bands) if modality == "ms" else spec
 
     def split(self, modality: str, split: str) -> ShardDataset:
-        return ShardDataset(self.root, modality, split, manifest=self.manifest)
+        return ShardDataset(self.root, modality, split, manifest=self.manifest,
+                            bands=self.ms_bands if modality == "ms" else None)
 
 
-def load_dataset(dataset_dir: str | Path) -> BuiltDataset:
-    return BuiltDataset(Path(dataset_dir), verify_for_training(dataset_dir))
+def select_ms_bands(manifest: Manifest, name: str) -> tuple[str, ...]:
+    """The MS bands, in feeding order, that band set `name` (a profile's `options.ms_bands`) selects
+    from a built dataset; a side that names no such set feeds every band it stores.
+
+    A build whose recipe named no band sets (S2S-EU version 1, toy, ...) falls back on the sets of the
+    dataset's current recipe: all the bands of the set named must be stored, else the build is older
+    than the selection and must be rebuilt."""
+    if name not in BAND_SETS:
+        raise AckdError(f"options.ms_bands is {name!r}: expected one of {', '.join(BAND_SETS)}")
+    ms = manifest.modalities["ms"]
+    if ms.band_sets is not None:
+        return ms.band_sets.get(name, ms.bands)
+    current = load_recipe(manifest.dataset) if manifest.dataset in dataset_names() else None
+    wanted = current.modalities["ms"].band_sets.get(name) if current is not None else None
+    if wanted is None:
+        return ms.bands
+    missing = [b for b in wanted if b not in ms.bands]
+    if missing:
+        raise DatasetError(
+            f"built from recipe '{manifest.dataset}' version {str(manifest.recipe.get('version', '?'))[:16]}, which "
+            f"stores MS bands {' '.join(ms.bands)}; options.ms_bands {name} selects {' '.join(wanted)} and this build "
+            f"lacks {' '.join(missing)}: rebuild it with `ackd-bench build {manifest.dataset} --force` (recipe version "
+            f"{current.version} stores them)")
+    return wanted
+
+
+def load_dataset(dataset_dir: str | Path, ms_bands: str | Sequence[str] = "recipe") -> BuiltDataset:
+    """A built dataset for a run feeding `ms_bands`: a band set's name (a profile's `options.ms_bands`)
+    or the band names themselves (a checkpoint's)."""
+    manifest = verify_for_training(dataset_dir)
+    try:
+        bands = select_ms_bands(manifest, ms_bands) if isinstance(ms_bands, str) else tuple(ms_bands)
+        manifest.modalities["ms"].selected(bands)  # every band stored
+    except AckdError as exc:
+        raise DatasetError(f"{dataset_dir}: {exc}") from None
+    return BuiltDataset(Path(dataset_dir), manifest, bands)

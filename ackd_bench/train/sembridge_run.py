@@ -66,14 +66,15 @@ class SemBridgeRun:
                                 float(self.settings["gamma"]), cfg.batch_size, self.settings["dynm_divergence"])
 
 
-def sembridge_run(request: RunRequest, manifest, weights: dict[str, float], choices: dict[str, Any],
+def sembridge_run(request: RunRequest, data, weights: dict[str, float], choices: dict[str, Any],
                   epochs: int) -> SemBridgeRun:
-    """SemBridge's settings, weights and matcher for a student `request` (its profile's `choices`)."""
+    """SemBridge's settings, weights and matcher for a student `request` (its profile's `choices`) on
+    `data` (a `runs.BuiltDataset`: the matcher must have been trained on the MS bands it feeds)."""
     defaults = sembridge_defaults()
     settings = {**defaults["params"], **request.sembridge.params()}
     weights = {**weights, "kd": float(settings["lambda1"]),
                "ot": 1.0 - float(weights["task"]) - float(settings["lambda1"])}
-    settings["dynm_epochs"] = dynm_epochs(defaults, manifest.dataset, choices["dynm_epochs"], epochs,
+    settings["dynm_epochs"] = dynm_epochs(defaults, data.manifest.dataset, choices["dynm_epochs"], epochs,
                                           request.sembridge.dynm)
     settings["dynm_divergence"] = choices["dynm_divergence"]
     matcher = None
@@ -85,6 +86,6 @@ def sembridge_run(request: RunRequest, manifest, weights: dict[str, float], choi
         from .matcher import load_matcher
 
         path = resolve_checkpoint(request.matcher)
-        matcher = load_matcher(path, manifest)
+        matcher = load_matcher(path, data.manifest, data.ms_bands)
         settings["matcher_sha256"] = sha256_file(path)
     return SemBridgeRun(settings, weights, request.ablation, matcher)

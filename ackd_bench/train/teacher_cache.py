@@ -1,15 +1,16 @@
-"""Frozen-teacher outputs, computed once per (dataset version, teacher checkpoint).
+"""Frozen-teacher outputs, computed once per (dataset version, teacher checkpoint, MS bands fed).
 
 MS inputs are never augmented, so a teacher's logits, pooled features and tokens for every MS
 train sample are fixed: students read them from memory instead of running the teacher. Logits and
 pooled features are stored in float32, tokens in float16 (they are only used by SemBridge's
-Planner). The file name carries both keys, and the keys are checked again on load.
+Planner). The file name carries the dataset version and the teacher's sha256; these and the MS
+bands (the run's selection, which the teacher must have been trained on) are checked again on load.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -20,26 +21,45 @@ from ..errors import AckdError
 from ..models.backbones import backbone_from_meta
 from ..provenance import atomic_path, sha256_file
 from .device import place
-from .checkpoint import check_compatible, load_checkpoint, load_weights, require_fields, untouched_rng
+from .checkpoint import (MODEL_LIMITS, CheckpointError, check_compatible, load_checkpoint, load_weights, require_fields,
+                         untouched_rng)
 from .engine import Runtime
 from .runs import predict
 
 OUTPUTS = ("logits", "pooled", "tokens")
 
 
-def check_teacher(path: str | Path, manifest: Manifest) -> dict[str, Any]:
-    """A teacher checkpoint's contents, after checking that it fits the dataset."""
+def check_teacher(path: str | Path, manifest: Manifest, ms_bands: Sequence[str] | None = None) -> dict[str, Any]:
+    """A teacher checkpoint's contents, after checking that it fits the dataset and the MS bands
+    the run feeds (`ms_bands`; default: every stored band)."""
     state = load_checkpoint(path)
     check_compatible(state, {"kind": "teacher"}, path)
-    check_compatible(state, {"bands": list(manifest.modalities["ms"].bands), "classes": list(manifest.classes)}, path)
+    wanted = list(manifest.modalities["ms"].bands if ms_bands is None else ms_bands)
+    have = state.get("bands")
+    if have != wanted:
+        shown = " ".join(map(str, have)) if isinstance(have, list) else repr(have)
+        raise CheckpointError(f"{path}: a teacher of MS bands {shown[:200]}, but this run feeds {' '.join(wanted)} "
+                              "(options.ms_bands): use a teacher trained on the same band set")
+    check_compatible(state, {"classes": list(manifest.classes)}, path)
     check_compatible(state, {"dataset_version": manifest.dataset_version}, path)
     require_fields(state, ("arch", "in_channels", "num_classes", "module"), path)
     return state
 
 
-def load_teacher(path: str | Path, manifest: Manifest) -> tuple[nn.Module, dict[str, Any]]:
-    """The teacher of a checkpoint, frozen in eval mode, after checking it fits the dataset."""
-    state = check_teacher(path, manifest)
+def teacher_bands(path: str | Path) -> list[str]:
+    """The MS bands a teacher checkpoint was trained on (what an analysis of it must feed)."""
+    bands = load_checkpoint(path).get("bands")
+    if not isinstance(bands, list) or not 0 < len(bands) <= MODEL_LIMITS["in_channels"] or not all(
+            isinstance(b, str) and 0 < len(b) <= 16 for b in bands):
+        raise CheckpointError(f"{path}: not an ackd-bench teacher checkpoint (no list of MS band names)")
+    return bands
+
+
+def load_teacher(path: str | Path, manifest: Manifest, ms_bands: Sequence[str] | None = None
+                 ) -> tuple[nn.Module, dict[str, Any]]:
+    """The teacher of a checkpoint, frozen in eval mode, after checking it fits the dataset and the
+    MS bands the run feeds."""
+    state = check_teacher(path, manifest, ms_bands)
     with untouched_rng():
         teacher = backbone_from_meta(state)
     load_weights(teacher, {k.removeprefix("backbone."): v for k, v in state["module"].items()}, path,
@@ -79,7 +99,7 @@ def build_or_load_cache(teacher_path: str | Path, ms_train: ShardDataset, rt: Ru
     teacher_path = Path(teacher_path)
     manifest = ms_train.manifest
     keys = {"dataset_version": manifest.dataset_version, "teacher_sha256": sha256_file(teacher_path),
-            "split": ms_train.split}
+            "ms_bands": list(ms_train.bands), "split": ms_train.split}
     path = cache_file(teacher_path, keys["dataset_version"], keys["teacher_sha256"], ms_train.split)
     if path.is_file():
         try:
@@ -91,7 +111,7 @@ def build_or_load_cache(teacher_path: str | Path, ms_train: ShardDataset, rt: Ru
     for stale in path.parent.glob(f"teacher-outputs-{ms_train.split}-*.pt"):  # another dataset version or checkpoint
         if rt.ctx.is_main and stale != path:  # this one is replaced atomically: a concurrent student may be reading it
             stale.unlink(missing_ok=True)
-    teacher, _ = load_teacher(teacher_path, manifest)
+    teacher, _ = load_teacher(teacher_path, manifest, ms_train.bands)
     teacher = rt.place_module(teacher)
     outputs = predict(teacher, ms_train, rt, batch_size, outputs=OUTPUTS)
     tensors = {"logits": outputs["logits"], "pooled": outputs["pooled"], "tokens": outputs["tokens"].half()}

@@ -27,7 +27,7 @@ from .checkpoint import check_compatible, load_checkpoint, load_weights, require
 from .device import place
 from .engine import Runtime
 from .runs import load_dataset, predict
-from .teacher_cache import load_teacher
+from .teacher_cache import load_teacher, teacher_bands
 
 
 def wasserstein(a: np.ndarray, b: np.ndarray, metric: str = "euclidean") -> float:
@@ -95,15 +95,15 @@ def transport_cost_from_checkpoints(dataset_dir: str | Path, teacher_ckpt: str |
                                     device: str = "auto") -> dict[str, Any]:
     from .device import resolve_device
 
-    manifest = load_dataset(dataset_dir).manifest
+    data = load_dataset(dataset_dir, teacher_bands(teacher_ckpt))  # the teacher sees the bands it was trained on
+    manifest = data.manifest
     for modality in ("ms", "rgb"):
         if sum(manifest.counts[modality][split].values()) == 0:
             raise AckdError(f"{dataset_dir}: no {modality.upper()} samples in the {split} split")
     rt = Runtime(device=resolve_device(device), progress=False)
-    teacher, _ = load_teacher(teacher_ckpt, manifest)
+    teacher, _ = load_teacher(teacher_ckpt, manifest, data.ms_bands)
     student = load_student(student_ckpt, manifest)
-    ms = ShardDataset(dataset_dir, "ms", split, manifest=manifest)
-    rgb = ShardDataset(dataset_dir, "rgb", split, manifest=manifest)
+    ms, rgb = data.split("ms", split), data.split("rgb", split)
     return transport_costs(rt.place_module(teacher), rt.place_module(student), ms, rgb, rt, samples, seed)
 
 

@@ -74,7 +74,8 @@ def rgb_band_indices(ms_bands: Sequence[str], rgb_bands: Sequence[str] | None) -
         raise AckdError("the dataset's MS side does not name its R, G, B bands (recipe modalities.ms.rgb_bands)")
     missing = [b for b in rgb_bands if b not in ms_bands]
     if missing:
-        raise AckdError(f"MS bands {list(ms_bands)} lack the RGB bands {missing} named by the recipe")
+        raise AckdError(f"the MS bands fed {list(ms_bands)} lack the RGB bands {missing} named by the recipe "
+                        "(modalities.ms.rgb_bands)")
     return [list(ms_bands).index(b) for b in rgb_bands]
 
 

@@ -1,7 +1,10 @@
 """Writes a tiny EuroSATallBands.zip in the published layout:
 ds/images/remote_sensing/otherDatasets/sentinel_2/tif/<Class>/<Class>_<n>.tif, 13-band uint16
 64x64 GeoTIFFs (band order B01..B12, B8A) in a UTM CRS, like the real archive; and the RGB
-release EuroSAT.zip: 2750/<Class>/<Class>_<n>.jpg, 64x64 JPEGs of the same patches."""
+release EuroSAT.zip: 2750/<Class>/<Class>_<n>.jpg, 64x64 JPEGs of the same patches.
+
+The file's band k (0-based) holds values from 1000 k to 1000 k + 999, so that a stored or fed plane
+says which file band it is (`plane // 1000`): a band read under another name shows."""
 
 from __future__ import annotations
 
@@ -16,8 +19,12 @@ CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industria
            "Residential", "River", "SeaLake")
 
 
+FILE_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A")
+
+
 def write_tif(path: Path, rng: np.random.Generator, bands: int = 13, size: int = 64) -> None:
-    write_geotiff(path, rng.integers(0, 4000, size=(bands, size, size), dtype=np.uint16))
+    offsets = (1000 * np.arange(bands, dtype=np.uint16))[:, None, None]
+    write_geotiff(path, rng.integers(0, 1000, size=(bands, size, size), dtype=np.uint16) + offsets)
 
 
 def make_tree(root: Path, per_class: int = 6, seed: int = 0, classes=CLASSES) -> Path:

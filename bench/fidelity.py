@@ -12,6 +12,10 @@ of seeds where it wins; a seed's runs share its teacher and matcher). The lead's
 
     python bench/fidelity.py [--seeds 0 1 2] [--pair S/S] [--runs runs-fidelity] [--device auto]
 
+`--ablations` also runs SemBridge without each of its parts, one at a time, under both profiles:
+SSM (naive pairing instead), DynM (no re-matching), L_ot1 (the Planner and the CORAL of its
+re-weighted tokens) and L_ot2 (the CORAL of pooled features), on the same teachers and matchers.
+
 toy is synthetic: the numbers show whether each profile trains and how far apart the choices
 land, not what they do on the real benchmarks.
 """
@@ -64,6 +68,7 @@ def main() -> None:
     parser.add_argument("--runs", default="runs-fidelity")
     parser.add_argument("--data", default="data")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--ablations", action="store_true", help="also SemBridge without SSM, DynM, L_ot1, L_ot2")
     args = parser.parse_args()
 
     profiles_dir = Path(tempfile.mkdtemp(prefix="ackd-fidelity-profiles-"))
@@ -71,6 +76,7 @@ def main() -> None:
     os.environ["ACKD_BENCH_PROFILES"] = str(profiles_dir)
 
     from ackd_bench.data.build import build_dataset
+    from ackd_bench.experiment import ABLATIONS
     from ackd_bench.harness.evaluate import Prerequisites, run_eval
     from ackd_bench.train.api import RunOptions, train_matcher
     from ackd_bench.train.request import RunRequest
@@ -82,10 +88,12 @@ def main() -> None:
     matchers: dict[str, list[float]] = {}
     for seed in args.seeds:
         for profile in ("toy-paper", "toy-bench"):
-            for method in ("none", "kd", "sembridge"):
-                request = RunRequest.student_run(dataset_dir, "S", method, profile=profile, seed=seed)
+            ablations = [(a,) for a in ABLATIONS] if args.ablations else []
+            for method, ablation in [(m, ()) for m in ("none", "kd", "sembridge")] + [("sembridge", a) for a in ablations]:
+                request = RunRequest.student_run(dataset_dir, "S", method, profile=profile, seed=seed, ablation=ablation)
                 record = run_eval(request, pair=args.pair, prerequisites=Prerequisites(matcher_arch="S"),
                                   options=options)[0]
+                method = method + "".join(f" -{a}" for a in ablation)
                 students.setdefault((profile, method), []).append(record)
                 print(f"seed {seed} {profile:10s} {method:10s} OA {100 * record['oa']:.1f} F1 {100 * record['f1']:.1f}",
                       flush=True)
@@ -98,7 +106,7 @@ def main() -> None:
     print(f"\nStudents on toy, {args.pair}, {n} seeds (OA / macro-F1 in %, mean ± std)\n")
     print("| method | paper OA | paper F1 | bench OA | bench F1 |")
     print("|---|---|---|---|---|")
-    for method in ("none", "kd", "sembridge"):
+    for method in dict.fromkeys(method for _, method in students):
         cells = [summary([r[m] for r in students[(p, method)]]) for p in ("toy-paper", "toy-bench") for m in ("oa", "f1")]
         print(f"| {method} | " + " | ".join(cells) + " |")
     print(f"\nProbability of improvement in OA ({n} seeds): over all pairs of runs (paired by seed)\n")

@@ -143,9 +143,10 @@ def _installed(loss: str | None) -> None:
     """A row of an outside method is submitted where the method is installed: a typo (`sembridge+zzz`)
     must not become a row of a method that does not exist."""
     from ..experiment import BUILTIN_LOSSES
-    from ..methods.registry import distiller_class
 
     if loss is not None and loss not in BUILTIN_LOSSES:
+        from ..methods.registry import distiller_class  # imports torch: only for an outside method's rows
+
         try:
             distiller_class(loss)
         except AckdError as exc:

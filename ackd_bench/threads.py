@@ -24,12 +24,18 @@ def threads_for(runs_at_once: int) -> int:
     return max(1, usable_cores() // max(1, runs_at_once))
 
 
+# the threads this process last trained with: its own share of the load average, which the next
+# run it starts (a pipeline of teacher, matcher and students in one process) must not count as
+# another process's
+_own_threads = 0
+
+
 def default_threads(runs_at_once: int = 1) -> int:
     """`threads_for(runs_at_once)`, less the cores that other processes keep busy when this one
-    starts (the 1-minute load average, as `make -l` reads it): a run started beside another
-    training process does not double the machine's busy threads."""
+    starts (the 1-minute load average, as `make -l` reads it, less this process's own earlier
+    runs): a run started beside another training process does not double the machine's busy threads."""
     try:
-        busy = round(os.getloadavg()[0])
+        busy = round(max(0.0, os.getloadavg()[0] - _own_threads))
     except OSError:  # no load average on this system
         busy = 0
     return max(1, min(threads_for(runs_at_once), usable_cores() - busy))
@@ -43,6 +49,8 @@ def set_threads(threads: int | None, runs_at_once: int = 1) -> int:
 
     if threads is not None and threads < 1:
         raise AckdError(f"--threads {threads}: expected a positive integer")
+    global _own_threads
     count = threads or default_threads(runs_at_once)
     torch.set_num_threads(count)
+    _own_threads = count
     return count

@@ -339,6 +339,7 @@ def test_threads_follow_the_cores_the_runs_at_once_and_other_load(monkeypatch):
     from ackd_bench import threads
 
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # leave this process's threads alone
+    monkeypatch.setattr(threads, "_own_threads", 0)  # and its record of them (restored after the test)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     monkeypatch.setattr(threads, "usable_cores", lambda: 8)
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.2, 0.0, 0.0))
@@ -351,6 +352,14 @@ def test_threads_follow_the_cores_the_runs_at_once_and_other_load(monkeypatch):
     assert threads.set_threads(3) == 3 and threads.set_threads(None, 4) == 1
     with pytest.raises(AckdError, match="--threads 0: expected a positive integer"):
         threads.set_threads(0)
+    # a pipeline in one process: its own earlier run's threads are in the load average, not another's
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+    assert threads.set_threads(None) == 2
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (2.1, 0.0, 0.0))  # that run kept both cores busy
+    assert threads.set_threads(None) == 2
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (3.0, 0.0, 0.0))  # and another process one more
+    assert threads.set_threads(None) == 1
 
 
 def _interrupt_when(proc, path, timeout=120):

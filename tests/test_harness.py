@@ -2,6 +2,7 @@ import json
 import shutil
 from collections import Counter
 
+import pytest
 
 from ackd_bench.harness.grid import count_by_table, expand_grid
 from ackd_bench.harness.sweep import Ledger, SweepConfig, run_sweep
@@ -65,6 +66,7 @@ def test_submitit_local_sweep_end_to_end_then_board(toy_dir, tmp_path):
     assert "toy S/S" in text and "toy M/S" in text and "s2s-eu R/R" in text and "Vanilla KD [paper]" in text
 
 
+@pytest.mark.xdist_group("demo")  # with pytest -n, on the worker that runs the demo once
 def test_demo_runs_the_main_job_on_toy(demo_run):
     _data, runs, text, out = demo_run
     assert "[1/3] toy benchmark" in out and "[3/3] results" in out and "seeds 0-1, mean ± std" in out

@@ -123,6 +123,7 @@ def test_one_experiment_has_one_name_and_settings_are_not_averaged():
     assert "85.0 ± 7.1" in text  # the two 8-epoch smoke runs only: (90 + 80) / 2
 
 
+@pytest.mark.xdist_group("demo")  # with pytest -n, on the worker that runs the demo once
 def test_readme_flow_demo_then_smoke_runs_then_submit_and_show(demo_run, tmp_path, monkeypatch, cli):
     monkeypatch.setenv("ACKD_BENCH_HOME", str(tmp_path / "home"))
     data, demo_runs, _text, _out = demo_run

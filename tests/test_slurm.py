@@ -21,7 +21,8 @@ from ackd_bench.cli import main
 from tests.conftest import run_cli
 from tests.slurm import cluster as slurm_cluster
 
-pytestmark = pytest.mark.slurm
+# one cluster per session: with pytest -n, every Slurm test runs on one worker
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 SETUP_COMMANDS = (
     "python3 -m venv .venv && .venv/bin/pip install -c constraints.txt -e . && .venv/bin/ackd-bench demo",
-    "python3 -m venv .venv && .venv/bin/pip install -c constraints.txt -e '.[dev]' && .venv/bin/python -m pytest -q",
+    "python3 -m venv .venv && .venv/bin/pip install -c constraints.txt -e '.[dev]' && .venv/bin/python -m pytest -q -n 2 --dist loadfile",
 )
 # text that describes who wrote a page or the machine it was written on, rather than the project
 CIRCUMSTANTIAL = ("this machine", "this session", "the session that", "available to us", "we could verify")

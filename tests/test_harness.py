@@ -2,8 +2,6 @@ import json
 import shutil
 from collections import Counter
 
-import pytest
-
 from ackd_bench.harness.grid import count_by_table, expand_grid
 from ackd_bench.harness.sweep import Ledger, SweepConfig, run_sweep
 from ackd_bench.leaderboard.board import read_board, submit
@@ -66,7 +64,6 @@ def test_submitit_local_sweep_end_to_end_then_board(toy_dir, tmp_path):
     assert "toy S/S" in text and "toy M/S" in text and "s2s-eu R/R" in text and "Vanilla KD [paper]" in text
 
 
-@pytest.mark.xdist_group("demo")  # with pytest -n, on the worker that runs the demo once
 def test_demo_runs_the_main_job_on_toy(demo_run):
     _data, runs, text, out = demo_run
     assert "[1/3] toy benchmark" in out and "[3/3] results" in out and "seeds 0-1, mean ± std" in out
@@ -78,6 +75,21 @@ def test_demo_runs_the_main_job_on_toy(demo_run):
     names = sorted(p.parent.name.rsplit("-", 1)[0] for p in (runs / "toy").glob("*/result.json"))
     assert names == ["matcher-S-s0", "student-S-kd-TS-s0", "student-S-kd-TS-s1", "student-S-none-s0",
                      "student-S-none-s1", "student-S-sembridge-TS-s0", "student-S-sembridge-TS-s1", "teacher-S-s0"]
+
+
+def test_readme_flow_demo_then_smoke_runs_then_submit_and_show(demo_run, tmp_path, monkeypatch, cli):
+    monkeypatch.setenv("ACKD_BENCH_HOME", str(tmp_path / "home"))
+    data, demo_runs, _text, _out = demo_run
+    runs = shutil.copytree(demo_runs, tmp_path / "runs")  # the smoke run below joins the demo's
+    smoke = cli("train-student", str(data / "toy"), "--arch", "S", "--profile", "smoke",
+                "--epochs", "1", "--runs-root", str(runs), "--quiet")
+    assert smoke.returncode == 0, smoke.stderr
+    results = sorted(str(p) for p in runs.glob("toy/*/result.json"))
+    submitted = cli("leaderboard", "submit", *results)
+    assert submitted.returncode == 0, submitted.stderr
+    assert f"{len([r for r in results if 'matcher' not in r])} row(s) added" in submitted.stdout
+    shown = cli("leaderboard", "show", "--table", "3", "--dataset", "toy", "--no-paper")
+    assert shown.returncode == 0 and "S/S  +SemBridge" in shown.stdout
 
 
 def test_the_demos_noise_line_by_hand():

@@ -1,7 +1,6 @@
 """Runs and the board: nothing a user owns is overwritten, one writer per run, files readable by the lab."""
 
 import json
-import shutil
 import subprocess
 import sys
 
@@ -121,22 +120,6 @@ def test_one_experiment_has_one_name_and_settings_are_not_averaged():
     more = Record.from_dict(_record(seed=2, epochs=8, oa=0.80))
     text = render(build_table(4, [smoke, longer, demo, more], datasets=["toy"], with_paper=False, pairs=["S/S"]), "md")
     assert "85.0 ± 7.1" in text  # the two 8-epoch smoke runs only: (90 + 80) / 2
-
-
-@pytest.mark.xdist_group("demo")  # with pytest -n, on the worker that runs the demo once
-def test_readme_flow_demo_then_smoke_runs_then_submit_and_show(demo_run, tmp_path, monkeypatch, cli):
-    monkeypatch.setenv("ACKD_BENCH_HOME", str(tmp_path / "home"))
-    data, demo_runs, _text, _out = demo_run
-    runs = shutil.copytree(demo_runs, tmp_path / "runs")  # the smoke run below joins the demo's
-    smoke = cli("train-student", str(data / "toy"), "--arch", "S", "--profile", "smoke",
-                "--epochs", "1", "--runs-root", str(runs), "--quiet")
-    assert smoke.returncode == 0, smoke.stderr
-    results = sorted(str(p) for p in runs.glob("toy/*/result.json"))
-    submitted = cli("leaderboard", "submit", *results)
-    assert submitted.returncode == 0, submitted.stderr
-    assert f"{len([r for r in results if 'matcher' not in r])} row(s) added" in submitted.stdout
-    shown = cli("leaderboard", "show", "--table", "3", "--dataset", "toy", "--no-paper")
-    assert shown.returncode == 0 and "S/S  +SemBridge" in shown.stdout
 
 
 # --- one clear line for what a user can get wrong ------------------------------------------------

@@ -21,8 +21,7 @@ from ackd_bench.cli import main
 from tests.conftest import run_cli
 from tests.slurm import cluster as slurm_cluster
 
-# one cluster per session: with pytest -n, every Slurm test runs on one worker
-pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
+pytestmark = pytest.mark.slurm
 
 
 @pytest.fixture(scope="session")

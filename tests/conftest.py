@@ -11,6 +11,16 @@ from ackd_bench.data.build import build_dataset
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    # pytest-xdist's workers ignore SIGINT (the controller takes Ctrl-C), and a process started with
+    # SIGINT ignored never turns it into KeyboardInterrupt: the Ctrl-C tests' commands would not see
+    # the signal a user's terminal sends. Restored here, their children start as from a shell.
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 

@@ -294,7 +294,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from .leaderboard.board import default_board, read_board, readme_path, submit, submit_runs
+    from .leaderboard.board import default_board, predictions_store, read_board, readme_path, submit, submit_runs
     from .leaderboard.render import README_MARK, build_table, render
 
     board_path = Path(args.board) if args.board else default_board()
@@ -323,7 +323,8 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.action == "site":
         from .leaderboard.site import write_site
 
-        print(write_site(board, args.out or "leaderboard-site", datasets=args.dataset or None, min_seeds=args.min_seeds))
+        print(write_site(board, args.out or "leaderboard-site", datasets=args.dataset or None, min_seeds=args.min_seeds,
+                         store=predictions_store(board_path.resolve())))
         return 0
     datasets = args.dataset or None
     for number in args.table or [3, 4, 5, 6]:
@@ -333,7 +334,16 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.stats:
         from .leaderboard.summary import render_summary
 
-        print(render_summary(board, "html" if args.format == "html" else "md"))
+        print(render_summary(board, "html" if args.format == "html" else "md", predictions_store(board_path.resolve())))
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .leaderboard.paired import compare_report
+
+    if args.resamples < 100:
+        raise AckdError(f"--resamples {args.resamples}: expected at least 100 bootstrap resamples")
+    print(compare_report(args.runs_root, *args.methods, resamples=args.resamples))
     return 0
 
 
@@ -583,6 +593,16 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--stats", action="store_true",
                        help="show: add the across-cell statistics (IQM, probability of improvement)")
     board.set_defaults(func=_cmd_leaderboard)
+
+    compare = commands.add_parser(
+        "compare", help="paired difference of two methods (OA, macro-F1) with a 95%% interval over seeds and test "
+                        "items and the design's detectable difference")
+    compare.add_argument("--runs-root", default="runs", help="where the runs are (default ./runs)")
+    compare.add_argument("--methods", nargs=2, required=True, metavar=("A", "B"),
+                         help="two methods as the runs name them (none, kd, sembridge, sembridge+dkd, ...); "
+                              "METHOD:ABLATION for an ablation (sembridge:dynm is SemBridge without DynM)")
+    compare.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    compare.set_defaults(func=_cmd_compare)
 
     demo = commands.add_parser("demo", help="build toy, train teacher + matcher, run none/kd/sembridge, print Table 3")
     demo.add_argument("--root", help="parent directory for datasets (default: $ACKD_BENCH_DATA, else ./data)")

@@ -56,6 +56,8 @@ class Record:
     paper_url: str | None
     code_url: str | None
     precision: str | None  # bf16 | fp16 | fp32: what the run trained in
+    # sha256 of the run's per-item test predictions (predictions.py); None for runs older than them
+    predictions_sha256: str | None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], known_versions: dict[str, set[str]] | None = None) -> Record:
@@ -86,8 +88,9 @@ class Record:
             raise ValueError(f"protocol: {typed.protocol[:20]!r} is not one of {', '.join(PROTOCOLS)}")
         if typed.precision not in (None, "bf16", "fp16", "fp32"):
             raise ValueError(f"precision: {typed.precision[:20]!r} is not one of bf16, fp16, fp32")
-        if typed.teacher_sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", typed.teacher_sha256):
-            raise ValueError("teacher_sha256: expected 64 hex digits")
+        for name in ("teacher_sha256", "predictions_sha256"):
+            if getattr(typed, name) is not None and not re.fullmatch(r"[0-9a-f]{64}", getattr(typed, name)):
+                raise ValueError(f"{name}: expected 64 hex digits")
         try:
             parsed = parse_method(typed.method)
         except AckdError as exc:
@@ -144,7 +147,7 @@ class Record:
 
 
 RESULT_FIELDS = tuple(f.name for f in fields(Record))  # the CSV header
-PROVENANCE_FIELDS = ("teacher_sha256", "paper_url", "code_url", "precision")
+PROVENANCE_FIELDS = ("teacher_sha256", "paper_url", "code_url", "precision", "predictions_sha256")
 # what a field absent from a record older than it reads as: None for provenance; `heldout` for the
 # protocol, the only one runs had before it was recorded
 ABSENT_DEFAULTS: dict[str, Any] = {**dict.fromkeys(PROVENANCE_FIELDS), "protocol": "heldout"}

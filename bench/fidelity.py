@@ -3,10 +3,11 @@
 For each seed, under each profile's options (with the demo's short toy schedule, so that it runs
 on a CPU): the MS teacher, the SSM matcher, and the S/S student alone, with vanilla KD and with
 SemBridge. Separately, the matcher's top-1 pair retrieval on MS val with each matcher loss, every
-other choice the `bench` profile's. Prints mean ± std over the seeds and, per profile, the
-probability of improvement (OA) of SemBridge over KD and over the student alone: over all pairs of
-runs (leaderboard/stats.py's probability_of_improvement, ties half) and paired by seed (the share
-of seeds where it wins; a seed's runs share its teacher and matcher). The lead's 5-seed comparison:
+other choice the `bench` profile's. Prints mean ± std over the seeds and, per profile, the paired
+differences (leaderboard/paired.py: by seed and test item from the runs' per-item predictions, with
+a 95% interval and the design's detectable difference) of SemBridge against KD and the student
+alone, and of KD against the student alone (and, with --ablations, of SemBridge against each of its
+ablations). A seed's runs share its teacher and matcher. The 5-seed comparison:
 
     python bench/fidelity.py --seeds 0 1 2 3 4
 
@@ -52,13 +53,6 @@ def summary(values: list[float]) -> str:
     if not values:
         return "–"
     return f"{np.mean(values):.1f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.1f}"
-
-
-def improvement_cell(x: list[float], y: list[float]) -> str:
-    """'P(X > Y) (paired: share of seeds)' of two methods' OA lists, in seed order."""
-    from ackd_bench.leaderboard.stats import paired_improvement, probability_of_improvement
-
-    return f"{probability_of_improvement([np.array(x)], [np.array(y)]):.2f} (paired {paired_improvement(x, y):.2f})"
 
 
 def main() -> None:
@@ -109,13 +103,21 @@ def main() -> None:
     for method in dict.fromkeys(method for _, method in students):
         cells = [summary([r[m] for r in students[(p, method)]]) for p in ("toy-paper", "toy-bench") for m in ("oa", "f1")]
         print(f"| {method} | " + " | ".join(cells) + " |")
-    print(f"\nProbability of improvement in OA ({n} seeds): over all pairs of runs (paired by seed)\n")
-    print("| profile | SemBridge > KD | SemBridge > none | KD > none |")
+    from ackd_bench.leaderboard.paired import compare_methods, find_runs
+
+    runs = [r for r in find_runs(args.runs) if r.record.seed in args.seeds and r.record.student == args.pair[-1]]
+    pairs = [("sembridge", "kd"), ("sembridge", "none"), ("kd", "none")]
+    pairs += [("sembridge", f"sembridge:{a}") for a in ABLATIONS] if args.ablations else []
+    print(f"\nPaired differences A - B in OA and macro-F1 points ({n} seeds x the test split; 95% interval over "
+          "seeds and test items; detectable: 80% power at 5%)\n")
+    print("| profile | A - B | OA difference [95%] (detectable) | F1 difference [95%] (detectable) |")
     print("|---|---|---|---|")
     for profile in ("toy-paper", "toy-bench"):
-        oa = {m: [r["oa"] for r in students[(profile, m)]] for m in ("none", "kd", "sembridge")}
-        cells = [improvement_cell(oa[a], oa[b]) for a, b in (("sembridge", "kd"), ("sembridge", "none"), ("kd", "none"))]
-        print(f"| {profile.removeprefix('toy-')} | " + " | ".join(cells) + " |")
+        mine = [r for r in runs if r.record.profile == profile]
+        for a, b in pairs:
+            for found in compare_methods(mine, a, b):
+                print(f"| {profile.removeprefix('toy-')} | {a} - {b} | {found.estimates['oa'].text()} | "
+                      f"{found.estimates['f1'].text()} |")
     print(f"\nMatcher top-1 pair retrieval on toy MS val ({n} seeds, bench options otherwise)\n")
     print("| matcher loss | top-1 % |")
     print("|---|---|")

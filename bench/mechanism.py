@@ -20,7 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # the accepted recipes of earlier toy versions (the current one is the packaged recipe)
-TOY_RECIPES = {1: REPO / "tests" / "data" / "toy-v1.yaml"}
+TOY_RECIPES = {1: REPO / "tests" / "data" / "toy-v1.yaml", 2: REPO / "tests" / "data" / "toy-v2.yaml"}
 
 
 def built_toy(version: int, data_root: Path) -> Path:

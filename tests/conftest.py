@@ -107,7 +107,7 @@ def mini_toy(tmp_path_factory) -> Path:
     raw = copy.deepcopy(load_recipe("toy").raw)
     raw["image_size"] = 32
     raw["generator"]["sides"]["ms"]["samples_per_class"] = 24
-    raw["generator"]["sides"]["rgb"]["samples_per_class"] = 20
+    raw["generator"]["sides"]["rgb"]["split_counts"] = {"train": 12, "val": 4, "test": 4}
     root = tmp_path_factory.mktemp("mini-toy")
     build_dataset("toy", root, recipe=Recipe.from_dict(raw, "mini toy"), progress=False)
     return root

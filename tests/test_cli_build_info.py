@@ -196,7 +196,7 @@ def test_full_disk_is_one_error_and_the_build_resumes(tmp_path, cli):
     assert not list(out.glob(".*")) and not (out / "manifest.json").exists()
     assert cli("info", str(out)).returncode == 2
     assert cli("build", "toy", "--out", str(out), "--quiet", "--no-mi").returncode == 0
-    assert read_manifest(out).dataset_version.startswith("5fd860d9004dfc22")  # toy v2
+    assert read_manifest(out).dataset_version.startswith("fe42a0804ce174e7")  # toy v3
 
 
 def _flip_a_byte(path):

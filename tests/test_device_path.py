@@ -403,4 +403,4 @@ def test_ctrl_c_during_a_build_then_a_rerun_finishes_it(tmp_path, cli):
         assert not (out / "manifest.json").exists()
     rerun = cli("build", "toy", "--out", str(out), "--quiet", "--no-mi")
     assert rerun.returncode == 0, rerun.stderr
-    assert verify_manifest(out).dataset_version.startswith("5fd860d9004dfc22")  # toy v2
+    assert verify_manifest(out).dataset_version.startswith("fe42a0804ce174e7")  # toy v3

@@ -2,6 +2,8 @@ import json
 import shutil
 from collections import Counter
 
+import numpy as np
+
 from ackd_bench.harness.grid import count_by_table, expand_grid
 from ackd_bench.harness.sweep import Ledger, SweepConfig, run_sweep
 from ackd_bench.leaderboard.board import read_board, submit
@@ -70,7 +72,18 @@ def test_demo_runs_the_main_job_on_toy(demo_run):
     for row in ("S/S  T:ShuffleNetV2", "S/S  S:ShuffleNetV2", "S/S  +SemBridge", "Vanilla KD (naive pairing)"):
         assert row in text
     assert "(n=2)" in text and "(n=1)" in text  # students over 2 seeds; the one teacher
-    assert text.splitlines()[-1].startswith("Noise (2 seeds): SemBridge - none ")
+    verdict = text.split("Paired OA differences in points (2 seeds x 3000 test images")[1].splitlines()
+    for line, pair in zip(verdict[1:4], ("SemBridge - none", "SemBridge - KD", "KD - none")):
+        assert line.startswith(f"  {pair} ") and "(detectable: " in line
+        assert line.endswith(": real") or line.endswith(": not resolved")
+    # every run folder holds the per-item predictions its result names
+    from ackd_bench.predictions import read_predictions
+    from ackd_bench.results import read_result
+
+    for folder in (runs / "toy").glob("*-s[01]-*"):
+        if (folder / "result.json").is_file() and not folder.name.startswith("matcher"):
+            kept = read_predictions(folder / "predictions.npz", read_result(folder).predictions_sha256)
+            assert len(kept.item_ids) == read_result(folder).n_test
     # one teacher and one matcher, trained once; three students per seed
     names = sorted(p.parent.name.rsplit("-", 1)[0] for p in (runs / "toy").glob("*/result.json"))
     assert names == ["matcher-S-s0", "student-S-kd-TS-s0", "student-S-kd-TS-s1", "student-S-none-s0",
@@ -92,18 +105,30 @@ def test_readme_flow_demo_then_smoke_runs_then_submit_and_show(demo_run, tmp_pat
     assert shown.returncode == 0 and "S/S  +SemBridge" in shown.stdout
 
 
-def test_the_demos_noise_line_by_hand():
-    from ackd_bench.harness.demo import noise_line
+def test_the_demos_verdict_is_the_paired_comparison_of_its_runs(tmp_path):
+    from ackd_bench.harness.demo import verdict_lines
+    from ackd_bench.leaderboard.paired import Run, compare
+    from ackd_bench.results import Record
 
-    # OA in points: KD 68.0 ± 2.8, SemBridge 63.0 ± 1.4, none 62.0 ± 2.8
-    line = noise_line({"kd": [0.70, 0.66], "sembridge": [0.64, 0.62], "none": [0.60, 0.64]})
-    assert line == ("Noise (2 seeds): SemBridge - none +1.0, SemBridge - KD -5.0 (beyond noise), KD - none +6.0 "
-                    "(beyond noise) points of OA; the rest within noise (within noise: smaller than the larger of "
-                    "the two methods' std over seeds).")
-    assert "all within noise" in noise_line({"kd": [0.6, 0.7], "sembridge": [0.62, 0.66], "none": [0.64, 0.60]})
-    one = noise_line({"kd": [0.7], "sembridge": [0.6], "none": [0.5]})
-    assert one == ("Noise (1 seed): SemBridge - none +10.0, SemBridge - KD -10.0, KD - none +20.0 points of OA; "
-                   "one seed has no std, so no difference can be told from noise.")
+    from .test_paired import _write_run, synthetic_runs
+
+    rng = np.random.default_rng(9)
+    strong, weak = synthetic_runs(rng, 0.10, seeds=4, items=500, seed_sd=0.0)
+    _, same = synthetic_runs(rng, 0.0, seeds=4, items=500, seed_sd=0.0)
+    for method, runs in (("sembridge", strong), ("kd", weak), ("none", same)):
+        for seed, predictions in enumerate(runs):
+            _write_run(tmp_path / f"{method}-{seed}", method, seed, predictions)
+    runs = [Run.in_folder(Record.from_dict(json.loads((f / "result.json").read_text())), f)
+            for f in sorted(tmp_path.iterdir())]
+    lines = verdict_lines(runs)
+    assert lines[0].startswith("Paired OA differences in points (4 seeds x 500 test images")
+    for line, (a, b) in zip(lines[1:4], (("sembridge", "none"), ("sembridge", "kd"), ("kd", "none"))):
+        estimate = compare([r for r in runs if r.record.method == a], [r for r in runs if r.record.method == b],
+                           a, b, {}).estimates["oa"]
+        assert estimate.text() in line
+        assert line.endswith(": real" if estimate.resolved else ": not resolved")
+    # 10 planted points against 0: real; the same method's twin: within its interval
+    assert lines[2].endswith(": real")
 
 
 def test_the_demo_wants_at_least_one_seed(cli, tmp_path):

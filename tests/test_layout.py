@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ackd_bench.leaderboard.board import read_board
-from ackd_bench.leaderboard.render import readme
+from ackd_bench.leaderboard.board import predictions_store, read_board
+from ackd_bench.leaderboard.summary import readme
 from ackd_bench.resources import resource_dirs
 from ackd_bench.results import RESULT_FIELDS
 
@@ -77,7 +77,7 @@ def test_the_wheel_carries_recipes_profiles_methods_and_paper_results(tmp_path):
 def test_the_published_board_is_committed_and_its_readme_shows_it():
     board = REPO / "leaderboard" / "leaderboard.csv"
     assert board.read_text().split("\n", 1)[0] == ",".join(RESULT_FIELDS)
-    assert (REPO / "leaderboard" / "README.md").read_text() == readme(read_board(board)) + "\n"
+    assert (REPO / "leaderboard" / "README.md").read_text() == readme(read_board(board), predictions_store(board)) + "\n"
 
 
 def test_code_version_names_this_checkouts_commit_and_never_an_enclosing_repositorys(tmp_path):

@@ -273,7 +273,8 @@ def test_show_escapes_what_a_hand_edited_board_holds(tmp_path, capsys):
 
 
 def test_ten_concurrent_submits_lose_no_row_and_the_readme_matches_the_board(tmp_path):
-    from ackd_bench.leaderboard.render import README_MARK, readme
+    from ackd_bench.leaderboard.render import README_MARK
+    from ackd_bench.leaderboard.summary import readme
 
     board = tmp_path / "board.csv"
     files = [_write_csv(tmp_path / f"r{i}.csv", [_record(seed=10 * i + k) for k in range(2)]) for i in range(10)]

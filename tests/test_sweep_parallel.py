@@ -62,9 +62,10 @@ def test_group_records_failed_and_dead_runs_while_sibling_finishes(toy_dir, tmp_
 
 
 def test_footprint_of_the_toy_dataset(toy_dir, tmp_path):
-    # toy: 6 classes; MS 120 samples per class, 10 bands, uint16; RGB 100 per class, 3 bands, uint8; 48x48 px
-    pixels = 6 * 120 * 10 * 48 * 48 * 2 + 6 * 100 * 3 * 48 * 48 * 1
-    assert pixels == 37_324_800
+    # toy: 6 classes; MS 120 samples per class, 10 bands, uint16; RGB 60 + 100 + 500 per class, 3 bands,
+    # uint8; 48x48 px
+    pixels = 6 * 120 * 10 * 48 * 48 * 2 + 6 * 660 * 3 * 48 * 48 * 1
+    assert pixels == 60_549_120
     assert run_footprint_bytes(toy_dir) == pixels + 3 * GiB
     assert largest_footprint_bytes([str(toy_dir), str(tmp_path / "not-built")]) == pixels + 3 * GiB
 
@@ -77,7 +78,7 @@ def test_runs_per_gpu_is_lowered_to_what_fits(toy_dir, monkeypatch, capsys):
 
     monkeypatch.setattr(sweep, "_probe_cuda_free_bytes", lambda device: 10 * GiB)
     assert fit_runs_per_gpu(8, "cuda", [str(toy_dir)]) == 3
-    assert capsys.readouterr().out == "sweep: --runs-per-gpu 8 lowered to 3: 10.0 GiB free, ~3.0 GiB per run\n"
+    assert capsys.readouterr().out == "sweep: --runs-per-gpu 8 lowered to 3: 10.0 GiB free, ~3.1 GiB per run\n"
     assert fit_runs_per_gpu(2, "cuda", [str(toy_dir)]) == 2
     assert capsys.readouterr().out == ""
 

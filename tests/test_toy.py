@@ -16,6 +16,7 @@ from ackd_bench.resources import resource_file
 from ackd_bench.untrusted import load_yaml
 
 V1 = Path(__file__).parent / "data" / "toy-v1.yaml"
+V2 = Path(__file__).parent / "data" / "toy-v2.yaml"
 
 
 def accepted_versions() -> dict[str, str]:
@@ -42,8 +43,46 @@ def test_the_v1_recipe_still_builds_the_accepted_v1_dataset(tmp_path):
     versions = accepted_versions()
     assert built.manifest.dataset_version == versions["synthetic toy benchmark, recipe v1"]
     assert built.manifest.dataset_version.startswith("39a303ae3e530850")
-    assert load_recipe("toy").version == 2
-    assert len(set(versions.values())) == 2  # v2's row was added beside v1's
+    assert load_recipe("toy").version == 3
+    assert len(set(versions.values())) == 3  # v2's and v3's rows were added beside v1's
+
+
+def test_the_v2_recipe_still_builds_the_accepted_v2_dataset(tmp_path):
+    recipe = Recipe.from_dict(load_yaml(V2.read_text(), str(V2)), str(V2))
+    built = build_dataset("toy", tmp_path / "toy-v2", recipe=recipe, progress=False)
+    assert built.manifest.dataset_version == accepted_versions()["synthetic toy benchmark, recipe v2"]
+    assert sum(built.manifest.counts["rgb"]["test"].values()) == 109  # the test split v3 replaces
+
+
+def test_v3_has_3000_balanced_rgb_test_images_and_v2s_ms_side(toy_dir):
+    from ackd_bench.data.manifest import read_manifest
+
+    manifest = read_manifest(toy_dir)
+    assert manifest.dataset_version == accepted_versions()["synthetic toy benchmark, recipe v3"]
+    rgb = manifest.counts["rgb"]
+    assert [set(rgb[split].values()) for split in ("train", "val", "test")] == [{60}, {100}, {500}]
+    assert sum(rgb["test"].values()) == 3000 and sum(rgb["val"].values()) == 600
+    assert manifest.splits.from_source == ("rgb",) and manifest.splits.salt == "toy-v2"
+    assert sum(manifest.counts["ms"]["val"].values()) == 151  # v2's MS side, split by the same salt
+
+
+@pytest.mark.parametrize("counts, message", [
+    ({"train": 60, "val": 100}, "must map exactly train, val, test"),
+    ({"train": 60, "val": 0, "test": 5}, r"split_counts.val must be a whole number from 1 to 100,000; got 0"),
+    ({"train": 60, "val": 10, "test": "5"}, r"split_counts.test must be a whole number"),
+    ({"train": 10**9, "val": 10, "test": 5}, r"split_counts.train must be a whole number from 1 to 100,000"),
+])
+def test_bad_split_counts_are_one_line(counts, message):
+    from ackd_bench.data.toy import toy_sources
+
+    raw = copy.deepcopy(load_recipe("toy").raw)
+    raw["generator"]["sides"]["rgb"]["split_counts"] = counts
+    with pytest.raises(RecipeError, match=message):
+        toy_sources(Recipe.from_dict(raw, "toy"))
+    raw["generator"]["sides"]["rgb"]["split_counts"] = {"train": 1, "val": 1, "test": 1}
+    raw["generator"]["sides"]["rgb"]["samples_per_class"] = 3
+    with pytest.raises(RecipeError, match="gives both samples_per_class and split_counts"):
+        toy_sources(Recipe.from_dict(raw, "toy"))
 
 
 def test_v2_sub_types_are_mixed_toward_their_look_alike_class_by_hand():

@@ -88,7 +88,7 @@ def render_card(manifest: Manifest) -> str:
     ]
     if splits is not None:
         lines.append(f"- splits: {splits.fractions} by sha256(salt '{splits.salt}', source id)"
-                     + "".join(f"; {m.upper()} keeps the source's official split" for m in splits.from_source))
+                     + "".join(f"; {m.upper()} keeps the source's own split (official, or the generator's)" for m in splits.from_source))
     lines += ["", "## Modalities", "", "| side | bands | size | dtype | labels |", "|---|---|---|---|---|"]
     for modality, spec in manifest.modalities.items():
         h, w = spec.image_size

@@ -575,6 +575,6 @@ def describe(manifest: Manifest) -> str:
         lines.append(
             "splits           " + " / ".join(f"{k} {v:g}" for k, v in splits.fractions.items())
             + f"  (salt '{splits.salt}')"
-            + "".join(f"; {m.upper()}: the source's official split" for m in splits.from_source)
+            + "".join(f"; {m.upper()}: the source's own split (official, or the generator's)" for m in splits.from_source)
         )
     return "\n".join(lines)

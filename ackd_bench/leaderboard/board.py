@@ -11,6 +11,7 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from filelock import FileLock
 
 from ..errors import AckdError
+from ..predictions import FILE_NAME, read_predictions
 from ..provenance import atomic_path
 from ..resources import resource_file
 from ..results import ABSENT_DEFAULTS, RESULT_FIELDS, Record, records_to_csv, run_key
@@ -54,6 +56,34 @@ def known_versions(path: Path = VERSIONS) -> dict[str, set[str]]:
 class Candidate:
     source: str  # "file:row" for messages
     raw: dict[str, Any]  # untrusted until Record.from_dict has read it
+    folder: Path | None = None  # the run folder of a result.json: where its predictions.npz is
+
+
+def predictions_store(board: Path) -> Path:
+    """Where a board keeps the per-item predictions of its rows, each named by its sha256
+    (`predictions/<sha256>.npz` beside the board): what its paired comparisons read."""
+    return Path(board).parent / "predictions"
+
+
+def keep_predictions(candidates: list[Candidate], records: list[Record], board: Path) -> int:
+    """Copies the predictions file of each added row that has one into the board's store, checked
+    against the digest its record holds; returns how many were copied."""
+    wanted = {r.predictions_sha256 for r in records if r.predictions_sha256}
+    store = predictions_store(board)
+    copied = 0
+    for candidate in candidates:
+        digest = candidate.raw.get("predictions_sha256")
+        if digest not in wanted or candidate.folder is None or not (candidate.folder / FILE_NAME).is_file():
+            continue
+        target = store / f"{digest}.npz"
+        if not target.exists():
+            read_predictions(candidate.folder / FILE_NAME, digest)  # a file that is not the one recorded stays out
+            store.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target, suffix=".npz") as tmp:
+                shutil.copyfile(candidate.folder / FILE_NAME, tmp)
+            copied += 1
+        wanted.discard(digest)
+    return copied
 
 
 def read_candidates(paths: list[str | Path]) -> list[Candidate]:
@@ -81,7 +111,8 @@ def _read_file(path: Path) -> list[Candidate]:
         for i, raw in enumerate(data if isinstance(data, list) else [data]):
             if isinstance(raw, dict) and raw.get("kind") == "matcher":
                 continue  # a matcher run has no classification result: not a leaderboard record
-            candidates.append(Candidate(f"{path}:{i + 1}", raw if isinstance(raw, dict) else {}))
+            candidates.append(Candidate(f"{path}:{i + 1}", raw if isinstance(raw, dict) else {},
+                                        path.parent if path.name == "result.json" else None))
         return candidates
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
@@ -119,13 +150,13 @@ def readme_path(board: Path) -> Path:
 def regenerate_readme(board: Path) -> Path | None:
     """The board's README of tables, next to it, unless a README there is not one this tool wrote
     (a user's own file is never overwritten); returns the path written, or None."""
-    from .render import readme
+    from .summary import readme
 
     path = readme_path(board)
     if not _ours(path):
         return None
     with atomic_path(path) as tmp:
-        tmp.write_text(readme(read_board(board)) + "\n")
+        tmp.write_text(readme(read_board(board), predictions_store(board)) + "\n")
     return path
 
 
@@ -219,14 +250,16 @@ def _submit(candidates: list[Candidate], board: str | Path | None, versions_file
             text = existing_text + records_to_csv(records, header=False)
         else:  # new or written before the current columns: rewritten whole, in them
             text = records_to_csv(existing + records, header=True)
+        # the rows' predictions first, named by their digest: a board row never names a file half-copied
+        keep_predictions(candidates, records, board)
         # both files are written in full before either replaces its original: a read-only or full
         # disk leaves board and README as they were, never a board whose README misses its rows
         with contextlib.ExitStack() as replace_at_exit:
             board_tmp = replace_at_exit.enter_context(atomic_path(board))
             board_tmp.write_text(text)
             if readme and _ours(readme_path(board)):
-                from .render import readme as render_readme
+                from .summary import readme as render_readme
 
                 readme_tmp = replace_at_exit.enter_context(atomic_path(readme_path(board)))
-                readme_tmp.write_text(render_readme(existing + records) + "\n")
+                readme_tmp.write_text(render_readme(existing + records, predictions_store(board)) + "\n")
     return len(records)

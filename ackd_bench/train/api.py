@@ -16,6 +16,7 @@ from ..methods import build_distiller, load_method_defaults
 from ..methods.registry import load_outside, method_source
 from ..models import build_backbone, canonical_arch
 from ..models.backbones import backbone_settings, short_arch
+from ..predictions import write_predictions
 from ..provenance import code_version, config_hash, sha256_file, write_json_atomic
 from ..results import make_record, read_result_json, write_result
 from ..threads import set_threads
@@ -165,23 +166,28 @@ def _execute_locked(spec: RunSpec, options: RunOptions, build_task: Callable, fi
     if finish is not None:
         result = finish(rt, fit, run_dir)
     else:
-        result = _classification_record(spec, rt, cfg, fit, backbone, started)
+        result = _classification_record(spec, rt, cfg, fit, backbone, started, run_dir)
     if rt.ctx.is_main:
         write_result(run_dir, result) if finish is None else write_json_atomic(run_dir / "result.json", result)
     return {**(result.to_dict() if finish is None else result), "run_dir": str(run_dir), "best_epoch": fit.best_epoch}
 
 
-def _classification_record(spec: RunSpec, rt: Runtime, cfg: OptimConfig, fit: FitResult, backbone, started: float):
+def _classification_record(spec: RunSpec, rt: Runtime, cfg: OptimConfig, fit: FitResult, backbone, started: float,
+                           run_dir: Path):
+    """The one evaluation on the report split: its per-item predictions into the run folder (the main
+    rank's), its metrics and their digest into the record."""
     manifest = spec.data.manifest
     report = spec.data.split(spec.test_modality, spec.splits.report)
-    metrics = evaluate(backbone, report, rt, cfg.batch_size, spec.config["options"]["multilabel_f1"])
+    metrics = evaluate(backbone, report, rt, cfg.batch_size, spec.config["options"]["multilabel_f1"],
+                       keep_predictions=True)
+    predictions_sha256 = write_predictions(run_dir, metrics["predictions"]) if rt.ctx.is_main else None
     return make_record(
         dataset=manifest.dataset, dataset_version=manifest.dataset_version, **spec.record,
         seed=spec.config["seed"], profile=spec.config["profile"], epochs=cfg.epochs, protocol=spec.protocol,
         oa=metrics["oa"], f1=metrics["f1"],
         val_oa=fit.best_val.get("oa"), val_f1=fit.best_val["f1"], n_test=metrics["n"],
         config_hash=spec.digest, code_version=code_version(), wall_seconds=round(time.time() - started, 3),
-        device=device_name(rt), precision=rt.precision,
+        device=device_name(rt), precision=rt.precision, predictions_sha256=predictions_sha256,
     )
 
 

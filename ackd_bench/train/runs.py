@@ -22,6 +22,7 @@ from ..data.dataset import ShardDataset
 from ..data.manifest import Manifest, Modality, verify_for_training
 from ..data.recipe import dataset_names, load_recipe
 from ..errors import AckdError, DatasetError
+from ..predictions import Predictions
 from ..provenance import write_json_atomic
 from .engine import Runtime, TrainingError
 from .feed import Split, as_split, split_outputs
@@ -106,12 +107,21 @@ def eval_batch_size(batch_size: int) -> int:
 
 
 def evaluate(model: nn.Module, data: ShardDataset | Split, rt: Runtime, batch_size: int,
-             multilabel_f1: str = "samples") -> dict[str, Any]:
+             multilabel_f1: str = "samples", keep_predictions: bool = False) -> dict[str, Any]:
+    """OA, F1 and the item count of `model` on a split; with `keep_predictions`, also its per-item
+    `predictions` (predictions.py), as the reported metrics saw them."""
     split = as_split(data, rt)
     logits = split_outputs(model, split, rt, eval_batch_size(batch_size))["logits"].cpu().numpy()
     if split.dataset.multilabel:
-        return {**multi_label_metrics(split.all_multilabels(), logits, multilabel_f1), "n": len(split)}
-    return {**single_label_metrics(split.dataset.labels, logits), "n": len(split)}
+        targets = split.all_multilabels()
+        metrics = {**multi_label_metrics(targets, logits, multilabel_f1), "n": len(split)}
+        kept = {"targets": targets}
+    else:
+        metrics = {**single_label_metrics(split.dataset.labels, logits), "n": len(split)}
+        kept = {"labels": split.dataset.labels}
+    if keep_predictions:
+        metrics["predictions"] = Predictions.of(split.dataset.source_ids(), logits, **kept)
+    return metrics
 
 
 def device_name(rt: Runtime) -> str:

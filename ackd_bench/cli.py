@@ -88,7 +88,7 @@ def _run_options(args: argparse.Namespace):
                       workers=args.workers,
                       progress=not args.quiet, resident=args.resident, checkpoint_every=args.checkpoint_every,
                       compile=args.compile, threads=args.threads, precision=args.precision,
-                      loggers=tuple(args.logger),
+                      loggers=tuple(args.logger), sync_batchnorm=args.sync_batchnorm,
                       teacher_mode="live" if getattr(args, "live_teacher", False) else "cache",
                       log_transport_cost=getattr(args, "log_transport_cost", False))
 
@@ -427,6 +427,9 @@ def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also log each epoch to tensorboard, wandb or mlflow (repeatable or comma-separated; "
                              "log.csv is always written; wandb runs offline and mlflow to RUN_DIR/mlruns unless "
                              "their own environment variables say otherwise)")
+    parser.add_argument("--sync-batchnorm", action="store_true",
+                        help="under torchrun on GPUs: BatchNorm statistics over all ranks' batches (SyncBatchNorm), as "
+                             "one GPU computes them at the same global batch; off by default (each rank's own share)")
     parser.add_argument("--threads", type=int, help="CPU threads per run (default: the cores this process may use, "
                                                     "divided by the runs started at once, less those other processes keep busy)")
 
@@ -566,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--cpus", type=int, help="CPUs per Slurm job (default: its runs' threads and loader workers, "
                                                 "at most a node's)")
     sweep.add_argument("--mem", help="memory per Slurm job, as sbatch writes it: 16G, 4000M (default: its runs' "
-                                     "datasets plus 3 GiB per run, at most a node's)")
+                                     "datasets plus each run's model, activations and CUDA context, at most a node's)")
     sweep.add_argument("--retries", type=int, default=1,
                        help="submit a Slurm job that died (killed, out of memory) again this many times (default 1)")
     sweep.add_argument("--timeout-min", type=int, default=24 * 60)

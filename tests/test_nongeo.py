@@ -1,11 +1,13 @@
 """A built benchmark in torchgeo: datasets per side, a data module that normalises once, and one
 step of torchgeo's own ClassificationTask on toy."""
 
-import lightning
 import numpy as np
 import pytest
 import torch
-from torchgeo.trainers import ClassificationTask
+
+lightning = pytest.importorskip("lightning", reason="lightning is not installed (the GPU acceptance image has none)")
+trainers = pytest.importorskip("torchgeo.trainers", reason="torchgeo is not installed (the GPU acceptance image has none)")
+ClassificationTask = trainers.ClassificationTask
 
 from ackd_bench.data.dataset import ShardDataset
 from ackd_bench.data.mi import paired_view

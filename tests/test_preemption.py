@@ -75,7 +75,7 @@ def test_loader_workers_ignore_the_signals_their_process_handles():
 def test_a_stop_that_arrives_while_an_epoch_ends_is_acted_on_at_the_next_not_lost(tmp_path, monkeypatch):
     from ackd_bench.train import engine as engine_module
 
-    copy_of_epoch = engine_module.host_copy
+    copy_of_epoch = engine_module.snapshot
     sent = []
 
     def copy_then_signal(payload):  # the signal lands after the epoch's stop check, while its state is kept
@@ -83,7 +83,7 @@ def test_a_stop_that_arrives_while_an_epoch_ends_is_acted_on_at_the_next_not_los
             sent.append(os.kill(os.getpid(), signal.SIGTERM))
         return copy_of_epoch(payload)
 
-    monkeypatch.setattr(engine_module, "host_copy", copy_then_signal)
+    monkeypatch.setattr(engine_module, "snapshot", copy_then_signal)
     with pytest.raises(Preempted, match=r"^stopped by SIGTERM after epoch 2/4;"):
         _engine(TinyTask(), tmp_path / "run", every=3600, epochs=4).fit()
     assert _epoch_of(tmp_path / "run" / "checkpoints" / "last.pt") == 1

@@ -57,6 +57,11 @@ def test_standin_tensors_follow_cudas_rules_towards_the_host():
             x + torch.ones(6)  # a host tensor of one dimension
         with pytest.raises(RuntimeError, match="Expected all tensors to be on the same device"):
             torch.cat([x, torch.ones(2)])
+        # CUDA's stack and cat take no host scalar either (elementwise kernels do, below)
+        with pytest.raises(RuntimeError, match=r"stack got a host tensor of shape \(\)"):
+            torch.stack([x[0], torch.tensor(1.0)])
+        with pytest.raises(RuntimeError, match="Expected all tensors to be on the same device"):
+            torch.cat([x[:1], torch.tensor([1.0]).reshape(1)])
         with pytest.raises(RuntimeError, match="indices should be either on cpu or on the same device"):
             torch.ones(6)[x.long()]
         assert isinstance(x * torch.tensor(2.0), standin.DeviceTensor)  # a 0-dim host tensor is a CPU scalar
@@ -96,6 +101,31 @@ def test_standin_modules_saved_checkpoints_and_layouts(tmp_path):
         contiguous = build_backbone("S", 3, 4)  # a module that was never placed: its weights are contiguous
         F.conv2d(images, standin.adopt(contiguous).body[0][0].weight, padding=1)
         assert syncs.layout_mismatches and syncs.layout_mismatches[0].startswith("conv2d: channels-last input")
+
+
+@pytest.mark.standin
+@pytest.mark.parametrize("arch", ["R", "M", "S"])
+def test_each_backbone_computes_in_one_layout_whatever_layout_its_input_comes_in(arch):
+    """Finding 8 of the acceptance review: ShuffleNetV2's channel shuffle returns NCHW activations to
+    channels-last weights, and the matcher's pseudo-RGB (an index_select) is NCHW: the stand-in now
+    records a mismatch either way round, and each backbone is placed in, and fed, its own layout."""
+    from ackd_bench.models import build_backbone
+    from ackd_bench.models.backbones import COMPUTE_LAYOUT
+
+    with standin.standin() as device, standin.checking_host_syncs(device) as syncs:
+        model = place_module(build_backbone(arch, 3, 4), device)
+        layout = COMPUTE_LAYOUT[model.arch]
+        assert model.body[0].weight.is_contiguous(memory_format=layout) if arch == "R" else True
+        ms = torch.randn(2, 10, 32, 32).to(device).contiguous(memory_format=torch.channels_last)
+        for images in (ms[:, :3].contiguous(memory_format=torch.channels_last),
+                       torch.index_select(ms, 1, torch.tensor([2, 1, 0]).to(device)).contiguous()):
+            model(images)["logits"].sum().backward()
+        assert syncs.layout_mismatches == [], syncs.layout_mismatches[:3]
+    if arch == "S":  # the whole ShuffleNetV2 in channels-last, as before: its shuffled activations are NCHW
+        with standin.standin() as device, standin.checking_host_syncs(device) as syncs:
+            whole = standin.adopt(build_backbone("S", 3, 4).to(memory_format=torch.channels_last))
+            whole(torch.randn(2, 3, 32, 32).to(device).contiguous(memory_format=torch.channels_last))
+            assert any(m.startswith("conv2d: contiguous input, channels-last weight") for m in syncs.layout_mismatches)
 
 
 # --- findings of the GPU-path review, each failing on the code before it -------------------------
@@ -229,13 +259,16 @@ def test_transport_cost_on_the_device(on_device, mini_toy, mini_teacher, tmp_pat
     assert cost["asymmetric"] > 0 and cost["n"] > 1
 
 
-def test_bench_gpu_code_paths_on_a_tiny_configuration(on_device, monkeypatch, capsys):
-    device, syncs = on_device
+@pytest.mark.cuda
+def test_bench_gpu_code_paths_on_a_tiny_configuration(monkeypatch, capsys):
+    """On a GPU, in this process, under the sync checks; on the stand-in it runs as bench/gpu_accept.sh
+    runs it, in tests/test_acceptance.py."""
     monkeypatch.syspath_prepend(str(REPO / "bench"))  # spawned K-run children import it too
     import gpu
-    gpu.main(["--device", device, "--size", "32", "--batch-size", "16", "--ms-per-class", "16", "--rgb-per-class",
-              "12", "--epochs", "2", "--archs", "S", "--ks", "2", "--k-epochs", "1", "--pure-steps", "1",
-              "--projection-batch", "2", "--build-workers", "0"])
+    with standin.checking_host_syncs(torch.device("cuda")) as syncs:
+        gpu.main(["--device", "cuda", "--size", "32", "--batch-size", "16", "--ms-per-class", "16", "--rgb-per-class",
+                  "12", "--epochs", "2", "--archs", "S", "--ks", "2", "--k-epochs", "1", "--pure-steps", "1",
+                  "--projection-batch", "2", "--build-workers", "0"])
     assert_clean(syncs)
     report = capsys.readouterr().out
     assert "S/S: SemBridge step / KD step = " in report and "projected device-hours" in report

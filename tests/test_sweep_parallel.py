@@ -5,11 +5,14 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from ackd_bench.cli import main
 from ackd_bench.harness import sweep
 from ackd_bench.harness.grid import GridRun, expand_grid
 from ackd_bench.harness.sweep import (GiB, Ledger, SweepConfig, fit_runs_per_gpu, guarded, largest_footprint_bytes,
-                                      run_footprint_bytes, run_group, run_options, run_sweep, runs_that_fit)
+                                      run_footprint_bytes, run_group, run_options, run_overhead_bytes, run_sweep,
+                                      runs_that_fit)
 from ackd_bench.train.api import RunOptions
 
 
@@ -66,8 +69,39 @@ def test_footprint_of_the_toy_dataset(toy_dir, tmp_path):
     # uint8; 48x48 px
     pixels = 6 * 120 * 10 * 48 * 48 * 2 + 6 * 660 * 3 * 48 * 48 * 1
     assert pixels == 60_549_120
-    assert run_footprint_bytes(toy_dir) == pixels + 3 * GiB
-    assert largest_footprint_bytes([str(toy_dir), str(tmp_path / "not-built")]) == pixels + 3 * GiB
+    # the run's own needs at 48 px, batch 256, fp32, by hand: 1 GiB of context, 21.3M x 16 bytes of model
+    # state, 1.25 x 6.4 MiB x (48 / 64)^2 x 256 of activations
+    overhead = int(GiB + 21_300_000 * 16 + 1.25 * int(6.4 * 2**20) * (48 / 64) ** 2 * 256)
+    assert run_overhead_bytes(48) == overhead and round(overhead / GiB, 2) == 2.44
+    assert run_overhead_bytes(128) > 9 * GiB  # a fixed 3 GiB undercounted fp32 MobileNetV2 at 128 px
+    assert run_overhead_bytes(64, precision="bf16") < run_overhead_bytes(64)
+    assert run_footprint_bytes(toy_dir) == pixels + overhead
+    assert largest_footprint_bytes([str(toy_dir), str(tmp_path / "not-built")]) == pixels + overhead
+
+
+@pytest.mark.parametrize("arch, per_image_mib", [("M", 6.4), ("R", 2.7), ("S", 1.7)])
+def test_the_activation_estimate_is_what_autograd_saves(arch, per_image_mib):
+    """The per-image activations run_overhead_bytes assumes (MobileNetV2's, the largest), measured again
+    with saved-tensor hooks at 64 px (parameters excluded)."""
+    import torch
+
+    from ackd_bench.harness.sweep import ACTIVATION_BYTES_PER_IMAGE_64PX
+    from ackd_bench.models import build_backbone
+
+    model = build_backbone(arch, 10, 10)
+    weights = {p.data_ptr() for p in model.parameters()}
+    saved = {}
+
+    def pack(tensor):
+        if tensor.data_ptr() not in weights:
+            saved[(tensor.data_ptr(), tensor.numel())] = tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(torch.randn(2, 10, 64, 64))
+    per_image = sum(saved.values()) / 2
+    assert per_image == pytest.approx(per_image_mib * 2**20, rel=0.03)
+    assert per_image <= ACTIVATION_BYTES_PER_IMAGE_64PX
 
 
 def test_runs_per_gpu_is_lowered_to_what_fits(toy_dir, monkeypatch, capsys):
@@ -77,8 +111,8 @@ def test_runs_per_gpu_is_lowered_to_what_fits(toy_dir, monkeypatch, capsys):
     assert fit_runs_per_gpu(8, "cpu", [str(toy_dir)]) == 8  # no check on the CPU
 
     monkeypatch.setattr(sweep, "_probe_cuda_free_bytes", lambda device: 10 * GiB)
-    assert fit_runs_per_gpu(8, "cuda", [str(toy_dir)]) == 3
-    assert capsys.readouterr().out == "sweep: --runs-per-gpu 8 lowered to 3: 10.0 GiB free, ~3.1 GiB per run\n"
+    assert fit_runs_per_gpu(8, "cuda", [str(toy_dir)]) == 4  # 10 GiB / 2.5 GiB
+    assert capsys.readouterr().out == "sweep: --runs-per-gpu 8 lowered to 4: 10.0 GiB free, ~2.5 GiB per run\n"
     assert fit_runs_per_gpu(2, "cuda", [str(toy_dir)]) == 2
     assert capsys.readouterr().out == ""
 

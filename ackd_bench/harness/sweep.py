@@ -36,8 +36,26 @@ from ..untrusted import plain_name
 from .grid import GridRun
 
 LAUNCHERS = ("local", "submitit-local", "slurm")
-GiB = 1024**3
-RUN_OVERHEAD_BYTES = 3 * GiB  # model, optimiser, activations and the CUDA context of one run
+MiB, GiB = 1024**2, 1024**3
+# What one run needs on its device besides its resident data, for the largest model at the paper's
+# student batch: the CUDA context with cuDNN's and cuBLAS's workspaces, ResNet34's weights, gradients
+# and Adam moments in fp32 (21.3M parameters x 16 bytes), and autograd's saved activations, which
+# grow with the batch and the pixels. MobileNetV2 saves the most: 6.4 MiB per 64 px image in fp32
+# (saved-tensor hooks, parameters excluded; ResNet34 2.7, ShuffleNetV2 1.7; tests/test_sweep_parallel.py
+# measures it again), so 6.4 GiB at 128 px and batch 256 alone, where a fixed 3 GiB undercounted.
+CONTEXT_BYTES = 1 * GiB
+MODEL_STATE_BYTES = 21_300_000 * 16
+ACTIVATION_BYTES_PER_IMAGE_64PX = int(6.4 * MiB)
+ALLOCATOR_SLACK = 1.25  # the caching allocator's rounding and fragmentation over the live activations
+
+
+def run_overhead_bytes(image_size: int, batch_size: int = 256, precision: str = "fp32") -> int:
+    """One run's device memory besides its data, at the paper's student batch and fp32 by default
+    (the most a profile asks: `bench` runs in bf16, which halves the activations)."""
+    activations = ACTIVATION_BYTES_PER_IMAGE_64PX * (image_size / 64) ** 2 * batch_size
+    if precision in ("bf16", "fp16"):
+        activations /= 2
+    return int(CONTEXT_BYTES + MODEL_STATE_BYTES + ALLOCATOR_SLACK * activations)
 
 
 @dataclass
@@ -208,16 +226,18 @@ class StopRelay:
 
 def run_footprint_bytes(dataset_dir: str | Path) -> int:
     """Estimated device memory of one run on this dataset: every split's pixels, as held when
-    resident, plus a fixed overhead."""
+    resident, plus the run's overhead at the dataset's image size (run_overhead_bytes)."""
     from ..data.manifest import pixel_bytes, read_manifest
 
-    return pixel_bytes(read_manifest(dataset_dir)) + RUN_OVERHEAD_BYTES
+    manifest = read_manifest(dataset_dir)
+    size = max(m.image_size[0] for m in manifest.modalities.values())
+    return pixel_bytes(manifest) + run_overhead_bytes(size)
 
 
 def largest_footprint_bytes(datasets: list[str]) -> int:
     """The largest run footprint over a sweep's datasets. A dataset that is not built is left out:
     its runs fail on their own, with the reason."""
-    footprints = [RUN_OVERHEAD_BYTES]
+    footprints = [run_overhead_bytes(0)]  # context and model state, for a sweep of datasets not built yet
     for dataset in sorted(set(datasets)):
         try:
             footprints.append(run_footprint_bytes(dataset))
@@ -236,12 +256,14 @@ def cuda_free_bytes(device: str) -> int | None:
     import torch
 
     from ..train.device import resolve_device
+    from ..train.feed import reusable_bytes
 
     try:
         resolved = resolve_device(device)  # the device the runs themselves will resolve
         if resolved.type != "cuda":
             return None
         free, _total = torch.cuda.mem_get_info(resolved)
+        free = reusable_bytes(free, torch.cuda.memory_reserved(resolved), torch.cuda.memory_allocated(resolved))
     except (AckdError, RuntimeError, AssertionError, ValueError):
         return None
     return int(free)

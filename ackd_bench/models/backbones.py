@@ -87,6 +87,12 @@ ARCHITECTURES: dict[str, Callable[[int, float, str], tuple[nn.Module, int]]] = {
 }
 SHORT_NAMES = {"R": "resnet34", "M": "mobilenetv2", "S": "shufflenetv2"}
 CLASSIFIER_DROPOUT = {"resnet34": 0.0, "mobilenetv2": 0.2, "shufflenetv2": 0.0}  # as torchvision's heads
+# The memory layout each architecture computes in on a device that prefers channels-last (CUDA):
+# torchvision's ShuffleNetV2 makes its activations NCHW-contiguous in every unit's channel shuffle
+# (`.transpose(1, 2).contiguous()`), so channels-last weights there would convert every activation
+# on every convolution; it keeps NCHW weights and is fed NCHW.
+COMPUTE_LAYOUT = {"resnet34": torch.channels_last, "mobilenetv2": torch.channels_last,
+                  "shufflenetv2": torch.contiguous_format}
 
 
 def canonical_arch(name: str) -> str:
@@ -122,6 +128,9 @@ class Backbone(nn.Module):
         if heads not in HEADS:
             raise AckdError(f"backbone heads {heads!r}: expected one of {', '.join(HEADS)}")
         self.in_channels, self.num_classes, self.width, self.heads = in_channels, num_classes, float(width), heads
+        # set by train.device.place_module on a channels-last device: the layout inputs are given in
+        # (the caller's images may come in either: the matcher's pseudo-RGB is an index_select)
+        self.input_layout: torch.memory_format | None = None
         self.body, width = ARCHITECTURES[self.arch](in_channels, float(width), heads)
         self.project = _projection(width, heads)
         dropout = CLASSIFIER_DROPOUT[self.arch]
@@ -131,7 +140,13 @@ class Backbone(nn.Module):
             nn.Sequential(nn.Dropout(dropout), nn.Linear(FEATURE_DIM, num_classes)) if dropout
             else nn.Linear(FEATURE_DIM, num_classes))
 
+    @property
+    def compute_layout(self) -> torch.memory_format:
+        return COMPUTE_LAYOUT[self.arch]
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.input_layout is not None:  # placed for a channels-last device: fed what it computes in
+            x = x.contiguous(memory_format=self.input_layout)
         fmap = self.project(self.body(x))
         tokens = fmap.flatten(2).transpose(1, 2)
         pooled = tokens.mean(dim=1)

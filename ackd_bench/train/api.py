@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
 from ..data.splits import PROTOCOLS, ProtocolSplits, gallery_split
 from ..errors import AckdError
 from ..experiment import parse_ablation, parse_method
@@ -55,6 +57,7 @@ class RunOptions:
     loggers: tuple[str, ...] = ("csv",)  # csv (always), tensorboard, wandb, mlflow (train/loggers.py)
     teacher_mode: str = "cache"  # students: the teacher's cached outputs, or "live" (run on every batch)
     log_transport_cost: bool = False  # students: the teacher-student Wasserstein distance every epoch (Fig. 2)
+    sync_batchnorm: bool = False  # DDP on GPUs: SyncBatchNorm (recorded in the result's device)
 
 
 def make_runtime(options: RunOptions, forward_precision: str = "auto") -> Runtime:
@@ -63,15 +66,14 @@ def make_runtime(options: RunOptions, forward_precision: str = "auto") -> Runtim
     loggers = check_loggers(options.loggers)  # a missing package stops here, before the run directory exists
     device = resolve_device(options.device)
     set_threads(options.threads, options.runs_at_once * int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    ctx = init_from_env(device.type)
-    if device.type == "cuda":
-        import torch
-
-        torch.cuda.set_device(device)
+    if options.sync_batchnorm and device.type != "cuda":
+        raise AckdError(f"--sync-batchnorm: needs CUDA GPUs under torchrun (NCCL); the device here is {device}")
+    ctx = init_from_env(device)
     workers = options.workers if options.workers is not None else (4 if device.type == "cuda" else 0)
     return Runtime(device=device, ctx=ctx, workers=workers, progress=options.progress, resident=options.resident,
                    checkpoint_every=options.checkpoint_every, compile=options.compile,
-                   precision=resolve_precision(options.precision, device, forward_precision), loggers=loggers)
+                   precision=resolve_precision(options.precision, device, forward_precision), loggers=loggers,
+                   sync_batchnorm=options.sync_batchnorm and ctx.enabled)
 
 
 def dataset_meta(data: BuiltDataset, modality: str) -> dict[str, Any]:
@@ -136,8 +138,21 @@ def execute(spec: RunSpec, options: RunOptions, build_task: Callable, finish: Ca
     try:
         with run_lock(run_dir, rt.ctx.is_main):
             return _execute_locked(spec, options, build_task, finish, run_dir, rt, cfg, started)
+    except OUT_OF_MEMORY as exc:
+        raise AckdError(out_of_memory_line(run_dir, exc, cfg.batch_size, options)) from None
     finally:
         shutdown(rt.ctx)
+
+
+OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def out_of_memory_line(run_dir: Path, exc: BaseException, batch_size: int, options: RunOptions) -> str:
+    """A device out-of-memory error as one line: what the run held, and what to change."""
+    said = str(exc).split("\n", 1)[0].split(". ", 1)[0][:160]
+    return (f"{run_dir}: out of device memory ({said}) at batch size {batch_size}, --resident {options.resident}, "
+            f"{options.runs_at_once} run(s) at once on this device: lower --batch-size, pass --resident off, or run "
+            "fewer at once (--runs-per-gpu); the run resumes from its last checkpoint with --resume")
 
 
 def _reused(run_dir: Path, options: RunOptions) -> dict[str, Any] | None:

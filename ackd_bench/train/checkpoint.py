@@ -81,23 +81,48 @@ def _unsafe_objects(path: Path) -> str:
     return ", ".join(names) if names else "objects other than tensors and plain values"
 
 
-def rng_state() -> dict[str, Any]:
+def rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """This process's generators: Python's, NumPy's, torch's CPU one and, on a GPU, that of its own
+    device only (not every visible GPU's: a run resumed on another layout has other GPUs)."""
     kind, keys, position, has_gauss, cached = np.random.get_state()
     state = {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), position,
                                                      has_gauss, cached),
              "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def cuda_state_for(saved: Any, device: torch.device | None) -> torch.Tensor | None:
+    """The CUDA generator state to restore on `device`, or None: a checkpoint holds its own device's;
+    one written before that holds every visible GPU's, of which this device's index is taken where it
+    exists (resuming on fewer GPUs than were visible raised an IndexError)."""
+    if saved is None or device is None or device.type != "cuda":
+        return None
+    if isinstance(saved, (list, tuple)):
+        index = device.index or 0
+        return saved[index] if index < len(saved) else None
+    return saved
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
     random.setstate(state["python"])
     kind, keys, position, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = cuda_state_for(state.get("cuda"), device)
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda, device)
+
+
+def rank_rng_state(payload: dict[str, Any], rank: int, world_size: int) -> dict[str, Any]:
+    """The generator state a rank resumes with: its own (`rng_ranks`, one per rank of a DDP run), or
+    the main rank's (`rng`) when the checkpoint holds no per-rank states or was written by another
+    number of ranks."""
+    ranks = payload.get("rng_ranks")
+    if isinstance(ranks, (list, tuple)) and len(ranks) == world_size:
+        return ranks[rank]
+    return payload["rng"]
 
 
 def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], path: str | Path, what: str) -> None:

@@ -24,13 +24,20 @@ def place(tensor: torch.Tensor, device: torch.device, non_blocking: bool = False
 
 
 def place_module(module: nn.Module, device: torch.device) -> nn.Module:
-    """A module on the run's device, channels-last where its inputs are (`uses_channels_last`)."""
+    """A module on the run's device. On a channels-last device (`uses_channels_last`) each backbone
+    gets the layout it computes in (models.backbones.COMPUTE_LAYOUT: channels-last, except
+    ShuffleNetV2, whose channel shuffle works in NCHW) and converts its inputs to it on entry."""
+    from ..models.backbones import Backbone
     from . import standin
 
     if device != standin.STANDIN:
         module = module.to(device)
     if uses_channels_last(device):
         module = module.to(memory_format=torch.channels_last)
+        for child in module.modules():
+            if isinstance(child, Backbone):
+                child.to(memory_format=child.compute_layout)
+                child.input_layout = child.compute_layout
     return standin.adopt(module) if device == standin.STANDIN else module
 
 

@@ -24,14 +24,35 @@ class DistContext:
         return self.rank == 0
 
 
-def init_from_env(device_type: str) -> DistContext:
-    """Join the process group when launched by torchrun (NCCL on GPUs, gloo on CPU)."""
+def group_settings(device: torch.device) -> dict:
+    """How a rank joins the process group: NCCL bound to its own GPU (`device_id`, so that NCCL's
+    communicator is created for that device at once rather than guessed at the first collective),
+    gloo on the CPU."""
+    if device.type == "cuda":
+        return {"backend": "nccl", "device_id": device}
+    return {"backend": "gloo"}
+
+
+def init_from_env(device: torch.device) -> DistContext:
+    """Join the process group when launched by torchrun: on a GPU, the rank's device is made current
+    first (NCCL and every collective use the current device), then the group is joined bound to it."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if world_size <= 1:
         return DistContext()
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group(**group_settings(device))
     return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def gather_objects(value, ctx: DistContext) -> list:
+    """Every rank's `value`, in rank order (one element where there are no ranks)."""
+    if not ctx.enabled:
+        return [value]
+    parts: list = [None] * ctx.world_size
+    dist.all_gather_object(parts, value)
+    return parts
 
 
 def gather_concat(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:

@@ -149,10 +149,18 @@ def split_bytes(datasets: Sequence[ShardDataset]) -> int:
     return sum(pixel_bytes(d.manifest, d.modality, d.split) // len(d.stored_bands) * len(d.bands) for d in datasets)
 
 
+def reusable_bytes(free: int, reserved: int, allocated: int) -> int:
+    """Device memory a new allocation can get: what the driver has free, plus what PyTorch's caching
+    allocator holds reserved but not allocated (an earlier run's blocks in the same process: the
+    bench, the demo, in-process sweeps), which the driver counts as used."""
+    return free + max(0, reserved - allocated)
+
+
 def memory_budget(device: torch.device) -> int:
-    """Bytes resident data may take: a share of free device memory, or of available RAM on CPU."""
+    """Bytes resident data may take: a share of reusable device memory, or of available RAM on CPU."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
+        free = reusable_bytes(free, torch.cuda.memory_reserved(device), torch.cuda.memory_allocated(device))
     else:
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return int(free * RESIDENT_SHARE)

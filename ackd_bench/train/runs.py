@@ -127,7 +127,8 @@ def evaluate(model: nn.Module, data: ShardDataset | Split, rt: Runtime, batch_si
 def device_name(rt: Runtime) -> str:
     if rt.cuda:
         name = torch.cuda.get_device_name(rt.device)
-        return f"{name} x{rt.ctx.world_size}" if rt.ctx.enabled else name
+        synced = " SyncBatchNorm" if rt.sync_batchnorm else ""
+        return f"{name} x{rt.ctx.world_size}{synced}" if rt.ctx.enabled else name
     return f"cpu x{rt.ctx.world_size}" if rt.ctx.enabled else "cpu"
 
 

@@ -6,13 +6,14 @@ TorchFunctionMode holds to CUDA's rules towards the host:
 
 - `.numpy()` and `np.asarray` raise, as on CUDA; `.cpu()` / `.to("cpu")` give a host tensor;
 - an operation that mixes a device tensor with a host tensor of one or more dimensions raises
-  (0-dim host tensors are CPU scalars, which CUDA accepts), and so does indexing a host tensor
-  with device indices;
+  (0-dim host tensors are CPU scalars, which CUDA's elementwise kernels accept, but not `stack` or
+  `cat`: there a 0-dim host tensor raises too), and so does indexing a host tensor with device
+  indices;
 - `.item()`, `.tolist()`, `float/int/bool()`, `.cpu()`, boolean-mask indexing, `nonzero`,
   `masked_select`, `unique` (and the like) on a device tensor are host syncs: `HostSyncs` counts
   them, and inside the engine's step loop (`step_loop`) records where each happened;
-- a convolution whose input and weight disagree on channels-last is recorded (on CUDA one of them
-  is converted on every call).
+- a convolution whose input and weight disagree on the layout (channels-last against NCHW, either
+  way round) is recorded (on CUDA one of them is converted on every call).
 
 The stand-in device is `torch.device("cpu", 0)`: a CPU device that compares unequal to the host's
 `torch.device("cpu")`, so `x.to(run_device)` and `x.to("cpu")` stay distinguishable. A device
@@ -150,6 +151,7 @@ _DATA_DEPENDENT = {torch.nonzero: "nonzero", torch.Tensor.nonzero: "nonzero", to
 _MIXING_ALLOWED = {torch.Tensor.to, torch.Tensor.copy_, torch.Tensor.__getitem__, torch.Tensor.__setitem__,
                    torch.Tensor.index_put_, torch.Tensor.set_, torch._has_compatible_shallow_copy_type}
 _CONVOLUTIONS = {torch.conv2d, F.conv2d}
+_JOINING = {torch.stack, torch.cat, torch.concat, torch.concatenate, torch.hstack, torch.vstack, torch.dstack}
 
 
 class StandInMode(TorchFunctionMode):
@@ -191,20 +193,42 @@ class StandInMode(TorchFunctionMode):
             if any(isinstance(i, torch.Tensor) and _is_device(i) and i.dtype == torch.bool for i in index):
                 _sync("boolean mask")
             return
-        if func in _CONVOLUTIONS and len(args) >= 2 and args[0].dim() == 4:
-            # a channels-last input reaching a module left contiguous (the reverse happens inside
-            # torchvision's ShuffleNetV2, whose channel shuffle makes its activations contiguous)
-            input_cl, weight_cl = (t.is_contiguous(memory_format=torch.channels_last) for t in args[:2])
-            if input_cl and not weight_cl and _State.syncs is not None:
-                _State.syncs.layout_mismatches.append(f"conv2d: channels-last input, contiguous weight at {_caller()}")
+        if func in _CONVOLUTIONS and len(args) >= 2 and args[0].dim() == 4 and _State.syncs is not None:
+            # input and weight in different layouts: on CUDA one of them is converted on every call
+            # (either way round: a channels-last input into a module left contiguous, or an NCHW
+            # activation, such as ShuffleNetV2's after its channel shuffle, into channels-last weights)
+            given, weight = _activation_layout(args[0]), _weight_layout(args[1])
+            if {given, weight} == {"channels-last", "contiguous"}:
+                _State.syncs.layout_mismatches.append(f"conv2d: {given} input, {weight} weight at {_caller()}")
         if func in _MIXING_ALLOWED or type(func).__name__ == "method-wrapper":  # attribute get/set: no compute
             return
-        host = [t for t in tensors if not _is_device(t) and t.dim() > 0]
+        # a 0-dim host tensor is a CPU scalar to elementwise kernels, but joining kernels take tensors
+        # as they are: CUDA's stack and cat refuse one among device tensors
+        joining = func in _JOINING
+        host = [t for t in tensors if not _is_device(t) and (joining or t.dim() > 0)]
         if host:
             name = getattr(func, "__name__", str(func))
             raise RuntimeError(f"Expected all tensors to be on the same device, but found at least two devices, "
                                f"cuda:0 (the CPU stand-in) and cpu! ({name} got a host tensor of shape "
                                f"{tuple(host[0].shape)})")
+
+
+def _activation_layout(tensor: torch.Tensor) -> str:
+    """How an input's elements lie in memory: `channels-last`, `contiguous`, `either` (both orders are
+    one, as for 1x1 maps: nothing to convert) or `strided` (a slice)."""
+    last, first = tensor.is_contiguous(memory_format=torch.channels_last), tensor.is_contiguous()
+    return "either" if last and first else "channels-last" if last else "contiguous" if first else "strided"
+
+
+def _weight_layout(tensor: torch.Tensor) -> str:
+    """The layout a weight's strides announce, which is what PyTorch's convolutions follow: a 1x1 or
+    depthwise kernel lies alike in both orders, yet `.to(channels_last)` gives it channels-last strides,
+    and CUDA then converts an NCHW input to channels-last on every call."""
+    _n, c, h, w = tensor.shape
+    contiguous, channels_last, strides = (c * h * w, h * w, w, 1), (h * w * c, 1, w * c, c), tuple(tensor.stride())
+    if channels_last == contiguous:
+        return "either"
+    return "channels-last" if strides == channels_last else "contiguous" if strides == contiguous else "strided"
 
 
 def _sync(kind: str) -> None:

@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
-import rasterio
-from affine import Affine
 from PIL import Image
 
 
@@ -16,6 +14,9 @@ def write_geotiff(path: Path, data: np.ndarray, crs: str = "EPSG:32632", pixel: 
     """A (bands, size, size) array as a GeoTIFF with a north-up geotransform."""
     path.parent.mkdir(parents=True, exist_ok=True)
     bands, height, width = data.shape
+    import rasterio  # here, not at import: the GPU machine has no rasterio and collects every test module
+    from affine import Affine
+
     with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=bands, dtype=data.dtype.name,
                        crs=crs, transform=Affine(pixel, 0, 500000, 0, -pixel, 5000000)) as dst:
         dst.write(data)

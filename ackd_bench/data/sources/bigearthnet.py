@@ -25,8 +25,6 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
-import rasterio
-from rasterio.io import MemoryFile
 from tqdm.auto import tqdm
 
 from ...errors import DatasetError
@@ -191,6 +189,8 @@ class BigEarthNetV2:
         if cache.is_file():
             return pd.read_parquet(cache)
         rows: dict[str, list] = defaultdict(list)
+        import rasterio  # with the raster reads, not the package (see rasters.read_bands)
+        from rasterio.io import MemoryFile
 
         def count(patch_id: str, data: bytes | Path) -> None:
             try:

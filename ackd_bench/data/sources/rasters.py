@@ -6,8 +6,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import rasterio
-from rasterio.enums import Resampling
 
 from ...errors import DatasetError
 
@@ -21,6 +19,11 @@ def read_bands(path: Path, *, count: int, size: int, indexes: Sequence[int], out
 
     With `out_size`, bands are resampled bilinearly to out_size x out_size (BigEarthNet's 20 m bands
     onto the 10 m grid)."""
+    # imported when a raster is read, not with the package: training, and the GPU machines it runs
+    # on, need no rasterio (tests/test_acceptance.py runs the GPU path with it unimportable)
+    import rasterio
+    from rasterio.enums import Resampling
+
     try:
         with rasterio.open(path) as src:
             if src.count != count or (src.height, src.width) != (size, size):

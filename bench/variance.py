@@ -39,6 +39,16 @@ def build(toy: str, data: Path) -> Path:
     return folder
 
 
+def selection_margin(run_dir: Path) -> float:
+    """Best val OA minus the runner-up epoch's: how much of the validation split decided which epoch
+    was tested."""
+    import csv
+
+    with open(run_dir / "log.csv", newline="") as handle:
+        values = sorted((float(row["val_oa"]) for row in csv.DictReader(handle)), reverse=True)
+    return values[0] - values[1] if len(values) > 1 else 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10, help="student seeds 0..N-1 per method (default 10)")
@@ -49,6 +59,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
+    from ackd_bench.data.manifest import read_manifest
     from ackd_bench.harness.evaluate import ensure
     from ackd_bench.leaderboard.paired import compare, correctness, find_runs, variance_components
     from ackd_bench.train.api import RunOptions, train_student
@@ -85,6 +96,12 @@ def main() -> None:
             print(f"| {method} | {np.mean(oa):.1f} | {np.std(oa, ddof=1):.2f} | {100 * np.sqrt(parts.seed):.2f} | "
                   f"{100 * np.sqrt(parts.residual / n):.2f} | {100 * np.sqrt(parts.item / n):.2f} | {per_run} |")
         print("\n(std in OA points; seed std^2 = training^2 + per-run item noise^2, up to sampling error)\n")
+        margins = [selection_margin(r.predictions_file.parent) for found in by_method.values() for r in found]
+        val_n = sum(read_manifest(dataset).counts["rgb"]["val"].values())
+        images = sorted(round(m * val_n) for m in margins)
+        print(f"Epoch selection on {val_n} validation images: the best epoch beat the runner-up by a median of "
+              f"{np.median(images):.0f} images ({100 * np.median(margins):.1f} points); "
+              f"{sum(i <= 1 for i in images)} of {len(images)} runs were decided by one image or none\n")
         print("| A - B | difference [95% interval] | detectable, seeds run | detectable at 5 seeds | seeds for 3 points |")
         print("|---|---|---|---|---|")
         for a, b in PAIRS:

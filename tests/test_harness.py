@@ -129,6 +129,10 @@ def test_the_demos_verdict_is_the_paired_comparison_of_its_runs(tmp_path):
         assert line.endswith(": real" if estimate.resolved else ": not resolved")
     # 10 planted points against 0: real; the same method's twin: within its interval
     assert lines[2].endswith(": real")
+    # one seed measures test items but not training: nothing is called real
+    first_seed = [r for r in runs if r.record.seed == 0]
+    assert all(line.endswith("one seed measures no training variance, so no difference can be called real; run "
+                             "--seeds 2 or more") for line in verdict_lines(first_seed)[1:4])
 
 
 def test_the_demo_wants_at_least_one_seed(cli, tmp_path):

@@ -43,8 +43,9 @@ def verdict_lines(runs: list[Run]) -> list[str]:
         pick = {m: [r for r in runs if r.record.method == m] for m in (a, b)}
         found = compare(pick[a], pick[b], NAMES[a], NAMES[b], {}) if pick[a] and pick[b] else None
         oa = found.estimates.get("oa") if found else None
-        if oa is None:
-            lines.append(f"{NAMES[a]} - {NAMES[b]}: one seed gives no interval; run --seeds 2 or more")
+        if oa is None or len(found.seeds) < 2:
+            lines.append(f"{NAMES[a]} - {NAMES[b]}: one seed measures no training variance, so no difference can be "
+                         "called real; run --seeds 2 or more")
             continue
         verdict = "real" if oa.resolved else "not resolved"
         lines.append(f"{NAMES[a]} - {NAMES[b]} {oa.text()}: {verdict}")

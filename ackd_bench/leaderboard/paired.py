@@ -92,7 +92,8 @@ class Comparison:
     def lines(self) -> list[str]:
         where = ", ".join(f"{k} {v}" for k, v in self.setting.items())
         design = (f"{len(self.seeds)} seeds x {self.items} test items, paired by seed and item" if self.paired_by_item
-                  else f"{len(self.seeds)} seeds, paired by seed only ({self.note})")
+                  else f"{len(self.seeds)} seeds, paired by seed only")
+        design += f" ({self.note})" if self.note else ""
         out = [f"{self.a} - {self.b}  [{where}; {design}]"]
         for metric, estimate in self.estimates.items():
             verdict = "real (interval excludes 0)" if estimate.resolved else "not resolved (interval holds 0)"
@@ -326,6 +327,8 @@ def compare(a_runs: Sequence[Run], b_runs: Sequence[Run], a: str, b: str, settin
     if all(p is not None for p in predictions):
         result.items = len(predictions[0].item_ids)
         result.estimates = paired_estimate(predictions[:len(seeds)], predictions[len(seeds):], resamples=resamples)
+        if len(seeds) < 2:
+            result.note = "one seed: the interval counts the test items drawn, not training, which one seed cannot measure"
         return result
     result.note = "some runs have no per-item predictions (older than them)"
     for metric in METRICS:

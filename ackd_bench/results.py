@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import re
 import types
@@ -22,7 +21,7 @@ from .data.splits import PROTOCOLS
 from .experiment import ABLATIONS, ARCHS, parse_method
 from .errors import AckdError
 from .provenance import atomic_path, write_json_atomic
-from .untrusted import PLAIN_NAME
+from .untrusted import PLAIN_NAME, load_json
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,11 @@ class Record:
         missing = [k for k in RESULT_FIELDS if k not in raw and k not in ABSENT_DEFAULTS]
         if missing:
             raise ValueError(f"missing column(s) {', '.join(missing)}")
+        for name in RESULT_FIELDS:  # every cell, whatever its column: no valid value starts like a formula
+            value = raw.get(name)
+            if isinstance(value, str) and value[:1] in FORMULA_START:
+                raise ValueError(f"{name}: {value[:40]!r} starts with {value[:1]!r}, as a spreadsheet formula does "
+                                 "(CSV injection); no valid value does")
         typed = cls(**{name: _coerce(name, _given(raw, name)) for name in RESULT_FIELDS})
         for name in ("device", "code_version", "profile", "paper_url", "code_url"):  # text that reaches CSVs and pages
             check_plain_text(name, getattr(typed, name))
@@ -203,7 +207,7 @@ def read_result_json(run_dir: str | Path) -> dict[str, Any] | None:
     """A finished run's `result.json` as written, or None: a Record's columns, or a matcher's own
     keys (a matcher has no classification result, so no Record)."""
     path = Path(run_dir) / "result.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return load_json(path.read_text(encoding="utf-8", errors="surrogateescape"), str(path)) if path.is_file() else None
 
 
 def read_result(run_dir: str | Path) -> Record | None:
@@ -258,6 +262,7 @@ def _coerce(name: str, value: Any) -> Any:
     return str(value)
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP's CSV-injection prefixes
 PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]{0,127}")
 BOUNDS = {"seed": 2**32 - 1, "epochs": 100_000, "n_test": 10**9, "wall_seconds": 10**8}  # sane ranges, on submit
 
@@ -265,7 +270,7 @@ BOUNDS = {"seed": 2**32 - 1, "epochs": 100_000, "n_test": 10**9, "wall_seconds":
 def check_plain_text(name: str, value: str | None) -> None:
     if value is None:
         return
-    if len(value) > 200 or value[:1] in ("=", "+", "-", "@") or re.search(r"[\x00-\x1f<>]", value):
+    if len(value) > 200 or value[:1] in FORMULA_START or re.search(r"[\x00-\x1f<>]", value):
         raise ValueError(f"{name}: {value[:40]!r} is not plain text (at most 200 characters, no control characters "
                          "or < >, not starting with = + - @ as a spreadsheet formula would)")
 

@@ -11,6 +11,8 @@ expand to gigabytes (the "billion laughs"), and no file of this project needs on
 
 from __future__ import annotations
 
+import json
+
 import re
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,68 @@ class _NoAliasLoader(yaml.SafeLoader):
             event = self.peek_event()
             raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", event.start_mark)
         return super().compose_node(parent, index)
+
+
+JSON_MAX_DEPTH = 64  # far deeper than any file this tool writes (a request is 4 levels deep)
+JSON_MAX_DIGITS = 40  # the longest integer a record holds is a seed below 2**64 (20 digits)
+
+
+def load_json(text: str, where: str) -> Any:
+    """JSON from a file users exchange, or one line naming `where`: no repeated key (the last would win
+    silently), no nesting deeper than JSON_MAX_DEPTH, no integer longer than JSON_MAX_DIGITS digits,
+    no lone surrogate (it passes parsing and fails at the next write), no NaN or Infinity."""
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in items]
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise ValueError(f"key {repeated[0][:40]!r} appears more than once")
+        return dict(items)
+
+    def integer(digits: str) -> int:
+        if len(digits.lstrip("-")) > JSON_MAX_DIGITS:
+            raise ValueError(f"an integer of {len(digits)} digits")
+        return int(digits)
+
+    def constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON number")
+
+    try:
+        _check_depth(text)
+        data = json.loads(text, object_pairs_hook=pairs, parse_int=integer, parse_constant=constant)
+    except (ValueError, RecursionError) as exc:  # json.JSONDecodeError is a ValueError
+        raise AckdError(f"{where}: not valid JSON for this file ({' '.join(str(exc).split())[:160]})") from None
+    _check_strings(data, where)
+    return data
+
+
+def _check_depth(text: str) -> None:
+    """Refuse nesting beyond JSON_MAX_DEPTH before parsing (json's parser recurses per level)."""
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            escaped, in_string = (not escaped and char == "\\"), in_string and (escaped or char != '"')
+            continue
+        if char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > JSON_MAX_DEPTH:
+                raise ValueError(f"nested deeper than {JSON_MAX_DEPTH} levels")
+        elif char in "]}":
+            depth -= 1
+
+
+def _check_strings(data: Any, where: str) -> None:
+    pending = [data]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str) and any("\ud800" <= ch <= "\udfff" for ch in value):
+            raise AckdError(f"{where}: a string holds a lone surrogate (not text): {value[:40]!r}")
 
 
 def load_yaml(text: str, where: str) -> Any:

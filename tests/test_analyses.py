@@ -45,8 +45,14 @@ def test_mi_on_toy_paired_control_beats_unpaired(toy_dir, tmp_path, capsys):
     import shutil
 
     toy_dir = shutil.copytree(toy_dir, tmp_path / "toy")  # the analysis rewrites the manifest and card
+    manifest_before = (toy_dir / "manifest.json").read_bytes()
     assert main(["mi", str(toy_dir), "--pairs", "20", "--bins", "8", "--out", str(tmp_path)]) == 0
     assert "paired control" in capsys.readouterr().out
+    # --out X writes into X only (round four, class 8): the dataset's manifest and card stay as they were
+    assert (toy_dir / "manifest.json").read_bytes() == manifest_before
+    assert main(["mi", str(toy_dir), "--pairs", "20", "--bins", "8"]) == 0
+    capsys.readouterr()
+    shutil.copy(toy_dir / "analysis" / "mi.csv", tmp_path / "mi.csv")
     with open(tmp_path / "mi.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["class"] for r in rows] == json.loads((toy_dir / "manifest.json").read_text())["classes"]
@@ -62,6 +68,29 @@ def test_mi_on_toy_paired_control_beats_unpaired(toy_dir, tmp_path, capsys):
 def test_mi_refuses_more_pairs_than_a_class_has(toy_dir, capsys):
     assert main(["mi", str(toy_dir), "--pairs", "5000"]) == 2
     assert "fewer than --pairs 5000" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value, message", [("--pairs", "-3", "--pairs -3: expected a whole number from 1"),
+                                                    ("--bins", "0", "--bins 0: expected a whole number from 2 to 256"),
+                                                    ("--bins", "1", "--bins 1: expected a whole number from 2"),
+                                                    ("--seed", "-1", "--seed -1: expected a whole number from 0")])
+def test_mi_settings_out_of_range_are_one_line_before_anything_is_written(toy_dir, tmp_path, capsys, option, value,
+                                                                        message):
+    """Round four: `mi --pairs -3` ended in a traceback and `mi --bins 0` wrote its meaningless result into
+    the manifest."""
+    before = (toy_dir / "manifest.json").read_bytes()
+    assert main(["mi", str(toy_dir), option, value, "--out", str(tmp_path / "mi")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"ackd-bench: error: {message}" or (message in err and err.count("\n") == 1)
+    assert (toy_dir / "manifest.json").read_bytes() == before and not (tmp_path / "mi").exists()
+
+
+def test_a_negative_seed_is_one_line(mini_toy, tmp_path, cli):
+    done = cli("train-teacher", str(mini_toy), "--arch", "S", "--profile", "smoke", "--seed", "-1", "--out",
+               str(tmp_path / "run"), "--device", "cpu", "--quiet")
+    assert done.returncode == 2 and done.stderr.strip() == ("ackd-bench: error: --seed -1: expected a whole number "
+                                                            "from 0 to 2**32 - 1")
+    assert not (tmp_path / "run").exists()
 
 
 def test_wasserstein_properties():

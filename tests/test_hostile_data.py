@@ -326,3 +326,56 @@ def test_random_manifest_mutations_end_in_success_or_one_line(dataset, tmp_path,
     assert {k: v for k, v in snapshot(dataset).items() if not k.startswith(".verified/")} == {
         **inside_before, MANIFEST: (dataset / MANIFEST).read_bytes()}
     assert os.listdir(dataset / ".verified") and all(name.endswith(".h5.json") for name in os.listdir(dataset / ".verified"))
+
+
+@pytest.mark.parametrize("column, cell", [("dataset_version", '=HYPERLINK("https://example.org","x")'),
+                                          ("seed", "+1"), ("code_version", "@SUM(1)"), ("oa", "-0"),
+                                          ("ablation", "\t=1")])
+def test_a_board_cell_that_starts_like_a_formula_is_refused_on_every_read(tmp_path, column, cell, cli):
+    """Round four, class 4: a shared board's formula cell in a column not checked on read was kept when
+    rows were appended and written back unescaped when the board was rewritten."""
+    from ackd_bench.leaderboard.board import SubmissionError, read_board, submit
+    from ackd_bench.results import RESULT_FIELDS
+
+    from .test_leaderboard import _record, _write_csv
+
+    board = _write_csv(tmp_path / "board.csv", [_record(seed=1), {**_record(seed=2), column: cell}])
+    before = board.read_bytes()
+    with pytest.raises(SubmissionError, match=rf"board.csv:3: {column}: .* starts with .*as a spreadsheet formula"):
+        read_board(board)
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps(_record(seed=3)))
+    with pytest.raises(SubmissionError):
+        submit([new], board)
+    assert board.read_bytes() == before  # nothing appended to it, nothing rewritten
+    shown = cli("leaderboard", "show", "--board", str(board))
+    assert shown.returncode == 2 and shown.stderr.count("\n") == 1
+    # a candidate row is held to the same rule
+    bad = tmp_path / "bad.csv"
+    _write_csv(bad, [{**_record(seed=4), column: cell}])
+    with pytest.raises(SubmissionError, match=f"{column}: "):
+        submit([bad], tmp_path / "fresh.csv")
+    assert not (tmp_path / "fresh.csv").exists() and set(RESULT_FIELDS) >= {column}
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"seed": 1, "seed": 2}', "key 'seed' appears more than once"),
+    ("[" * 5000 + "]" * 5000, "nested deeper than 64 levels"),
+    ('{"seed": ' + "9" * 100_000 + "}", "an integer of 100000 digits"),
+    ('{"device": "\\ud800"}', "a string holds a lone surrogate"),
+    ('{"oa": NaN}', "NaN is not a JSON number"),
+])
+def test_result_and_request_json_that_no_writer_makes_is_one_line(tmp_path, cli, text, message):
+    """Round four, classes 7 and 8: duplicate keys (the last won), deep nesting (RecursionError), a
+    100,000-digit integer, a lone surrogate (passed, then failed writing the board)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "result.json").write_text(text)
+    (run / "request.json").write_text(text)
+    board = tmp_path / "board.csv"
+    for command in (("leaderboard", "submit", str(run / "result.json"), "--board", str(board)),
+                    ("rerun", str(run), "--device", "cpu")):
+        done = cli(*command)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-500:]
+        assert message in done.stderr and len(done.stderr) < 400
+    assert not board.exists()

@@ -54,6 +54,24 @@ def test_a_crafted_request_is_one_line(tmp_path, capsys):
     assert "request.json: not found" in capsys.readouterr().err
 
 
+def test_a_request_naming_a_module_is_refused_before_anything_imports_it(tmp_path, capsys, monkeypatch):
+    """Round four, class 3: `module:Class` in a replayed request.json ran the module's import-time code."""
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    (planted / "payload_module.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write('imported')\n")
+    monkeypatch.syspath_prepend(str(planted))
+    run = tmp_path / "run"
+    run.mkdir()
+    body = RunRequest.student_run("data/toy", "S", "kd", profile=load_profile("smoke")).to_json()
+    for method, message in (("payload_module:Anything", "field 'method' names a module to import ('payload_module:"),
+                            ("sembridge+Not A Name", "method 'sembridge+Not A Name': expected teacher, none")):
+        (run / REQUEST_FILE).write_text(json.dumps({**body, "method": method}))
+        assert main(["rerun", str(run), "--device", "cpu"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"ackd-bench: error: {run / REQUEST_FILE}: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "ran").exists()
+
+
 def test_a_request_recorded_before_ms_bands_existed_replays_the_recipes_bands(tmp_path, capsys):
     from ackd_bench.errors import AckdError
     from ackd_bench.train.profiles import check_options

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ..errors import AckdError
 from ..predictions import FILE_NAME, read_predictions
 from ..provenance import atomic_path
 from ..resources import resource_file
+from ..untrusted import load_json
 from ..results import ABSENT_DEFAULTS, RESULT_FIELDS, Record, records_to_csv, run_key
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,9 +105,9 @@ def _read_file(path: Path) -> list[Candidate]:
     candidates = []
     if path.suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise SubmissionError(f"{path}: not valid JSON ({exc})") from None
+            data = load_json(path.read_text(encoding="utf-8"), str(path))
+        except AckdError as exc:
+            raise SubmissionError(str(exc)) from None
         for i, raw in enumerate(data if isinstance(data, list) else [data]):
             if isinstance(raw, dict) and raw.get("kind") == "matcher":
                 continue  # a matcher run has no classification result: not a leaderboard record

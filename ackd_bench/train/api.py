@@ -251,6 +251,8 @@ def _profile_section(request: RunRequest, role: str):
     """The role's optimiser section, the seed and the whole profile (its options and method overrides)."""
     profile_data = load_profile(request.profile, {role: dict(request.overrides)})
     seed = request.seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32):
+        raise AckdError(f"--seed {seed}: expected a whole number from 0 to 2**32 - 1")
     return profile_data[role], int(seed if seed is not None else profile_data["seed"]), profile_data
 
 

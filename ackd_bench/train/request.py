@@ -8,14 +8,13 @@ run's config hash.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import AckdError
 from ..experiment import parse_ablation
-from ..untrusted import NUMBER, typed
+from ..untrusted import NUMBER, load_json, typed
 
 KINDS = ("teacher", "student", "matcher")
 REQUEST_FILE = "request.json"
@@ -120,6 +119,7 @@ class RunRequest:
         if any(not 0 < v <= bounds.get(k, float("inf")) for k, v in data["overrides"].items()):
             raise AckdError(f"field 'overrides' {data['overrides']}: expected epochs 1 to {MAX_EPOCHS}, batch_size 1 to "
                             f"{MAX_BATCH}, lr above 0")
+        _check_method(data["method"])
         check_loaded(data["profile"], "field 'profile'")
         settings = data["sembridge"]
         if set(settings) - {"gamma", "heads", "lambda1", "dynm"}:
@@ -136,6 +136,21 @@ class RunRequest:
         return cls(**body)
 
 
+def _check_method(method: str) -> None:
+    """A recorded method is a built-in name or an installed package's registered one: a request never
+    makes the tool import a module it names (`module:Class`) unless an installed package publishes
+    exactly that class under the `ackd_bench.methods` entry points. Checked before anything imports."""
+    from ..experiment import parse_method
+    from ..methods.registry import ENTRY_POINT_GROUP, outside_methods
+
+    if ":" in method:
+        if method not in outside_methods().values():
+            raise AckdError(f"field 'method' names a module to import ({method[:80]!r}); a recorded request may name "
+                            f"only built-in methods or those installed packages register ({ENTRY_POINT_GROUP})")
+        return
+    parse_method(method)
+
+
 def write_request(run_dir: Path, request: RunRequest) -> None:
     from ..provenance import write_json_atomic
 
@@ -148,7 +163,7 @@ def read_request(run_dir: str | Path) -> RunRequest:
         raise AckdError(f"{path}: not found; {run_dir} is not a run folder of this version of ackd-bench "
                         "(runs record their request since 0.2)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AckdError(f"{path}: not valid JSON ({exc})") from None
+        data = load_json(path.read_text(encoding="utf-8"), str(path))
+    except UnicodeDecodeError as exc:
+        raise AckdError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     return RunRequest.from_json(data, str(path))

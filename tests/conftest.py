@@ -96,10 +96,8 @@ def teacher_ckpt(toy_dir, tmp_path_factory) -> Path:
     return run_dir / "checkpoints" / "best.pt"
 
 
-@pytest.fixture(scope="session")
-def mini_toy(tmp_path_factory) -> Path:
-    """A toy at 32 px with a fifth of its samples: a few steps per epoch, for tests that run many
-    short trainings (the device path, DDP)."""
+def mini_toy_recipe():
+    """toy at 32 px with a fifth of its samples."""
     import copy
 
     from ackd_bench.data.recipe import Recipe, load_recipe
@@ -108,8 +106,15 @@ def mini_toy(tmp_path_factory) -> Path:
     raw["image_size"] = 32
     raw["generator"]["sides"]["ms"]["samples_per_class"] = 24
     raw["generator"]["sides"]["rgb"]["split_counts"] = {"train": 12, "val": 4, "test": 4}
+    return Recipe.from_dict(raw, "mini toy")
+
+
+@pytest.fixture(scope="session")
+def mini_toy(tmp_path_factory) -> Path:
+    """A toy at 32 px with a fifth of its samples: a few steps per epoch, for tests that run many
+    short trainings (the device path, DDP)."""
     root = tmp_path_factory.mktemp("mini-toy")
-    build_dataset("toy", root, recipe=Recipe.from_dict(raw, "mini toy"), progress=False)
+    build_dataset("toy", root, recipe=mini_toy_recipe(), progress=False)
     return root
 
 

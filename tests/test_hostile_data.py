@@ -379,3 +379,32 @@ def test_result_and_request_json_that_no_writer_makes_is_one_line(tmp_path, cli,
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-500:]
         assert message in done.stderr and len(done.stderr) < 400
     assert not board.exists()
+
+
+def test_a_build_deletes_only_files_it_wrote(tmp_path, cli):
+    """Round four, class 1: `build toy --out DIR --force` deleted a user's manifest.json, DATASET.md,
+    *.h5 files and notes, and every build deleted any hidden .*.writing / .*.finalizing file there."""
+    from .conftest import mini_toy_recipe
+
+    users = {"manifest.json": '{"name": "another program"}', "DATASET.md": "my notes", "data.h5": "not a shard",
+             "notes.txt": "keep me", ".draft.writing": "mine", ".x.finalizing": "mine too"}
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    for name, text in users.items():
+        (theirs / name).write_text(text)
+    for force in ((), ("--force",)):
+        done = cli("build", "toy", "--out", str(theirs), "--quiet", "--no-mi", *force)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert "not empty and not a dataset folder of ackd-bench" in done.stderr and "nothing was changed" in done.stderr
+    assert {p.name: p.read_text() for p in theirs.iterdir()} == users
+    # the tool's own folder: a rebuild with --force replaces its files and leaves the user's additions
+    from ackd_bench.data.build import build_dataset
+
+    ours = tmp_path / "ours"
+    build_dataset("toy", ours, recipe=mini_toy_recipe(), progress=False)
+    for name in ("notes.txt", "ms-notes.h5", ".draft.writing"):
+        (ours / name).write_text("a user's")
+    (ours / ".ms-train-00000.h5.writing").write_text("an interrupted build's")
+    build_dataset("toy", ours, recipe=mini_toy_recipe(), progress=False, force=True)
+    assert all((ours / name).read_text() == "a user's" for name in ("notes.txt", "ms-notes.h5", ".draft.writing"))
+    assert not (ours / ".ms-train-00000.h5.writing").exists() and (ours / "manifest.json").is_file()

@@ -8,6 +8,7 @@ marks a directory as a finished dataset.
 from __future__ import annotations
 
 import errno
+import re
 import os
 import sys
 import time
@@ -19,7 +20,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import DatasetError
+from ..errors import AckdError, DatasetError
 from ..provenance import code_version, sha256_file
 from .card import write_card
 from .manifest import (MANIFEST, Manifest, Modality, ShardEntry, Splits, dataset_version, read_manifest,
@@ -95,9 +96,38 @@ def plan_shards(refs: Sequence[SampleRef], modality: str, salt: str, fractions: 
     return planned
 
 
-def _shard_files(root: Path) -> list[Path]:
-    patterns = [f"{m}-*.h5*" for m in MODALITIES] + [f".{m}-*" for m in MODALITIES] + ["DATASET.md"]
-    return sorted({p for pattern in patterns for p in root.glob(pattern)})
+BUILD_MARKER = ".ackd-build"  # a dataset folder this tool made: it may replace its own files there
+# the names a build gives its files: shards, their partial and in-progress forms, the card, the
+# analyses (data/shards.py, data/card.py, data/analyses.py); anything else in the folder is a user's
+SHARD_NAME = re.compile(r"(ms|rgb)-(train|val|test)-\d{5}\.h5(\.partial)?")
+WORK_NAME = re.compile(r"\.(ms|rgb)-(train|val|test)-\d{5}\.h5\.(writing|finalizing)")
+TOOL_FILES = ("DATASET.md", "analysis/mi.csv", "analysis/mi.png")
+
+
+def _tool_files(root: Path, work_only: bool = False) -> list[Path]:
+    """The files of a build in `root` by the names it gives them (never a user's file of another name):
+    with `work_only`, only the hidden in-progress files an interrupted build leaves."""
+    found = [p for p in root.iterdir() if p.is_file() and not p.is_symlink()
+             and (WORK_NAME.fullmatch(p.name) or (not work_only and SHARD_NAME.fullmatch(p.name)))]
+    if not work_only:
+        found += [root / name for name in TOOL_FILES if (root / name).is_file()]
+    return sorted(found)
+
+
+def _claim(root: Path) -> None:
+    """Refuse a folder this tool did not make (nothing there is changed), then mark it as the tool's.
+    A folder of an earlier version's build, whose manifest reads as this tool's, is adopted."""
+    if (root / BUILD_MARKER).is_file():
+        return
+    if root.is_dir() and any(root.iterdir()):
+        try:
+            read_manifest(root)
+        except (AckdError, OSError, ValueError):
+            users = sorted(p.name for p in root.iterdir())[:4]
+            raise DatasetError(f"{root}: not empty and not a dataset folder of ackd-bench (no {BUILD_MARKER}; it holds "
+                               f"{', '.join(users)}); nothing was changed: give --out a new or empty folder") from None
+    root.mkdir(parents=True, exist_ok=True)
+    (root / BUILD_MARKER).write_text("ackd-bench dataset folder: the tool may replace its own files here\n")
 
 
 def paired_absent(manifest: Manifest) -> bool:
@@ -235,16 +265,16 @@ def _build(
     recipe = recipe if recipe is not None else load_recipe(name)
     digest = recipe_hash(recipe)
     root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
+    _claim(root)
     if force:
         (root / MANIFEST).unlink(missing_ok=True)
-        for path in _shard_files(root):
+        for path in _tool_files(root):
             path.unlink()
     else:
         existing = _check_existing(root, digest)
         if existing is not None and not paired_absent(existing):
             return BuildResult(root, "up-to-date", existing)
-    for stale in [*root.glob(".*.writing"), *root.glob(".*.finalizing")]:
+    for stale in _tool_files(root, work_only=True):
         stale.unlink()
 
     started = time.time()

@@ -620,6 +620,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+ERROR_CHARACTERS = 2000  # an error quoting a file's value stays one readable line, whatever the file held
+
+
+def bounded(message: str) -> str:
+    """At most ERROR_CHARACTERS characters: a 50 MB field quoted by an error must not come back as a
+    50 MB line (a submission's list of bad rows stays a list, one row a line)."""
+    if len(message) <= ERROR_CHARACTERS:
+        return message
+    return f"{message[:ERROR_CHARACTERS]}... ({len(message):,} characters in all)"
+
+
 def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show a name gets it escaped, not a traceback
         if hasattr(stream, "reconfigure"):
@@ -634,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except AckdError as exc:
-        print(f"ackd-bench: error: {exc}", file=sys.stderr)
+        print(f"ackd-bench: error: {bounded(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()

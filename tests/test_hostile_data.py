@@ -408,3 +408,41 @@ def test_a_build_deletes_only_files_it_wrote(tmp_path, cli):
     build_dataset("toy", ours, recipe=mini_toy_recipe(), progress=False, force=True)
     assert all((ours / name).read_text() == "a user's" for name in ("notes.txt", "ms-notes.h5", ".draft.writing"))
     assert not (ours / ".ms-train-00000.h5.writing").exists() and (ours / "manifest.json").is_file()
+
+
+def test_an_error_quoting_a_huge_field_stays_short(tmp_path, cli):
+    """Round four, class 5: a 50 MB string in a result field came back as a 50 MB error line."""
+    from .test_leaderboard import _record
+
+    big = tmp_path / "result.json"
+    big.write_text(json.dumps({**_record(), "device": "x" * 5_000_000}))
+    done = cli("leaderboard", "submit", str(big), "--board", str(tmp_path / "board.csv"))
+    assert done.returncode == 2 and len(done.stderr) < 2200  # the field's check quotes 40 characters of it
+    (tmp_path / "runs").mkdir()
+    done = cli("compare", "--runs-root", str(tmp_path / "runs"), "--methods", "x" * 5_000_000, "kd")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and len(done.stderr) < 2100
+    assert done.stderr.rstrip().endswith("characters in all)")
+
+
+def test_a_jpeg_declaring_a_decompression_bomb_is_one_line(tmp_path):
+    """Round four, class 7: a JPEG header of 60000 x 60000 pixels fired Pillow's bomb guard, uncaught."""
+    from PIL import Image
+
+    from ackd_bench.data.shards import SampleRef
+    from ackd_bench.data.sources.resisc45 import RESISC45
+    from ackd_bench.errors import DatasetError
+
+    folder = tmp_path / "NWPU-RESISC45" / "forest"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(folder / "forest_001.jpg")
+    source = RESISC45({"bands": ["R", "G", "B"], "class_map": {"Forest": ["forest"]}}, ["Forest"], 8, root=tmp_path,
+                      source_dir=tmp_path, download=False)
+    path = source.path(SampleRef("resisc45/forest/forest_001.jpg", 0))
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = 10  # an 8 x 8 image is then a "bomb", as 60000 x 60000 is at the default guard
+    try:
+        with pytest.raises(DatasetError, match="declares more pixels than a scene has"):
+            source.load(SampleRef("resisc45/forest/forest_001.jpg", 0))
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+    assert path.is_file()

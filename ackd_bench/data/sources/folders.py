@@ -92,6 +92,8 @@ class JpegFolderSource(ClassFolderSource):
                 if image.size != (self.size, self.size):  # antialiased downsampling to the MS size
                     image = image.resize((self.size, self.size), Image.Resampling.LANCZOS)
                 return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()
+        except Image.DecompressionBombError as exc:  # a header declaring more pixels than Pillow's guard allows
+            raise DatasetError(f"{path}: refused, declares more pixels than a scene has ({exc})"[:300]) from None
         except (UnidentifiedImageError, OSError) as exc:
             raise DatasetError(f"{path}: unreadable JPEG ({exc})") from None
 

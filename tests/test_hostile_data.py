@@ -446,3 +446,32 @@ def test_a_jpeg_declaring_a_decompression_bomb_is_one_line(tmp_path):
     finally:
         Image.MAX_IMAGE_PIXELS = previous
     assert path.is_file()
+
+
+@pytest.mark.parametrize("kind", ["external link", "external storage", "virtual dataset"])
+def test_a_shard_keeping_its_data_in_other_files_is_refused(dataset, tmp_path, capsys, kind):
+    """Round four, class 2: shards whose data lived in other files (external links, external raw
+    storage, virtual datasets) passed `info` and training, with pixels read from outside the dataset."""
+    manifest = manifest_of(dataset)
+    entry = next(e for e in manifest["shards"] if e["modality"] == "rgb" and e["split"] == "train")
+    shard = dataset / entry["file"]
+    with h5py.File(shard, "r+") as handle:
+        labels = handle["labels"][()]  # the other file holds the right values: nothing else gives it away
+        del handle["labels"]
+        with h5py.File(tmp_path / "other.h5", "w") as other:
+            other["labels"] = labels
+        (tmp_path / "outside.bin").write_bytes(labels.tobytes())
+        if kind == "external link":
+            handle["labels"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "labels")
+        elif kind == "external storage":
+            handle.create_dataset("labels", shape=labels.shape, dtype=labels.dtype,
+                                  external=[(str(tmp_path / "outside.bin"), 0, h5py.h5f.UNLIMITED)])
+        else:
+            layout = h5py.VirtualLayout(shape=labels.shape, dtype=labels.dtype)
+            layout[:] = h5py.VirtualSource(str(tmp_path / "other.h5"), "labels", shape=labels.shape)
+            handle.create_virtual_dataset("labels", layout)
+    entry["bytes"], entry["sha256"] = shard.stat().st_size, sha256_file(shard)
+    resealed(dataset, manifest)  # what an attacker does: the seal covers only the shard file
+    one_line_exit_2(["info", str(dataset)], capsys, "'labels'", "a shard's data lives in the shard file")
+    with pytest.raises(DatasetError, match="a shard's data lives in the shard file"):
+        verify_for_training(dataset)

@@ -440,10 +440,9 @@ def pixel_bytes(manifest: Manifest, modality: str | None = None, split: str | No
 
 def check_against_shards(root: Path, manifest: Manifest) -> None:
     """The manifest's classes, bands and per-class counts against what the shards themselves hold."""
-    import h5py
     import numpy as np
 
-    from .shards import read_text
+    from .shards import open_shard, read_text
 
     if dataset_version(manifest.shards) != manifest.dataset_version:
         raise DatasetError(f"{root / MANIFEST}: dataset_version does not match the shard content hashes it lists")
@@ -452,7 +451,7 @@ def check_against_shards(root: Path, manifest: Manifest) -> None:
     for entry in manifest.shards:
         path = shard_path(root, entry)
         try:
-            with h5py.File(path, "r") as handle:
+            with open_shard(path) as handle:
                 stored_classes = read_text(handle.attrs["class_names"])
                 stored_bands = read_text(handle.attrs["band_names"])
                 content = read_text(handle.attrs["content_sha256"])

@@ -321,6 +321,34 @@ def has_statistics(final: Path, mean: np.ndarray, std: np.ndarray) -> bool:
         return False
 
 
+def self_contained(handle: h5py.File, path: Path) -> h5py.File:
+    """A shard whose data lives in the shard file and nowhere else, or one line: HDF5 can keep a
+    dataset's data in other files (external and soft links, external raw storage, virtual datasets),
+    which would read pixels from outside the dataset folder, unseen by the shard's checksum."""
+    for name in handle:
+        link = handle.get(name, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            raise DatasetError(f"{path}: '{name}' is an {type(link).__name__}; a shard's data lives in the shard file")
+        member = handle[name]
+        if not isinstance(member, h5py.Dataset):
+            raise DatasetError(f"{path}: '{name}' is a group; a shard holds datasets only")
+        if member.is_virtual or member.external:
+            kind = "a virtual dataset" if member.is_virtual else "external storage"
+            raise DatasetError(f"{path}: dataset '{name}' keeps its data in other files ({kind}); a shard's data "
+                               "lives in the shard file")
+    return handle
+
+
+def open_shard(path: Path) -> h5py.File:
+    """A shard opened for reading, checked to be self-contained (`self_contained`)."""
+    handle = h5py.File(path, "r")
+    try:
+        return self_contained(handle, path)
+    except DatasetError:
+        handle.close()
+        raise
+
+
 class ShardReader:
     """Random access to the samples of a list of shards, opening files lazily in each process.
 
@@ -352,7 +380,7 @@ class ShardReader:
         handle = self._handles.get(shard)
         if handle is None:
             try:
-                handle = h5py.File(self.paths[shard], "r")
+                handle = open_shard(self.paths[shard])
             except OSError as exc:
                 raise DatasetError(f"{self.paths[shard]}: cannot open shard: {exc}") from None
             self._handles[shard] = handle
@@ -435,7 +463,7 @@ class ShardReader:
     def read_column(self, field: str) -> Iterator[np.ndarray]:
         """A small per-sample field (labels, source ids) for every shard, in order."""
         for path in self.paths:
-            with h5py.File(path, "r") as handle:
+            with open_shard(path) as handle:
                 if field == "source_ids":
                     yield handle[field].asstr("utf-8")[()]
                 else:

@@ -475,3 +475,35 @@ def test_a_shard_keeping_its_data_in_other_files_is_refused(dataset, tmp_path, c
     one_line_exit_2(["info", str(dataset)], capsys, "'labels'", "a shard's data lives in the shard file")
     with pytest.raises(DatasetError, match="a shard's data lives in the shard file"):
         verify_for_training(dataset)
+
+
+def test_source_trees_hold_regular_files_with_text_names_and_geotiffs_that_are_geotiffs(tmp_path):
+    """Round four, classes 2, 6 and 7: a FIFO in a source folder blocked `build`; a non-UTF-8 file name
+    ended in a traceback; a GeoTIFF that was really a GDAL VRT read pixels from any file."""
+    rasterio = pytest.importorskip("rasterio", reason="rasterio is not installed")
+    from PIL import Image
+
+    from ackd_bench.data.sources.folders import _sample_file
+    from ackd_bench.data.sources.rasters import read_bands
+
+    folder = tmp_path / "forest"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "ok.jpg")
+    assert _sample_file(folder / "ok.jpg") == folder / "ok.jpg"
+    os.mkfifo(folder / "blocks.jpg")
+    with pytest.raises(DatasetError, match="blocks.jpg: not a regular file"):
+        _sample_file(folder / "blocks.jpg")
+    odd = folder / os.fsdecode(b"caf\xe9.jpg")
+    odd.write_bytes(b"")
+    with pytest.raises(DatasetError, match=r"caf\\xe9.jpg: the file name is not UTF-8 text"):
+        _sample_file(odd)
+    secret = tmp_path / "secret.tif"
+    with rasterio.open(secret, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint16") as dst:
+        dst.write(np.full((1, 4, 4), 4242, dtype=np.uint16))
+    vrt = folder / "scene.tif"
+    vrt.write_text(f'<VRTDataset rasterXSize="4" rasterYSize="4"><VRTRasterBand dataType="UInt16" band="1">'
+                   f'<SimpleSource><SourceFilename relativeToVRT="0">{secret}</SourceFilename><SourceBand>1</SourceBand>'
+                   f'</SimpleSource></VRTRasterBand></VRTDataset>')
+    with pytest.raises(DatasetError, match="scene.tif: unreadable GeoTIFF"):
+        read_bands(vrt, count=1, size=4, indexes=[1])
+    assert read_bands(secret, count=1, size=4, indexes=[1]).max() == 4242  # a real GeoTIFF still reads

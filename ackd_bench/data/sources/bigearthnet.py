@@ -195,7 +195,7 @@ class BigEarthNetV2:
         def count(patch_id: str, data: bytes | Path) -> None:
             try:
                 if isinstance(data, Path):
-                    with rasterio.open(data) as src:
+                    with rasterio.open(data, driver="GTiff") as src:  # never a VRT naming other files
                         codes = src.read(1)
                 else:
                     with MemoryFile(data) as memory, memory.open() as src:

@@ -15,6 +15,20 @@ from .fetch import Archive, locate
 from .rasters import read_bands
 
 
+def _sample_file(path: Path) -> Path:
+    """A source file, or one line: a regular file (a FIFO or device would block or stream forever) with
+    a UTF-8 name (it becomes the sample's id, written into shards and manifests as text)."""
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = path.name.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+        raise DatasetError(f"{path.parent}/{shown}: the file name is not UTF-8 text; rename it") from None
+    if not path.is_file():  # follows links: a link to a regular file is one
+        raise DatasetError(f"{path}: not a regular file (a FIFO, device or dangling link); remove it from the source "
+                           "folder")
+    return path
+
+
 class ClassFolderSource(ABC):
     """A recipe side drawn from a class-folder source: target class <- source class folders."""
 
@@ -47,7 +61,7 @@ class ClassFolderSource(ABC):
                 if not folder.is_dir():
                     raise DatasetError(f"{folder}: class folder missing ({self.name} class '{source_class}', "
                                        f"mapped to '{target}')")
-                files = sorted(folder.glob(f"*{self.suffix}"))
+                files = [_sample_file(f) for f in sorted(folder.glob(f"*{self.suffix}"))]
                 if not files:
                     raise DatasetError(f"{folder}: no *{self.suffix} files")
                 refs += [SampleRef(f"{self.name}/{source_class}/{f.name}", label) for f in files]

@@ -25,7 +25,9 @@ def read_bands(path: Path, *, count: int, size: int, indexes: Sequence[int], out
     from rasterio.enums import Resampling
 
     try:
-        with rasterio.open(path) as src:
+        # only the GeoTIFF driver, and no probing of the folder for sidecars: a "GeoTIFF" that is really
+        # a VRT would otherwise read pixels from any file, or over the network (/vsicurl/)
+        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), rasterio.open(path, driver="GTiff") as src:
             if src.count != count or (src.height, src.width) != (size, size):
                 raise DatasetError(f"{path}: {_bands(src.count)} of {src.height}x{src.width}, expected "
                                    f"{_bands(count)} of {size}x{size}")

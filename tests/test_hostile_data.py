@@ -108,7 +108,7 @@ def _rewrite_shard(root: Path, manifest: dict, index: int, edit) -> None:
 
 
 @pytest.mark.parametrize("change,message", [
-    ("samples", "images are"),
+    ("samples", "has shape"),
     ("labels", "labels must be"),
     ("version", "dataset_version does not match"),
     ("content", "content_sha256 differs"),
@@ -507,3 +507,21 @@ def test_source_trees_hold_regular_files_with_text_names_and_geotiffs_that_are_g
     with pytest.raises(DatasetError, match="scene.tif: unreadable GeoTIFF"):
         read_bands(vrt, count=1, size=4, indexes=[1])
     assert read_bands(secret, count=1, size=4, indexes=[1]).max() == 4242  # a real GeoTIFF still reads
+
+
+def test_a_shard_declaring_more_samples_than_it_can_hold_is_refused_before_allocating(dataset, tmp_path, capsys):
+    """Round four, class 5: an 8 MB shard declaring 10^10 gzip-compressed labels made `info`, `mi` and
+    training allocate 18.6 GB."""
+    manifest = manifest_of(dataset)
+    entry = next(e for e in manifest["shards"] if e["modality"] == "rgb" and e["split"] == "train")
+    shard = dataset / entry["file"]
+    with h5py.File(shard, "r+") as handle:
+        del handle["labels"]
+        handle.create_dataset("labels", shape=(10**10,), dtype=np.int16, chunks=(1 << 20,), compression="gzip")
+    entry["bytes"], entry["sha256"] = shard.stat().st_size, sha256_file(shard)
+    resealed(dataset, manifest)
+    one_line_exit_2(["info", str(dataset)], capsys, "dataset 'labels' has shape (10000000000,)")
+    manifest["shards"][manifest["shards"].index(entry)]["samples"] = 10**10
+    resealed(dataset, manifest)
+    with pytest.raises(DatasetError):
+        verify_for_training(dataset)

@@ -438,6 +438,20 @@ def pixel_bytes(manifest: Manifest, modality: str | None = None, split: str | No
     return total
 
 
+def declared_sizes(path: Path, entry: ShardEntry, handle) -> None:
+    """What a shard declares against what it can hold, before anything is allocated from it: every
+    dataset's first dimension is the manifest's sample count, and the samples fit the bytes present
+    (a compressed sample takes at least a byte: an 8 MB shard cannot hold 10^10 labels)."""
+    if entry.samples > max(entry.bytes, path.stat().st_size):
+        raise DatasetError(f"{path}: declares {entry.samples:,} samples in {path.stat().st_size:,} bytes; a shard holds "
+                           "at least a byte per sample")
+    for name in handle:
+        shape = handle[name].shape
+        if not shape or shape[0] != entry.samples or any(s > 1_000_000 for s in shape[1:]):
+            raise DatasetError(f"{path}: dataset '{name}' has shape {shape}, the manifest says {entry.samples:,} "
+                               "samples (a crafted shard?)")
+
+
 def check_against_shards(root: Path, manifest: Manifest) -> None:
     """The manifest's classes, bands and per-class counts against what the shards themselves hold."""
     import numpy as np
@@ -457,6 +471,7 @@ def check_against_shards(root: Path, manifest: Manifest) -> None:
                 content = read_text(handle.attrs["content_sha256"])
                 images = handle["images"]
                 image_shape, image_dtype = images.shape, images.dtype
+                declared_sizes(path, entry, handle)  # before any column is read into memory
                 labels = handle["labels"][()]
                 multi = handle["multilabels"][()] if "multilabels" in handle else None
         except (OSError, KeyError, TypeError, ValueError) as exc:

@@ -165,6 +165,7 @@ def _write_run(folder, method, seed, predictions=None, oa=0.7):
     oa = float(predictions.correct().mean()) if predictions is not None else oa
     loss = {"sembridge": "kd", "none": None}.get(method, method)
     record = Record.from_dict({**_record(method=method, kd_loss=loss, sembridge=method == "sembridge", seed=seed,
+                                         teacher=None if method == "none" else "R",
                                          oa=oa, f1=oa, val_oa=oa, val_f1=oa,
                                          n_test=len(predictions.item_ids) if predictions is not None else 111),
                                "predictions_sha256": digest})
@@ -198,6 +199,10 @@ def test_compare_from_run_folders_pairs_by_seed_and_falls_back_to_seeds_only(tmp
     found, = compare_methods(find_runs(tmp_path / "old"), "sembridge", "none")
     assert not found.paired_by_item and "no per-item predictions" in found.note
     assert found.estimates["oa"].difference == pytest.approx(0.04)
+    # the student alone has no teacher: it is compared within the distilled method's pair
+    assert found.setting["pair"] == "R/R"
+    alone, = compare_methods(find_runs(tmp_path / "old"), "none", "none")
+    assert alone.setting["pair"] == "-/R" and alone.estimates["oa"].difference == 0.0
     done = cli("compare", "--runs-root", tmp_path / "old", "--methods", "sembridge", "lskd")
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "no setting" in done.stderr
 

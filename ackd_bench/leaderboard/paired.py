@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -340,20 +340,32 @@ def compare(a_runs: Sequence[Run], b_runs: Sequence[Run], a: str, b: str, settin
     return result
 
 
+def _setting(record: Record, **replaced: Any) -> tuple:
+    return tuple(replaced.get(k, getattr(record, k)) for k in SETTING)
+
+
 def compare_methods(runs: Sequence[Run], a: str, b: str, resamples: int = RESAMPLES) -> list[Comparison]:
     """A against B in every setting (dataset version, pair, profile, protocol, epochs) both were run in."""
     spec_a, spec_b = MethodSpec.parse(a), MethodSpec.parse(b)
     groups: dict[tuple, dict[str, list[Run]]] = {}
+    alone: list[tuple[str, Run]] = []  # a student without a teacher (`none`) joins every pair of its student
     for run in runs:
         for side, spec in (("a", spec_a), ("b", spec_b)):
             if spec.matches(run.record) and run.record.student is not None:
-                key = tuple(getattr(run.record, k) for k in SETTING)
-                groups.setdefault(key, {"a": [], "b": []})[side].append(run)
+                if run.record.teacher is None:
+                    alone.append((side, run))
+                else:
+                    groups.setdefault(_setting(run.record), {"a": [], "b": []})[side].append(run)
+    for side, run in alone:
+        matching = [key for key in groups if key == _setting(run.record, teacher=key[SETTING.index("teacher")])]
+        for key in matching or [_setting(run.record)]:
+            groups.setdefault(key, {"a": [], "b": []})[side].append(run)
     out = []
     for key, sides in sorted(groups.items(), key=lambda item: tuple(str(v) for v in item[0])):
         setting = dict(zip(SETTING, map(str, key)))
         setting["dataset_version"] = setting["dataset_version"][:12]
-        setting["pair"] = f"{setting.pop('teacher')}/{setting.pop('student')}"
+        teacher = setting.pop("teacher")
+        setting["pair"] = f"{'-' if teacher == 'None' else teacher}/{setting.pop('student')}"
         found = compare(sides["a"], sides["b"], str(spec_a), str(spec_b), setting, resamples)
         if found is not None:
             out.append(found)

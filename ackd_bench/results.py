@@ -67,11 +67,6 @@ class Record:
         missing = [k for k in RESULT_FIELDS if k not in raw and k not in ABSENT_DEFAULTS]
         if missing:
             raise ValueError(f"missing column(s) {', '.join(missing)}")
-        for name in RESULT_FIELDS:  # every cell, whatever its column: no valid value starts like a formula
-            value = raw.get(name)
-            if isinstance(value, str) and value[:1] in FORMULA_START:
-                raise ValueError(f"{name}: {value[:40]!r} starts with {value[:1]!r}, as a spreadsheet formula does "
-                                 "(CSV injection); no valid value does")
         typed = cls(**{name: _coerce(name, _given(raw, name)) for name in RESULT_FIELDS})
         for name in ("device", "code_version", "profile", "paper_url", "code_url"):  # text that reaches CSVs and pages
             check_plain_text(name, getattr(typed, name))
@@ -143,6 +138,13 @@ class Record:
             if record.dataset_version not in versions:
                 raise ValueError(f"dataset_version: {record.dataset_version[:16]}... is not a known version of "
                                  f"{record.dataset}")
+        # last, so that a column's own check speaks first: every cell, of every column, that starts like
+        # a formula (a column checked only against a list, a number written "+1") is refused too
+        for name in RESULT_FIELDS:
+            value = raw.get(name)
+            if isinstance(value, str) and value[:1] in FORMULA_START:
+                raise ValueError(f"{name}: {value[:40]!r} starts with {value[:1]!r}, as a spreadsheet formula does "
+                                 "(CSV injection); no valid value does")
         return record
 
     def to_dict(self) -> dict[str, Any]:

@@ -80,7 +80,7 @@ def main() -> None:
                 if not result.get("reused"):
                     seconds[method].append(time.time() - started)
                 print(f"toy {toy} seed {seed} {method:9s} OA {100 * result['oa']:.1f}", flush=True)
-        version = dataset.joinpath("manifest.json").read_text().split('"dataset_version": "')[1][:64]
+        version = read_manifest(dataset).dataset_version
         runs = [r for r in find_runs(args.runs) if r.record.dataset_version == version and r.record.student == "S"
                 and r.record.profile == args.profile and r.record.seed < args.seeds]
         by_method = {m: sorted((r for r in runs if r.record.method == m and not r.record.ablation),

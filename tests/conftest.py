@@ -21,6 +21,20 @@ def pytest_configure(config):
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_home(tmp_path_factory):
+    """What the tool keeps in a user's home (a board, verification stamps, bug reports) goes to the
+    session's own folder: tests neither read the developer's nor leave anything there."""
+    home = tmp_path_factory.mktemp("home")
+    previous = os.environ.get("ACKD_BENCH_HOME")
+    os.environ["ACKD_BENCH_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("ACKD_BENCH_HOME", None)
+    else:
+        os.environ["ACKD_BENCH_HOME"] = previous
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 

@@ -206,16 +206,39 @@ def _flip_a_byte(path):
 
 
 def test_training_refuses_a_bit_flipped_shard_and_hashes_each_shard_once(toy_copy, tmp_path, cli):
-    from ackd_bench.data.manifest import VERIFIED_DIR, verify_for_training
+    from ackd_bench.data.manifest import verification_stamp, verify_for_training
 
     verify_for_training(toy_copy)
-    stamps = sorted(p.name for p in (toy_copy / VERIFIED_DIR).iterdir())
-    assert stamps == sorted(f"{e.file}.json" for e in read_manifest(toy_copy).shards)
+    shards = read_manifest(toy_copy).shards
+    stamps = [verification_stamp(toy_copy / e.file, e.sha256) for e in shards]
+    assert all(json.loads(stamp.read_text()) == seen for stamp, seen in stamps)
+    assert not list(toy_copy.glob(".*verified*"))  # nothing in the dataset's folder vouches for it
     shard = toy_copy / "rgb-train-00000.h5"
     _flip_a_byte(shard)  # same size: only the hash tells
     args = ["train-student", str(toy_copy), "--arch", "S", "--profile", "smoke", "--quiet"]
     _one_line_error(cli(*args, "--out", str(tmp_path / "run")), str(shard), "sha256 mismatch", "build --force")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_shard_edited_in_place_with_its_times_set_back_and_a_forged_stamp_is_hashed_again(toy_copy, tmp_path, cli):
+    """The old stamp in the dataset's `.verified/` could be forged with the shard; the user's own stamp
+    holds the file's ctime, which no `touch` sets back."""
+    from ackd_bench.data.manifest import verify_for_training
+
+    verify_for_training(toy_copy)
+    shard = toy_copy / "ms-train-00000.h5"
+    before = shard.stat()
+    _flip_a_byte(shard)
+    os.utime(shard, ns=(before.st_atime_ns, before.st_mtime_ns))
+    forged = {"bytes": before.st_size, "mtime_ns": before.st_mtime_ns,
+              "sha256": next(e.sha256 for e in read_manifest(toy_copy).shards if e.file == shard.name)}
+    (toy_copy / ".verified").mkdir(exist_ok=True)
+    (toy_copy / ".verified" / f"{shard.name}.json").write_text(json.dumps(forged))
+    assert shard.stat().st_size == before.st_size and shard.stat().st_mtime_ns == before.st_mtime_ns
+    _one_line_error(cli("train-teacher", str(toy_copy), "--arch", "S", "--profile", "smoke", "--quiet",
+                        "--out", str(tmp_path / "teacher")), str(shard), "sha256 mismatch")
+    _one_line_error(cli("mi", str(toy_copy), "--out", str(tmp_path / "mi.json")), str(shard), "sha256 mismatch")
+    assert not (tmp_path / "teacher").exists() and not (tmp_path / "mi.json").exists()
 
 
 @pytest.mark.parametrize("edit,fragment", [

@@ -87,3 +87,31 @@ def test_a_stop_that_arrives_while_an_epoch_ends_is_acted_on_at_the_next_not_los
     with pytest.raises(Preempted, match=r"^stopped by SIGTERM after epoch 2/4;"):
         _engine(TinyTask(), tmp_path / "run", every=3600, epochs=4).fit()
     assert _epoch_of(tmp_path / "run" / "checkpoints" / "last.pt") == 1
+
+
+def test_a_requeued_run_logs_past_its_checkpoint_so_its_stop_is_read_when_its_process_ends(tmp_path):
+    """#35: the Slurm test once read a requeued job's run as log 0-3, checkpoint 1, which looks like
+    lost work. It was a late read: the stop leaves the log and last.pt agreeing; a requeued instance
+    that resumed logs each epoch it trains while last.pt waits for its next save (an hour here, the
+    sweep's --checkpoint-every 600 s there). tests/test_slurm.py reads a job's runs as soon as its
+    process ends (StoppedStates), before a requeue can restart it, no longer once both jobs ended."""
+    from tests.test_slurm import StoppedStates
+
+    run_dir, ended = tmp_path / "run", set()
+    last = run_dir / "checkpoints" / "last.pt"
+    stopped = StoppedStates(alive=lambda pid: pid not in ended)
+    stopped.watch(1, [run_dir])
+    task = TinyTask(signal_at=(1, 1))
+    task.signal_number = signal.SIGTERM  # `scontrol requeue`
+    with pytest.raises(Preempted, match=r"^stopped by SIGTERM after epoch 2/5;"):
+        _engine(task, run_dir, every=3600, epochs=5).fit()
+    assert not stopped.poll()  # the process has not ended yet: nothing read
+    ended.add(1)
+    assert stopped.poll() and stopped.states == {run_dir: (1, [0, 1])}  # the stop: log and checkpoint agree
+
+    late = []  # read while the requeued instance runs, as the test did once the other job had ended too
+    resumed = TinyTask(on_epoch=lambda epoch: late.append((_epoch_of(last), _logged_epochs(run_dir))))
+    assert _engine(resumed, run_dir, every=3600, epochs=5).fit(resume=True).epochs_run == 3
+    assert late == [(1, [0, 1]), (1, [0, 1, 2]), (1, [0, 1, 2, 3])]  # the last: #35's reading, nothing lost
+    assert stopped.states == {run_dir: (1, [0, 1])}  # read once, at the end of the stopped process
+    assert (_epoch_of(last), _logged_epochs(run_dir)) == (4, [0, 1, 2, 3, 4])

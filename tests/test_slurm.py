@@ -94,6 +94,32 @@ def _saved_epoch(run_dir: Path) -> int | None:
     return torch.load(path, map_location="cpu", weights_only=False)["epoch"] if path.exists() else None
 
 
+class StoppedStates:
+    """(checkpoint epoch, logged epochs) of each signalled job's runs as its stopped instance left them,
+    read as soon as its process ends. Read later, they may be a requeued instance's: it starts 10 s
+    after the stop at the earliest (cred_expire) and resumes from the checkpoint, then logs the epochs
+    it trains while last.pt waits for its next save (--checkpoint-every, 600 s): a log past the
+    checkpoint that looks like lost work (log 0-3, checkpoint 1 in #35, with the other sweep's job
+    slow to start on busy cores)."""
+
+    def __init__(self, alive=lambda pid: Path(f"/proc/{pid}").exists(),
+                 read=lambda run_dir: (_saved_epoch(run_dir), _logged_epochs(run_dir))):
+        self.alive, self.read = alive, read
+        self.ending: dict[int, list[Path]] = {}  # process -> its runs, until it ends
+        self.states: dict[Path, tuple[int | None, list[int]]] = {}
+
+    def watch(self, pid: int, run_dirs) -> None:
+        self.ending[pid] = list(run_dirs)
+
+    def poll(self) -> bool:
+        """Read the runs of the processes that ended since; True once every watched one ended."""
+        for pid, run_dirs in list(self.ending.items()):
+            if not self.alive(pid):
+                self.states.update({run_dir: self.read(run_dir) for run_dir in run_dirs})
+                del self.ending[pid]
+        return not self.ending
+
+
 def _run_dirs(runs: Path) -> dict[str, Path]:
     """Run directories being trained, by their log (teachers: S, M...), once they log an epoch."""
     return {json.loads((d / "config.json").read_text()).get("arch", d.name) if (d / "config.json").exists() else d.name: d
@@ -165,7 +191,10 @@ def test_preempted_and_requeued_jobs_resume_from_the_checkpoint_of_their_grace_p
     try:
         # each job is signalled once all its runs have logged an epoch (when the job started differs)
         how = {grouped: (2, ["scancel", "--signal=USR2"]), single: (1, ["scontrol", "requeue"])}
-        before, jobs, pids = {}, {}, {}
+        before, jobs = {}, {}
+        # each job's runs are read the moment its process ends, also while the other job is still to
+        # be signalled: its requeued instance may restart from 10 s after that (StoppedStates)
+        stopped = StoppedStates()
         deadline = time.monotonic() + 90
         while len(jobs) < 2 and time.monotonic() < deadline:
             for root, (runs, command) in how.items():
@@ -173,15 +202,17 @@ def test_preempted_and_requeued_jobs_resume_from_the_checkpoint_of_their_grace_p
                 if root not in jobs and len(dirs) == runs and all(_logged_epochs(d) for d in dirs.values()):
                     job = _own_job(root)
                     before.update({d: len(_logged_epochs(d)) for d in dirs.values()})
-                    pids[root] = _wait_for(f"job {job}'s process", lambda job=job: _job_process(job))
+                    pid = _wait_for(f"job {job}'s process", lambda job=job: _job_process(job))
                     slurm._run(*command, job)
+                    stopped.watch(pid, dirs.values())
                     jobs[root] = job
+            stopped.poll()
             time.sleep(0.1)
         assert len(jobs) == 2 and all(0 < n < epochs for n in before.values()), (jobs, before)
-        for pid in pids.values():  # its runs saved and stopped; the job restarts 10 s later at the earliest
-            _wait_for(f"process {pid} to end", lambda pid=pid: not Path(f"/proc/{pid}").exists())
+        # its runs saved and stopped
+        _wait_for("the signalled jobs' processes to end", stopped.poll, timeout=90)
         for run_dir, logged_before in before.items():
-            saved, logged = _saved_epoch(run_dir), _logged_epochs(run_dir)
+            saved, logged = stopped.states[run_dir]
             # the checkpoint holds every epoch logged before the notice: at most the epoch in progress lost
             assert saved is not None and logged == list(range(saved + 1)), (run_dir, saved, logged)
             assert saved + 1 >= logged_before, (run_dir, saved, logged_before)

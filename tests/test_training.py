@@ -15,7 +15,7 @@ from ackd_bench.train.checkpoint import CheckpointError
 from ackd_bench.train.engine import Runtime, TrainingError
 from ackd_bench.train.request import RunRequest
 from ackd_bench.train.runs import predict
-from ackd_bench.train.teacher_cache import build_or_load_cache, load_teacher
+from ackd_bench.train.teacher_cache import build_or_load_cache, cache_file, load_teacher
 
 
 def _weights(path):
@@ -93,8 +93,7 @@ def test_teacher_cache_equals_live_teacher(teacher_ckpt, toy_dir):
     torch.testing.assert_close(cached["pooled"], live["pooled"], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(cached["tokens"], live["tokens"], rtol=2e-3, atol=2e-3)  # stored in fp16
     assert cache.tensors["tokens"].dtype == torch.float16
-    files = list((teacher_ckpt.parent.parent / "cache").glob("teacher-outputs-*.pt"))
-    assert len(files) == 1 and cache.keys["dataset_version"][:16] in files[0].name
+    assert cache_file(cache.keys).is_file() and not (teacher_ckpt.parent.parent / "cache").exists()
     again = build_or_load_cache(teacher_ckpt, ms_train, rt)  # read back, not recomputed
     assert torch.equal(again.tensors["logits"], cache.tensors["logits"])
 
@@ -116,3 +115,18 @@ def test_existing_run_is_not_overwritten(teacher_ckpt, toy_dir):
     with pytest.raises(TrainingError, match="already finished"):
         train_classifier(RunRequest.teacher_run(toy_dir, "S", profile="smoke"),
                          RunOptions(run_dir=teacher_ckpt.parent.parent, progress=False))
+
+
+def test_the_teacher_cache_keeps_the_most_recently_used_files_within_its_bound(tmp_path):
+    from ackd_bench.train.teacher_cache import _evict_beyond
+
+    (tmp_path / "notes.pt").write_bytes(b"x" * 100)  # not the tool's pattern: never touched
+    for age, name in enumerate(["c", "b", "a"]):  # a: the oldest use
+        path = tmp_path / f"teacher-outputs-train-{name}.pt"
+        path.write_bytes(b"x" * 100)
+        os.utime(path, ns=(10**18 - age * 10**9, 10**18 - age * 10**9))
+    newest = tmp_path / "teacher-outputs-train-c.pt"
+    _evict_beyond(tmp_path, 250, keep=newest)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.pt", "teacher-outputs-train-b.pt", newest.name]
+    _evict_beyond(tmp_path, 50, keep=newest)  # the one in use stays, whatever the bound
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.pt", newest.name]

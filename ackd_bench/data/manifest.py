@@ -505,24 +505,19 @@ def check_against_shards(root: Path, manifest: Manifest) -> None:
                                    f"labels {values.tolist()} (manifest edited after the build?)")
 
 
-VERIFIED_DIR = ".verified"  # per-shard stamps: the sha256 checked, for this size and mtime
-
-
 def verify_for_training(root: str | Path) -> Manifest:
     """`verify_manifest` with checksums, hashing only shards changed since they were last verified.
 
     A run must not train on a damaged copy (one flipped byte keeps the size), but hashing every
-    shard before each of a sweep's runs would cost minutes. A verified shard gets a stamp under
-    `.verified/` (its size, mtime and sha256); a stamp that no longer fits means hash again. A
-    read-only dataset directory gets no stamps: its shards are hashed each time.
+    shard before each of a sweep's runs would cost minutes. A verified shard gets a stamp in the
+    user's own folder (`verification_stamp`), never in the dataset's: a stamp a dataset carries
+    could be forged by whoever sent it, together with the shard it vouches for.
     """
     root = Path(root)
     manifest = verify_manifest(root, checksums=False)
     for entry in manifest.shards:
         path = shard_path(root, entry)
-        stat = path.stat()
-        seen = {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": entry.sha256}
-        stamp = root / VERIFIED_DIR / f"{entry.file}.json"
+        stamp, seen = verification_stamp(path, entry.sha256)
         try:
             if json.loads(stamp.read_text()) == seen:
                 continue
@@ -532,14 +527,27 @@ def verify_for_training(root: str | Path) -> Manifest:
         try:
             from ..provenance import write_json_atomic
 
-            stamp.parent.mkdir(exist_ok=True)
-            # stamps stay in the dataset's own folder, even where a shared copy links `.verified` elsewhere
-            inside(stamp, root, "verification stamp")
+            stamp.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(stamp, seen)
-        except (OSError, AckdError):  # a read-only copy, or a link out of it: verified now, again next time
+        except OSError:  # a read-only home: verified now, again next time
             pass
     check_against_shards(root, manifest)  # labels and attributes only: cheap next to the pixels
     return manifest
+
+
+def verification_stamp(path: Path, sha256: str) -> tuple[Path, dict[str, Any]]:
+    """Where the stamp of the file at `path` lives, and what it must hold to vouch for `sha256`.
+
+    The stamp is keyed by the file's identity (device and inode) and holds its size, mtime and
+    ctime: a user can set a file's mtime back after editing it, but not its ctime, which any write
+    or `touch` moves to now. A copied or rebuilt shard is a new inode, hashed once again."""
+    from ..home import user_home
+
+    stat = path.stat()
+    identity = hashlib.sha256(f"{stat.st_dev}:{stat.st_ino}".encode()).hexdigest()[:32]
+    seen = {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "ctime_ns": stat.st_ctime_ns, "sha256": sha256}
+    return user_home() / "verified" / f"{identity}.json", seen
 
 
 def describe(manifest: Manifest) -> str:

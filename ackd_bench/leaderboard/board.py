@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from ..predictions import FILE_NAME, read_predictions
 from ..provenance import atomic_path
 from ..resources import resource_file
 from ..untrusted import load_json
+from ..home import user_home
 from ..results import ABSENT_DEFAULTS, RESULT_FIELDS, Record, records_to_csv, run_key
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,11 +31,7 @@ PUBLISHED_BOARD = REPO / "leaderboard" / "leaderboard.csv"  # the project's publ
 def default_board() -> Path:
     """A user's own board, outside any checkout ($ACKD_BENCH_HOME, else $XDG_DATA_HOME/ackd-bench,
     else ~/.local/share/ackd-bench): submitting never dirties the code version of later runs."""
-    home = os.environ.get("ACKD_BENCH_HOME")
-    if not home:
-        data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-        home = str(Path(data) / "ackd-bench")
-    return Path(home) / "leaderboard.csv"
+    return user_home() / "leaderboard.csv"
 VERSIONS = resource_file("leaderboard", "dataset_versions.csv")
 
 

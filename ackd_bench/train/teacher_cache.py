@@ -3,12 +3,17 @@
 MS inputs are never augmented, so a teacher's logits, pooled features and tokens for every MS
 train sample are fixed: students read them from memory instead of running the teacher. Logits and
 pooled features are stored in float32, tokens in float16 (they are only used by SemBridge's
-Planner). The file name carries the dataset version and the teacher's sha256; these and the MS
-bands (the run's selection, which the teacher must have been trained on) are checked again on load.
+Planner). The cache lives in the user's own folder (`$ACKD_BENCH_HOME/cache/`), never beside the
+teacher: a teacher's folder may be somebody else's (a shared or read-only run folder), and a cache
+found there would be trusted with nothing binding it to the teacher. The file name is the hash of
+what produced it (dataset version, the teacher's sha256, the MS bands fed, the split), and these
+are checked again on load. The folder keeps at most CACHE_BYTES; the least recently used go first.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -68,8 +73,31 @@ def load_teacher(path: str | Path, manifest: Manifest, ms_bands: Sequence[str] |
     return teacher, state
 
 
-def cache_file(teacher_path: Path, dataset_version: str, teacher_sha: str, split: str = "train") -> Path:
-    return teacher_path.parent.parent / "cache" / f"teacher-outputs-{split}-{dataset_version[:16]}-{teacher_sha[:16]}.pt"
+CACHE_BYTES = 16 * 2**30  # the grid's six teachers on three datasets; evicted oldest-used first beyond it
+CACHE_PATTERN = "teacher-outputs-*.pt"
+
+
+def cache_file(keys: dict[str, Any]) -> Path:
+    """Where the outputs produced under `keys` are kept: the user's cache, named by their hash."""
+    from ..home import user_home
+    from ..provenance import config_hash
+
+    return user_home() / "cache" / f"teacher-outputs-{keys['split']}-{config_hash(keys)[:32]}.pt"
+
+
+def _evict_beyond(folder: Path, limit: int, keep: Path) -> None:
+    """Remove the least recently used cache files of `folder` (only the tool's own, by its pattern in its
+    own folder) until the rest fit in `limit` bytes; `keep` is the one just written or read."""
+    try:
+        files = sorted(((p.stat().st_mtime_ns, p.stat().st_size, p) for p in folder.glob(CACHE_PATTERN)
+                        if p.is_file() and not p.is_symlink()), reverse=True)
+    except OSError:  # removed under us by a concurrent run's eviction
+        return
+    total = 0
+    for _used, size, path in files:
+        total += size
+        if total > limit and path != keep:
+            path.unlink(missing_ok=True)
 
 
 class TeacherCache:
@@ -100,25 +128,28 @@ def build_or_load_cache(teacher_path: str | Path, ms_train: ShardDataset, rt: Ru
     manifest = ms_train.manifest
     keys = {"dataset_version": manifest.dataset_version, "teacher_sha256": sha256_file(teacher_path),
             "ms_bands": list(ms_train.bands), "split": ms_train.split}
-    path = cache_file(teacher_path, keys["dataset_version"], keys["teacher_sha256"], ms_train.split)
+    path = cache_file(keys)
     if path.is_file():
         try:
             stored = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - a damaged or foreign cache file is derived data: rebuilt below
+        except Exception:  # noqa: BLE001 - a damaged cache file is derived data: rebuilt below
             stored = {}
-        if stored.get("keys") == keys and stored["tensors"]["logits"].shape[0] == len(ms_train):
+        if isinstance(stored, dict) and stored.get("keys") == keys and stored["tensors"]["logits"].shape[0] == len(ms_train):
+            with contextlib.suppress(OSError):
+                os.utime(path)  # used now: the last to be evicted
             return TeacherCache(stored["tensors"], keys)
-    for stale in path.parent.glob(f"teacher-outputs-{ms_train.split}-*.pt"):  # another dataset version or checkpoint
-        if rt.ctx.is_main and stale != path:  # this one is replaced atomically: a concurrent student may be reading it
-            stale.unlink(missing_ok=True)
     teacher, _ = load_teacher(teacher_path, manifest, ms_train.bands)
     teacher = rt.place_module(teacher)
     outputs = predict(teacher, ms_train, rt, batch_size, outputs=OUTPUTS)
     tensors = {"logits": outputs["logits"], "pooled": outputs["pooled"], "tokens": outputs["tokens"].half()}
     if rt.ctx.is_main:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            torch.save({"keys": keys, "tensors": tensors}, tmp)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                torch.save({"keys": keys, "tensors": tensors}, tmp)
+            _evict_beyond(path.parent, CACHE_BYTES, keep=path)
+        except OSError:  # a read-only or full home: the run uses its outputs from memory
+            pass
     return TeacherCache(tensors, keys)
 
 

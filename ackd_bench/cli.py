@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import AckdError, DatasetError
+from .errors import AckdError, DatasetError, failure_line
 from .experiment import BUILTIN_LOSSES
 
 
@@ -620,17 +620,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-ERROR_CHARACTERS = 2000  # an error quoting a file's value stays one readable line, whatever the file held
-
-
-def bounded(message: str) -> str:
-    """At most ERROR_CHARACTERS characters: a 50 MB field quoted by an error must not come back as a
-    50 MB line (a submission's list of bad rows stays a list, one row a line)."""
-    if len(message) <= ERROR_CHARACTERS:
-        return message
-    return f"{message[:ERROR_CHARACTERS]}... ({len(message):,} characters in all)"
-
-
 def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show a name gets it escaped, not a traceback
         if hasattr(stream, "reconfigure"):
@@ -644,21 +633,27 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
-    except AckdError as exc:
-        print(f"ackd-bench: error: {bounded(str(exc))}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
-    except OSError as exc:  # a path that is a folder, a read-only or full disk, a file where a folder should be
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"ackd-bench: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         hint = getattr(args, "resume_hint", "rerun the same command to resume")
         print(f"ackd-bench: interrupted; {hint}", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the one place a failure becomes a line (errors.failure_line)
+        if os.environ.get("ACKD_BENCH_DEBUG") and not isinstance(exc, AckdError):
+            raise
+        line, status = failure_line(exc, _run_folder(args))
+        print(line, file=sys.stderr)
+        return status
 
+
+def _run_folder(args: argparse.Namespace) -> Path | None:
+    """The run folder a command was writing, where a bug's traceback belongs (a run's own folder only)."""
+    out = getattr(args, "out", None)
+    if out and (Path(out) / "request.json").is_file():
+        return Path(out)
+    return None
 
 if __name__ == "__main__":
     sys.exit(main())

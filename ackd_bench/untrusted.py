@@ -120,8 +120,25 @@ def _check_strings(data: Any, where: str) -> None:
 
 
 def load_yaml(text: str, where: str) -> Any:
-    """YAML data (safe types only, no aliases); a one-line error naming `where` otherwise."""
+    """YAML data (safe types only, no aliases, nesting within JSON_MAX_DEPTH); a one-line error naming
+    `where` otherwise."""
     try:
-        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise AckdError(f"{where}: invalid YAML: {' '.join(str(exc).split())[:200]}") from None
+    except RecursionError:  # PyYAML's composer recurses per level
+        raise AckdError(f"{where}: nested deeper than {JSON_MAX_DEPTH} levels") from None
+    check_nesting(data, where)
+    return data
+
+
+def check_nesting(data: Any, where: str, limit: int = JSON_MAX_DEPTH) -> None:
+    """Refuse containers (dicts, lists, tuples) nested deeper than `limit`: whatever reads the data next
+    (a hash of it, a comparison, a copy) recurses per level. Walked without recursion."""
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, (dict, list, tuple)):
+            if depth > limit:
+                raise AckdError(f"{where}: nested deeper than {limit} levels")
+            pending.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))

@@ -39,9 +39,85 @@ def test_a_pickled_object_of_any_class_is_refused(tmp_path):
     path = tmp_path / "obj.pt"
     with open(path, "wb") as handle:  # a plain pickle, not even a torch zip file
         pickle.dump({"module": Payload(tmp_path / "x")}, handle)
-    with pytest.raises(CheckpointError, match=r"obj.pt: refused: it holds .*could run code"):
+    with pytest.raises(CheckpointError, match=r"obj.pt: not a checkpoint written by torch.save \(not a zip archive"):
         load_checkpoint(path)
     assert not (tmp_path / "x").exists()
+
+
+def _rezipped(source, target, compress=None, member_edit=None):
+    """`source`'s members in a new zip at `target`, each optionally compressed or rewritten."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as new:
+        for info in old.infolist():
+            data = old.read(info)
+            if member_edit:
+                data = member_edit(info.filename, data)
+            new.writestr(info.filename, data, compress_type=compress or zipfile.ZIP_STORED)
+    return target
+
+
+def test_a_checkpoint_that_inflates_is_refused_before_torch_reads_it(tmp_path):
+    """Round four, class 5: a 10 MB checkpoint holding a compressed 3 GB storage was inflated before any
+    size check (here 64 MB of zeros deflate to about 64 KB)."""
+    import zipfile
+
+    plain = tmp_path / "plain.pt"
+    torch.save({"module": {"w": torch.zeros(16 * 2**20)}}, plain)
+    packed = _rezipped(plain, tmp_path / "packed.pt", compress=zipfile.ZIP_DEFLATED)
+    assert packed.stat().st_size < 2**20
+    with pytest.raises(CheckpointError, match=r"packed.pt: member '.*' is compressed; torch.save stores members"):
+        load_checkpoint(packed)
+    # a stored member whose header declares more than the file holds (a zip's sizes are its own claims)
+    lying = tmp_path / "lying.pt"
+    lying.write_bytes(plain.read_bytes()[: plain.stat().st_size // 2] + plain.read_bytes()[-4096:])
+    with pytest.raises(CheckpointError, match=r"lying.pt: "):
+        load_checkpoint(lying)
+    assert load_checkpoint(plain)["module"]["w"].numel() == 16 * 2**20
+
+
+def test_checkpoint_metadata_nested_without_end_is_one_line(tmp_path, cli, toy_dir):
+    """Round four, class 7: a checkpoint's nested metadata ended in RecursionError; a `module` that is
+    not a mapping in an AttributeError."""
+    deep = []
+    for _ in range(400):  # torch.save itself recurses per level
+        deep = [deep]
+    path = tmp_path / "deep.pt"
+    torch.save({"kind": "teacher", "note": deep}, path)
+    with pytest.raises(CheckpointError, match=r"deep.pt: .*nested deeper than 64 levels"):
+        load_checkpoint(path)
+    not_a_mapping = tmp_path / "module.pt"
+    torch.save({"kind": "teacher", "arch": "S", "in_channels": 13, "num_classes": 6, "module": [1, 2],
+                "bands": [f"B{i}" for i in range(13)]}, not_a_mapping)
+    result = cli("train-student", str(toy_dir), "--arch", "S", "--method", "kd", "--teacher", str(not_a_mapping),
+                 "--profile", "smoke", "--out", str(tmp_path / "run"), "--quiet")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "module.pt: " in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_full_disk_under_torch_save_is_one_line_and_leaves_no_file(tmp_path):
+    """Round four, class 7: torch.save on a full disk raised its zip writer's RuntimeError. A file-size
+    limit fails the same write (EFBIG where a full disk gives ENOSPC)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import resource, signal, sys
+from ackd_bench.cli import main
+from ackd_bench.errors import failure_line
+from ackd_bench.train.checkpoint import save_checkpoint
+import torch
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY))
+try:
+    save_checkpoint({str(tmp_path / "big.pt")!r}, {{"w": torch.zeros(2**20)}})
+except Exception as exc:
+    print(failure_line(exc)[0])
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    line = done.stdout.strip()
+    assert line.startswith(f"ackd-bench: error: {tmp_path / 'big.pt'}: could not be written"), (line, done.stderr)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_checkpoints_hold_tensors_and_plain_values_only(tmp_path):

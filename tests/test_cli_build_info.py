@@ -264,3 +264,26 @@ def test_an_unsealed_manifest_is_refused_and_a_forced_build_replaces_it(toy_copy
     _one_line_error(cli("build", "toy", "--out", str(toy_copy), "--no-mi"), "not sealed", "--force")
     assert cli("build", "toy", "--out", str(toy_copy), "--no-mi", "--force").returncode == 0
     assert "manifest_sha256" in json.loads((toy_copy / MANIFEST).read_text())
+
+
+def test_a_bug_in_the_tool_is_one_line_with_its_traceback_kept_in_the_users_folder(toy_dir, cli, monkeypatch, tmp_path):
+    """Round four: bad input gets `ackd-bench: error:` and exit 2; anything else is the tool's bug, said
+    so on one line (exit 1) with the traceback in a file, not on the terminal."""
+    import ackd_bench.cli as command_line
+
+    def broken(args):
+        return {}["no such key"]
+
+    monkeypatch.setattr(command_line, "_cmd_info", broken)
+    monkeypatch.setenv("ACKD_BENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ACKD_BENCH_DEBUG", raising=False)
+    result = cli("info", str(toy_dir))
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("ackd-bench: internal error (a bug in ackd-bench, not in your input")
+    assert "KeyError: 'no such key'" in result.stderr and "Traceback" not in result.stderr
+    [saved] = (tmp_path / "home" / "errors").iterdir()
+    assert str(saved) in result.stderr
+    assert saved.read_text().startswith("Traceback") and "in broken" in saved.read_text()
+    monkeypatch.setenv("ACKD_BENCH_DEBUG", "1")  # a developer's switch: the exception itself
+    with pytest.raises(KeyError):
+        cli("info", str(toy_dir))

@@ -125,6 +125,32 @@ def test_set_values_are_checked_like_the_profile(mini_toy, tmp_path, capsys, ass
     assert not (tmp_path / "never").exists()
 
 
+def test_extends_names_a_profile_not_a_file_and_chains_are_bounded(tmp_path, mini_toy, capsys):
+    """Round four, classes 7 and 8: `extends:` could name any file (its first line came back in the
+    error), and a long chain or deep nesting (in a file or a --set value) ended in RecursionError."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password: hunter2 [unclosed\n")
+    for parent in (str(secret), "../secret", "/etc/passwd"):
+        (tmp_path / "p.yaml").write_text(f"extends: {parent}\n")
+        with pytest.raises(AckdError, match=r"p.yaml: extends .*expected a plain name") as caught:
+            load_profile(str(tmp_path / "p.yaml"))
+        assert "hunter2" not in str(caught.value)
+    (tmp_path / "mine.yaml").write_text("extends: smoke\nstudent: {epochs: 1}\n")  # a sibling file first, else built-in
+    (tmp_path / "child.yaml").write_text("extends: mine\n")
+    assert load_profile(str(tmp_path / "child.yaml"))["student"]["epochs"] == 1
+    for i in range(12):
+        (tmp_path / f"c{i}.yaml").write_text(f"extends: c{i + 1}\n")
+    (tmp_path / "c12.yaml").write_text("extends: smoke\n")
+    with pytest.raises(AckdError, match=r"extends: chain is longer than 8 profiles"):
+        load_profile(str(tmp_path / "c0.yaml"))
+    (tmp_path / "deep.yaml").write_text("extends: smoke\nstudent: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(AckdError, match=r"deep.yaml: nested deeper than 64 levels"):
+        load_profile(str(tmp_path / "deep.yaml"))
+    one_line_exit_2(["train-teacher", str(mini_toy), "--arch", "S", "--profile", "smoke", "--set",
+                     "methods.kd.temperature=" + "[" * 3000 + "]" * 3000, "--out", str(tmp_path / "never"),
+                     "--quiet"], capsys, "nested deeper than 64 levels")
+
+
 # --- 5: bounded work for any input ---------------------------------------------------------------------
 
 def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import torch
 from ..errors import AckdError
 from ..models.backbones import HEADS
 from ..provenance import atomic_path
-from ..untrusted import typed
+from ..untrusted import check_nesting, typed
 
 
 class CheckpointError(AckdError):
@@ -40,9 +41,24 @@ def as_data(value: Any) -> Any:
     return value
 
 
+MAX_MEMBERS = 100_000  # a member per tensor: a ResNet34 with its optimiser state has about 700
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(as_data(payload), tmp)
+    save_tensors(path, as_data(payload))
+
+
+def save_tensors(path: str | Path, payload: Any) -> None:
+    """torch.save to a temporary file renamed over `path`; a full or read-only disk is one line (torch
+    reports it as a RuntimeError of its zip writer) and leaves nothing behind."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except RuntimeError as exc:
+        if not any(mark in str(exc) for mark in ("PytorchStreamWriter", "inline_container")):  # its zip writer's
+            raise
+        raise AckdError(f"{path}: could not be written (a full or read-only disk?): {' '.join(str(exc).split())[:200]}"
+                        ) from None
 
 
 def _numpy_array_globals() -> list:
@@ -57,6 +73,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    _check_archive(path)
     try:
         with torch.serialization.safe_globals(_numpy_array_globals()):
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -67,7 +84,32 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not an ackd-bench checkpoint (holds a {type(state).__name__}, not a dict)")
+    try:
+        check_nesting(state, str(path))
+    except AckdError as exc:
+        raise CheckpointError(str(exc)) from None
     return state
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse, before torch reads it, a file that is not what torch.save writes: a zip archive of stored
+    (uncompressed) members, which therefore hold no more bytes than the file. A compressed member
+    would be inflated before any check (10 MB on disk, 3 GB in memory)."""
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise CheckpointError(f"{path}: not a checkpoint written by torch.save (not a zip archive: {exc})") from None
+    if len(members) > MAX_MEMBERS:
+        raise CheckpointError(f"{path}: {len(members):,} members; a checkpoint has at most {MAX_MEMBERS:,}")
+    packed = [m.filename for m in members if m.compress_type != zipfile.ZIP_STORED]
+    if packed:
+        raise CheckpointError(f"{path}: member {packed[0][:100]!r} is compressed; torch.save stores members "
+                              "uncompressed (refused: its size is only known once inflated)")
+    declared = sum(m.file_size for m in members)
+    if declared > size:
+        raise CheckpointError(f"{path}: its members declare {declared:,} bytes, more than the file's {size:,}")
 
 
 def _unsafe_objects(path: Path) -> str:
@@ -158,6 +200,11 @@ def require_fields(state: dict[str, Any], fields: tuple[str, ...], path: str | P
     missing = [f for f in fields if f not in state]
     if missing:
         raise CheckpointError(f"{path}: not an ackd-bench model checkpoint (no {', '.join(missing)})")
+    module = state.get("module", {})
+    if not isinstance(module, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                               for k, v in module.items()):
+        raise CheckpointError(f"{path}: its 'module' entry must map parameter names to tensors "
+                              f"(holds a {type(module).__name__})")
     params = state.get("matcher_params")
     if params is not None:
         if not isinstance(params, dict) or set(params) - set(MATCHER_PARAMS) or not all(

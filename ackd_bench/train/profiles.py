@@ -143,16 +143,32 @@ def _merged(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+MAX_EXTENDS = 8  # the project's longest chain is 2 (paper -> bench)
+
+
+def _parent_name(parent: Any, path: Path) -> str:
+    """What `extends:` names: a profile by plain name, a sibling file `NAME.yaml` of the extending
+    profile first, else a built-in profile. Never a path: a profile sent by somebody must not make
+    the tool read (and quote in its errors) any file it names."""
+    from ..untrusted import plain_name
+
+    name = plain_name(parent, f"{path}: extends")
+    sibling = path.parent / f"{name}.yaml"
+    return str(sibling) if sibling.is_file() and sibling != path else name
+
+
 def _raw_profile(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     if name in seen:
         raise AckdError(f"training profile '{name}' extends itself (through {' -> '.join(seen)})")
+    if len(seen) >= MAX_EXTENDS:
+        raise AckdError(f"training profile '{seen[0]}': its extends: chain is longer than {MAX_EXTENDS} profiles")
     path = _profile_file(name)
-    profile = load_yaml(path.read_text(), str(path))
+    profile = load_yaml(path.read_text(errors="replace"), str(path))
     if not isinstance(profile, dict):
         raise AckdError(f"{path}: expected a mapping")
     parent = profile.pop("extends", None)
     if parent is not None:
-        profile = _merged(_raw_profile(str(parent), (*seen, name)), profile)
+        profile = _merged(_raw_profile(_parent_name(parent, path), (*seen, name)), profile)
     if is_profile_path(name):  # any file may be called paper.yaml: named by its content too
         import hashlib
 
@@ -184,18 +200,19 @@ def apply_sets(profile: dict[str, Any], sets: list[str] | tuple[str, ...], path:
     """`section.key=value` assignments, each checked against the profile's own structure."""
     for assignment in sets:
         key, sep, text = assignment.partition("=")
+        shown = assignment if len(assignment) <= 100 else f"{assignment[:100]}..."  # a value may be huge
         parts = key.strip().split(".")
         if not sep or not all(parts) or parts[0] not in (*SECTIONS, "options", "methods", "seed"):
-            raise AckdError(f"--set {assignment}: expected SECTION.KEY=VALUE with SECTION one of "
+            raise AckdError(f"--set {shown}: expected SECTION.KEY=VALUE with SECTION one of "
                             f"{', '.join((*SECTIONS, 'options', 'methods'))} (or seed=N)")
-        value = load_yaml(text, f"--set {assignment}")
+        value = load_yaml(text, f"--set {shown}")
         target = profile
         for part in parts[:-1]:
             target = target.setdefault(part, {}) if parts[0] == "methods" else target.get(part)
             if not isinstance(target, dict):
-                raise AckdError(f"--set {assignment}: {path} has no section {'.'.join(parts[:-1])}")
+                raise AckdError(f"--set {shown}: {path} has no section {'.'.join(parts[:-1])}")
         if parts[0] in SECTIONS and parts[-1] not in target and parts[-1] != "augment":
-            raise AckdError(f"--set {assignment}: {path} has no {key.strip()} (expected one of "
+            raise AckdError(f"--set {shown}: {path} has no {key.strip()} (expected one of "
                             f"{', '.join(f'{parts[0]}.{k}' for k in target)})")
         target[parts[-1]] = value
     renamed(profile, list(sets))

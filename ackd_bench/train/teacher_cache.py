@@ -24,9 +24,9 @@ from ..data.dataset import ShardDataset
 from ..data.manifest import Manifest
 from ..errors import AckdError
 from ..models.backbones import backbone_from_meta
-from ..provenance import atomic_path, sha256_file
+from ..provenance import sha256_file
 from .device import place
-from .checkpoint import (MODEL_LIMITS, CheckpointError, check_compatible, load_checkpoint, load_weights, require_fields,
+from .checkpoint import (MODEL_LIMITS, CheckpointError, check_compatible, load_checkpoint, load_weights, require_fields, save_tensors,
                          untouched_rng)
 from .engine import Runtime
 from .runs import predict
@@ -145,10 +145,9 @@ def build_or_load_cache(teacher_path: str | Path, ms_train: ShardDataset, rt: Ru
     if rt.ctx.is_main:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp:
-                torch.save({"keys": keys, "tensors": tensors}, tmp)
+            save_tensors(path, {"keys": keys, "tensors": tensors})
             _evict_beyond(path.parent, CACHE_BYTES, keep=path)
-        except OSError:  # a read-only or full home: the run uses its outputs from memory
+        except (OSError, AckdError):  # a read-only or full home: the run uses its outputs from memory
             pass
     return TeacherCache(tensors, keys)
 

@@ -54,6 +54,33 @@ def test_a_crafted_request_is_one_line(tmp_path, capsys):
     assert "request.json: not found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"seed": 2**70}, "field 'seed' is 1180591620717411303424: expected a whole number from 0 to 2**32 - 1"),
+    ({"seed": -1}, "field 'seed' is -1: expected a whole number from 0 to 2**32 - 1"),
+    ({"sembridge": {"heads": 10**9}}, "sembridge.heads is 1000000000: expected a whole number from 1 to 64"),
+    ({"sembridge": {"heads": 1e9}}, "sembridge.heads is 1000000000.0: expected a whole number from 1 to 64"),
+    ({"sembridge": {"gamma": -3}}, "sembridge.gamma is -3: expected a number from 0.001 to 1000.0"),
+    ({"sembridge": {"dynm": [-5, -5, -5]}}, "sembridge.dynm is (-5, -5, -5): expected E0,DELTA,GROWTH"),
+    ({"sembridge": {"dynm": [0, 0, 0]}}, "sembridge.dynm is (0, 0, 0): expected E0,DELTA,GROWTH"),
+    ({"method_params": {"temperature": "hot"}}, "field 'method_params': methods.kd.temperature is 'hot': expected"),
+    ({"method_params": {"temperature": 1e300}}, "methods.kd.temperature is 1e+300: expected a finite number"),
+    ({"method_params": {"nonsense": 1}}, "unknown parameter methods.kd.nonsense"),
+])
+def test_out_of_range_values_in_a_replayed_request_are_one_line(tmp_path, capsys, change, message):
+    """Round four, classes 5 and 7: seed 2**70, heads 1e9, a non-numeric method parameter and a DynM
+    schedule of negative numbers (which planned re-matches until memory ran out) in a request.json."""
+    run = tmp_path / "run"
+    run.mkdir()
+    body = RunRequest.student_run("data/toy", "S", "sembridge", profile=load_profile("smoke")).to_json()
+    if "sembridge" in change:
+        change = {"sembridge": {**body["sembridge"], **change["sembridge"]}}
+    (run / REQUEST_FILE).write_text(json.dumps({**body, **change}))
+    assert main(["rerun", str(run), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ackd-bench: error: {run / REQUEST_FILE}: ") and err.count("\n") == 1, err
+    assert message in err, err
+
+
 def test_a_request_naming_a_module_is_refused_before_anything_imports_it(tmp_path, capsys, monkeypatch):
     """Round four, class 3: `module:Class` in a replayed request.json ran the module's import-time code."""
     planted = tmp_path / "planted"

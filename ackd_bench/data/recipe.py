@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import AckdError, RecipeError
 from ..provenance import config_hash
 from ..resources import resource_dirs
-from ..untrusted import load_yaml, plain_name
+from ..untrusted import load_yaml, plain_name, typed
 from .bands import check_band_sets
 from .splits import validate_fractions
 
@@ -151,20 +151,16 @@ class Recipe:
             plain_name(raw["name"], "field 'name'")  # it becomes the dataset's name, and a folder of runs
         except AckdError as exc:
             raise RecipeError(f"{where}: {exc}") from None
-        if not raw["classes"] or len(set(raw["classes"])) != len(raw["classes"]):
+        _check_shape(raw, where)
+        if len(set(raw["classes"])) != len(raw["classes"]):
             raise RecipeError(f"{where}: field 'classes' must be a non-empty list of distinct names")
         if set(raw["modalities"]) != {"ms", "rgb"}:
             raise RecipeError(f"{where}: field 'modalities' must define exactly 'ms' and 'rgb'")
-        for modality, spec in raw["modalities"].items():
-            if not spec.get("bands"):
-                raise RecipeError(f"{where}: modalities.{modality}.bands must list the bands kept")
         validate_fractions(raw["splits"].get("fractions", {}), f"{where}: splits.fractions")
         if not raw["splits"].get("salt"):
             raise RecipeError(f"{where}: splits.salt must be a non-empty string")
         if raw["shards"].get("compression") not in COMPRESSIONS:
             raise RecipeError(f"{where}: shards.compression must be one of {', '.join(COMPRESSIONS)}")
-        if int(raw["shards"].get("max_samples", 0)) < 1:
-            raise RecipeError(f"{where}: shards.max_samples must be a positive integer")
         raw = copy.deepcopy(raw)  # the hashed content: no later edit of the caller's mapping reaches it
         return cls(
             name=raw["name"], version=raw["version"], classes=tuple(raw["classes"]), image_size=int(raw["image_size"]),
@@ -174,6 +170,44 @@ class Recipe:
             raw=raw, source=raw.get("source"), description=raw.get("description"),
             synthetic=bool(raw.get("synthetic", False)), generator=raw.get("generator") or {},
         )
+
+
+# what a recipe's fields may hold: the bound is far above any real benchmark's (64 to 600 px, 19
+# classes, 13 bands, shards of 1,000) and far below what would make a build allocate gigabytes
+IMAGE_SIDE = (8, 1024)
+SIDE_LIMITS = {"cap_per_class": (1, 10_000_000), "min_label_pixels": (0, 10**8)}
+
+
+def _check_shape(raw: dict[str, Any], where: str) -> None:
+    """The types and ranges of a recipe's fields, before any is used: one line naming the first wrong."""
+    def fail(field_name: str, expected: str, value: Any) -> None:
+        raise RecipeError(f"{where}: {field_name} is {repr(value)[:80]}: expected {expected}")
+
+    classes = raw["classes"]
+    if not isinstance(classes, list) or not 0 < len(classes) <= 1000 or not all(
+            isinstance(c, str) and 0 < len(c) <= 64 for c in classes):
+        fail("classes", "a list of 1 to 1000 class names (text of at most 64 characters)", classes)
+    size = raw["image_size"]
+    if not typed(size, (int,)) or not IMAGE_SIDE[0] <= size <= IMAGE_SIDE[1]:
+        fail("image_size", f"a whole number of pixels from {IMAGE_SIDE[0]} to {IMAGE_SIDE[1]}", size)
+    for key in ("modalities", "splits", "shards"):
+        if not isinstance(raw[key], dict):
+            fail(key, "a mapping", raw[key])
+    for modality, spec in raw["modalities"].items():
+        if not isinstance(spec, dict):
+            fail(f"modalities.{modality}", "a mapping", spec)
+        bands = spec.get("bands")
+        if not isinstance(bands, list) or not 0 < len(bands) <= 64 or not all(
+                isinstance(b, str) and 0 < len(b) <= 16 for b in bands):
+            fail(f"modalities.{modality}.bands", "a list of 1 to 64 band names", bands)
+        for key, (low, high) in SIDE_LIMITS.items():
+            if spec.get(key) is not None and (not typed(spec[key], (int,)) or not low <= spec[key] <= high):
+                fail(f"modalities.{modality}.{key}", f"a whole number from {low} to {high:,}", spec[key])
+    max_samples = raw["shards"].get("max_samples")
+    if not typed(max_samples, (int,)) or not 1 <= max_samples <= 1_000_000:
+        fail("shards.max_samples", "a whole number from 1 to 1,000,000", max_samples)
+    if not isinstance(raw.get("generator", {}) or {}, dict):
+        fail("generator", "a mapping", raw["generator"])
 
 
 def recipe_hash(recipe: Recipe) -> str:

@@ -13,6 +13,7 @@ parameters. Both enter every run's config, and so its hash.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -88,18 +89,29 @@ def check_schema(profile: dict[str, Any], path: str) -> None:
         weights = profile[section].get("loss_weights", {w: 0.0 for w in LOSS_WEIGHTS})
         if set(weights) - set(LOSS_WEIGHTS) or not all(typed(v, NUMBER) for v in weights.values()):
             raise AckdError(f"{path}: {section}.loss_weights must map some of {', '.join(LOSS_WEIGHTS)} to numbers")
+    for method, params in profile["methods"].items():
+        check_method_params(str(method), params, path)
+
+
+def check_method_params(method: str, params: Any, path: str) -> None:
+    """A loss's parameters (a profile's `methods.METHOD`, a request's `method_params`): known keys, each
+    of its default's type and, for numbers, finite and within METHOD_PARAM_BOUND."""
     from ..methods import load_method_defaults
 
-    for method, params in profile["methods"].items():
-        defaults = load_method_defaults(str(method))["params"]  # an unknown method is an error naming the known
-        for key, value in params.items():
-            if key not in defaults:
-                raise AckdError(f"{path}: unknown parameter methods.{method}.{key}: expected one of "
-                                f"{', '.join(f'methods.{method}.{k}' for k in defaults)}")
-            expected = NUMBER if typed(defaults[key], NUMBER) else (type(defaults[key]),)
-            if defaults[key] is not None and not typed(value, expected):
-                raise AckdError(f"{path}: methods.{method}.{key} is {value!r}: expected "
-                                f"{' or '.join(k.__name__ for k in expected)} like its default {defaults[key]!r}")
+    defaults = load_method_defaults(method)["params"]  # an unknown method is an error naming the known
+    if not isinstance(params, dict):
+        raise AckdError(f"{path}: methods.{method} is {repr(params)[:60]}: expected a mapping of parameters")
+    for key, value in params.items():
+        if key not in defaults:
+            raise AckdError(f"{path}: unknown parameter methods.{method}.{str(key)[:60]}: expected one of "
+                            f"{', '.join(f'methods.{method}.{k}' for k in defaults)}")
+        expected = NUMBER if typed(defaults[key], NUMBER) else (type(defaults[key]),)
+        if defaults[key] is not None and not typed(value, expected):
+            raise AckdError(f"{path}: methods.{method}.{key} is {repr(value)[:60]}: expected "
+                            f"{' or '.join(k.__name__ for k in expected)} like its default {defaults[key]!r}")
+        if typed(value, NUMBER) and not (math.isfinite(value) and abs(value) <= METHOD_PARAM_BOUND):
+            raise AckdError(f"{path}: methods.{method}.{key} is {repr(value)[:60]}: expected a finite number of "
+                            f"magnitude at most {METHOD_PARAM_BOUND:g}")
 
 
 def renamed(profile: dict[str, Any], changes: list[str]) -> None:
@@ -143,6 +155,7 @@ def _merged(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+METHOD_PARAM_BOUND = 1e6  # temperatures, weights and margins are below 1e3 in every loss's paper
 MAX_EXTENDS = 8  # the project's longest chain is 2 (paper -> bench)
 
 

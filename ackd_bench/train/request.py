@@ -23,6 +23,10 @@ OVERRIDES = ("epochs", "batch_size", "lr")  # the profile values the CLI changes
 Profile = str | dict  # a profile's name or path, or one loaded (with --set) by train.profiles.load_profile
 
 
+SEMBRIDGE_BOUNDS = {"gamma": (1e-3, 1e3), "heads": (1, 64), "lambda1": (0, 1e3)}
+SEED_RANGE = 2**32  # seeds are whole numbers from 0 to 2**32 - 1 (NumPy's legacy generator takes no more)
+
+
 @dataclass(frozen=True)
 class SemBridgeSettings:
     """The CLI's SemBridge knobs (None: sembridge.yaml's default); any one set renames the profile."""
@@ -31,6 +35,24 @@ class SemBridgeSettings:
     heads: int | None = None  # Planner heads H
     lambda1: float | None = None  # KD weight
     dynm: tuple[int, int, int] | None = None  # Eq. 12's schedule E0, DELTA, GROWTH
+
+    def __post_init__(self):
+        """Each knob within a range any experiment uses: a replayed request may come from anyone, and a
+        DynM step of 0 or less plans re-matches without end."""
+        from .profiles import MAX_EPOCHS
+
+        for key, (low, high) in SEMBRIDGE_BOUNDS.items():
+            value = getattr(self, key)
+            if value is not None and (not typed(value, (int,) if key == "heads" else NUMBER)
+                                      or not low <= value <= high):
+                raise AckdError(f"sembridge.{key} is {repr(value)[:40]}: expected "
+                                f"{'a whole number' if key == 'heads' else 'a number'} from {low} to {high}")
+        if self.dynm is not None:
+            lows = (0, 1, 0)  # E0 from 0, DELTA from 1 (each re-match after the last), GROWTH from 0
+            if len(self.dynm) != 3 or not all(typed(x, (int,)) and low <= x <= MAX_EPOCHS
+                                              for x, low in zip(self.dynm, lows)):
+                raise AckdError(f"sembridge.dynm is {repr(self.dynm)[:60]}: expected E0,DELTA,GROWTH with E0 and "
+                                f"GROWTH from 0 and DELTA from 1, each at most {MAX_EPOCHS} (Eq. 12)")
 
     def params(self) -> dict[str, Any]:
         return {k: v for k, v in (("gamma", self.gamma), ("heads", self.heads), ("lambda1", self.lambda1))
@@ -119,17 +141,24 @@ class RunRequest:
         if any(not 0 < v <= bounds.get(k, float("inf")) for k, v in data["overrides"].items()):
             raise AckdError(f"field 'overrides' {data['overrides']}: expected epochs 1 to {MAX_EPOCHS}, batch_size 1 to "
                             f"{MAX_BATCH}, lr above 0")
+        if data["seed"] is not None and not 0 <= data["seed"] < SEED_RANGE:
+            raise AckdError(f"field 'seed' is {str(data['seed'])[:40]}: expected a whole number from 0 to 2**32 - 1")
         _check_method(data["method"])
         check_loaded(data["profile"], "field 'profile'")
+        if data["method_params"]:
+            from ..experiment import parse_method
+            from .profiles import check_method_params
+
+            loss = parse_method(data["method"]).loss
+            if loss is None:
+                raise AckdError(f"field 'method_params': method {data['method'][:40]!r} has no loss to set them on")
+            check_method_params(loss, data["method_params"], "field 'method_params'")
         settings = data["sembridge"]
         if set(settings) - {"gamma", "heads", "lambda1", "dynm"}:
             raise AckdError("field 'sembridge' may only hold gamma, heads, lambda1 and dynm")
         dynm = settings.get("dynm")
         if dynm is not None and not (isinstance(dynm, list) and len(dynm) == 3 and all(typed(x, (int,)) for x in dynm)):
             raise AckdError("field 'sembridge.dynm' must be three integers")
-        for key in ("gamma", "heads", "lambda1"):
-            if settings.get(key) is not None and not typed(settings[key], NUMBER):
-                raise AckdError(f"field 'sembridge.{key}' must be a number")
         parse_ablation(data["ablation"])
         body = {**data, "ablation": tuple(data["ablation"]),
                 "sembridge": SemBridgeSettings(**{**settings, "dynm": None if dynm is None else tuple(dynm)})}

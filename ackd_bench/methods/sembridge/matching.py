@@ -14,6 +14,9 @@ import torch.nn.functional as F
 
 def dynm_schedule(e0: int, step: int, growth: int, epochs: int) -> list[int]:
     """Eq. 12: e_t = e0 + sum_{i=1..t} (step + growth * (i - 1)), for every e_t < epochs."""
+    if e0 < 0 or step < 1 or growth < 0:  # the schedule would never reach `epochs`
+        raise ValueError(f"DynM schedule E0={e0}, DELTA={step}, GROWTH={growth}: expected E0 >= 0, DELTA >= 1, "
+                         "GROWTH >= 0")
     schedule, epoch, t = [], e0, 0
     while epoch < epochs:
         schedule.append(epoch)

@@ -4,6 +4,7 @@ delete anything outside its place, and a dataset is what its shards say (issue: 
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import os
 import shutil
@@ -553,3 +554,101 @@ def test_a_student_of_a_teacher_in_someone_elses_read_only_folder_writes_and_del
     from ackd_bench.home import user_home
 
     assert list((user_home() / "cache").glob("teacher-outputs-train-*.pt"))
+
+
+def _shard_mutation(handle, target: str, kind: str, n: int) -> None:
+    """Replace (or remove) one dataset or attribute of an open shard with a value of the wrong kind."""
+    if target.startswith("@"):
+        name = target[1:]
+        if kind == "removed":
+            handle.attrs.pop(name, None)
+        else:
+            handle.attrs[name] = {"text": "../../etc/passwd", "number": 2**62, "floats": np.full(3, np.nan),
+                                  "empty": np.zeros(0), "huge": np.zeros(5_000)}.get(kind, b"\xff\xfe")
+        return
+    values = {"strings": np.array([b"Forest"] * n, dtype="S6"), "floats": np.full(n, 0.5, np.float32),
+              "large": np.full(n, 2**40, np.int64), "negative": np.full(n, -1, np.int16),
+              "longer": np.zeros(n + 1, np.int16), "empty": np.zeros(0, np.int16), "matrix": np.zeros((n, 2), np.int16),
+              "not-utf8": np.array([b"\xff\xfe/x"] * n, dtype="S4"), "paths": np.array([b"toy/ms/../../../etc/9999999"] * n),
+              "unicode": np.array(["toy/ms/Forest/1"] * n, dtype=h5py.string_dtype()),
+              "wide-ids": np.array([b"t" * 4000] * n), "uint64": np.full(n, 2**64 - 1, np.uint64)}
+    if target in handle:
+        del handle[target]
+    if kind == "group":
+        handle.create_group(target)
+    elif kind != "removed":
+        handle.create_dataset(target, data=values.get(kind, values["strings"]))
+
+
+def test_random_shard_structures_end_in_success_or_one_line(dataset, tmp_path, capsys):
+    """Round four, classes 5 and 7: labels stored as strings or floats, crafted source ids under `mi`, and
+    any dataset or attribute of a shard replaced by one of another type, shape or size (the file resealed,
+    as an attacker would): `info`, training's loading and `mi` each succeed or stop in one line with exit
+    2; no file changes outside the dataset, and the process stays within a memory cap."""
+    import resource
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from ackd_bench.data.dataset import ShardDataset
+    from ackd_bench.data.analyses import run_mi
+    from ackd_bench.train.runs import load_dataset
+
+    original_manifest = manifest_of(dataset)
+    entry = next(e for e in original_manifest["shards"] if e["modality"] == "ms" and e["split"] == "train")
+    shard = dataset / entry["file"]
+    original = shard.read_bytes()
+    with h5py.File(shard, "r") as handle:
+        attributes, n = sorted(handle.attrs), handle["labels"].shape[0]
+    sentinel = tmp_path / "sentinel"
+    sentinel.mkdir()
+    (sentinel / "notes").write_text("do not touch")
+    outside_before = {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("ds/")}
+    targets = ["labels", "source_ids", "images"] + [f"@{name}" for name in attributes]
+    kinds = ["strings", "floats", "large", "negative", "longer", "empty", "matrix", "not-utf8", "paths", "unicode",
+             "wide-ids", "uint64", "group", "removed"]
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tried = []
+
+    @settings(max_examples=int(os.environ.get("ACKD_FUZZ_EXAMPLES", 120)) // 3, deadline=None, derandomize=True,
+              database=None, suppress_health_check=list(HealthCheck))
+    @given(edits=st.lists(st.tuples(st.sampled_from(targets), st.sampled_from(kinds + ["text", "number", "floats",
+                                                                                         "huge"])),
+                          min_size=1, max_size=2))
+    def check(edits):
+        gc.collect()  # the last example's readers (held by its exception's frames) close their files
+        shard.write_bytes(original)
+        with h5py.File(shard, "r+") as handle:
+            for target, kind in edits:
+                _shard_mutation(handle, target, kind, n)
+        manifest = copy.deepcopy(original_manifest)
+        listed = next(e for e in manifest["shards"] if e["file"] == entry["file"])
+        listed["bytes"], listed["sha256"] = shard.stat().st_size, sha256_file(shard)
+        resealed(dataset, manifest)
+        tried.append(edits)
+        code = main(["info", str(dataset)])
+        err = capsys.readouterr().err.strip()
+        assert code in (0, 2) and (code == 0 or (len(err.splitlines()) == 1 and err.startswith("ackd-bench: error: "))), (
+            edits, err)
+        def first_sample():
+            split = ShardDataset(dataset, "ms", "train", manifest=load_dataset(dataset).manifest)
+            try:
+                return split[0], split.source_ids()
+            finally:
+                split.reader.close()
+
+        for use in (first_sample, lambda: run_mi(dataset, pairs=4, bins=4, out_dir=tmp_path / "mi-out")):
+            try:
+                use()
+            except AckdError as exc:
+                assert "\n" not in str(exc), edits
+
+    try:
+        check()
+    finally:
+        shard.write_bytes(original)
+        (dataset / MANIFEST).write_text(json.dumps(original_manifest))
+    assert len(tried) >= int(os.environ.get("ACKD_FUZZ_EXAMPLES", 120)) // 3
+    assert {k: v for k, v in snapshot(tmp_path).items() if not k.startswith(("ds/", "mi-out/"))} == outside_before
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert grown_mib < 1024, f"the fuzzed shards raised the process's peak memory by {grown_mib:.0f} MiB"

@@ -40,6 +40,7 @@ def manifest_digest(manifest: dict[str, Any]) -> str:
 
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
+MAX_ID_BYTES = 256  # a source id is a path in its archive: BigEarthNet's, the longest, are under 80 bytes
 MAX_SIDE = 4096  # pixels: a larger image size is a crafted manifest, not a remote-sensing patch
 
 
@@ -474,6 +475,7 @@ def check_against_shards(root: Path, manifest: Manifest) -> None:
                 declared_sizes(path, entry, handle)  # before any column is read into memory
                 labels = handle["labels"][()]
                 multi = handle["multilabels"][()] if "multilabels" in handle else None
+                ids_shape, ids_dtype = handle["source_ids"].shape, handle["source_ids"].dtype
         except (OSError, KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"{path}: not a readable ackd-bench shard ({type(exc).__name__}: {exc})") from None
         spec = manifest.modalities[entry.modality]
@@ -485,6 +487,11 @@ def check_against_shards(root: Path, manifest: Manifest) -> None:
         elif tuple(image_shape) != expected_shape or image_dtype != np.dtype(IMAGE_DTYPES[entry.modality]):
             problem = (f"images are {tuple(image_shape)} {image_dtype}, the manifest says {expected_shape} "
                        f"{np.dtype(IMAGE_DTYPES[entry.modality]).name}")
+        elif labels.dtype.kind not in "iu" or (multi is not None and multi.dtype.kind not in "iub"):
+            problem = f"labels are {labels.dtype}{'' if multi is None else f' / {multi.dtype}'}, expected integers"
+        elif ids_shape != (entry.samples,) or ids_dtype.kind != "S" or ids_dtype.itemsize > MAX_ID_BYTES:
+            problem = (f"source_ids are {ids_shape} {ids_dtype}, expected {entry.samples} byte strings of at most "
+                       f"{MAX_ID_BYTES} bytes")
         elif labels.shape != (entry.samples,) or (len(labels) and (labels.min() < 0 or labels.max() >= len(classes))):
             problem = f"labels must be {entry.samples} class indices in [0, {len(classes)})"
         elif multi is not None and (multi.shape != (entry.samples, len(classes)) or not np.isin(multi, (0, 1)).all()):

@@ -19,6 +19,7 @@ EuroSAT RGB and NaSC-TG2 RGB for the real sets), the mean MI of N truly paired i
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,6 +53,9 @@ def pseudo_rgb(ms_image: np.ndarray, ms_bands: list[str], rgb_bands: list[str] |
     return ms_image[[ms_bands.index(b) for b in rgb_bands]]
 
 
+TOY_ID = re.compile(r"toy/ms/(?P<name>[^/]{1,64})/(?P<number>[0-9]{1,6})")
+
+
 def paired_view(ms: ShardDataset) -> Callable[[int], np.ndarray] | None:
     """MS sample index -> the RGB image of the same scene (uint8, 3 x H x W), where the dataset has
     one: the `paired_rgb` images stored next to the MS pixels, or the toy generator's RGB view."""
@@ -59,15 +63,18 @@ def paired_view(ms: ShardDataset) -> Callable[[int], np.ndarray] | None:
     if manifest.modalities["ms"].paired_status == "present":
         return lambda index: ms.reader.read(int(index), "paired_rgb")
     if manifest.recipe_source == "toy":
-        from .toy import ToyGenerator
+        from .toy import MAX_PER_CLASS, ToyGenerator
 
         generator = ToyGenerator(manifest.built_recipe())
         classes = list(manifest.classes)
         ids = ms.source_ids()
 
         def render(index: int) -> np.ndarray:
-            _, _, name, number = ids[int(index)].split("/")
-            return generator.paired_rgb(classes.index(name), int(number))
+            found = TOY_ID.fullmatch(ids[int(index)])
+            if not found or found["name"] not in classes or int(found["number"]) >= MAX_PER_CLASS:
+                raise DatasetError(f"{ms.manifest.dataset}: MS source id {ids[int(index)][:80]!r} is not one the toy generator "
+                                   "writes (toy/ms/CLASS/NUMBER): a crafted shard?")
+            return generator.paired_rgb(classes.index(found["name"]), int(found["number"]))
 
         return render
     return None

@@ -464,10 +464,13 @@ class ShardReader:
         """A small per-sample field (labels, source ids) for every shard, in order."""
         for path in self.paths:
             with open_shard(path) as handle:
-                if field == "source_ids":
-                    yield handle[field].asstr("utf-8")[()]
-                else:
+                if field != "source_ids":
                     yield handle[field][()]
+                    continue
+                try:
+                    yield handle[field].asstr("utf-8")[()]
+                except UnicodeDecodeError as exc:
+                    raise DatasetError(f"{path}: source_ids are not UTF-8 text (byte {exc.start} of one id)") from None
 
     def close(self) -> None:
         for handle in self._handles.values():

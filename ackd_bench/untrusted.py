@@ -142,3 +142,29 @@ def check_nesting(data: Any, where: str, limit: int = JSON_MAX_DEPTH) -> None:
             if depth > limit:
                 raise AckdError(f"{where}: nested deeper than {limit} levels")
             pending.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+
+
+CSV_MAX_ROWS = 1_000_000  # a board of every run of the grid, many times over
+
+
+def read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """A CSV file users exchange (a board, a results table): its header and its rows, each with its line
+    number; one line naming the file and line otherwise: text that is not UTF-8, a cell over the csv
+    module's field limit (131,072 characters), a NUL byte, more than CSV_MAX_ROWS rows."""
+    import csv
+
+    rows, line = [], 1
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            header = list(reader.fieldnames or [])
+            for row in reader:
+                line = reader.line_num
+                if len(rows) >= CSV_MAX_ROWS:
+                    raise AckdError(f"{path}: more than {CSV_MAX_ROWS:,} rows")
+                rows.append((line, row))
+    except UnicodeDecodeError as exc:
+        raise AckdError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except csv.Error as exc:
+        raise AckdError(f"{path}:{line + 1}: not a readable CSV row ({exc})") from None
+    return header, rows

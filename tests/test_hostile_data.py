@@ -359,6 +359,30 @@ def test_a_board_cell_that_starts_like_a_formula_is_refused_on_every_read(tmp_pa
     assert not (tmp_path / "fresh.csv").exists() and set(RESULT_FIELDS) >= {column}
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda text: text.replace("toy", "t\xe9st", 1).encode("latin-1"), "board.csv: not UTF-8 text (byte "),
+    (lambda text: text.replace("toy", "x" * 200_000, 1).encode(), "board.csv:2: not a readable CSV row (field larger "),
+    (lambda text: text.replace("toy", "t\0y", 1).encode(), "board.csv:"),
+], ids=["latin-1", "cell-over-the-field-limit", "nul-byte"])
+def test_a_board_that_is_not_text_or_not_csv_is_one_line_and_left_as_it_was(tmp_path, cli, damage, message):
+    """Round four, class 7: a non-UTF-8 board and a cell over the csv module's field limit ended in
+    tracebacks (on show, and on submit, which reads the board before appending)."""
+    from .test_leaderboard import _record, _write_csv
+
+    board = _write_csv(tmp_path / "board.csv", [_record(seed=1)])
+    board.write_bytes(damage(board.read_text()))
+    before = board.read_bytes()
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps(_record(seed=3)))
+    for args in (("leaderboard", "show", "--board", str(board)), ("leaderboard", "submit", "--board", str(board), str(new)),
+                 ("leaderboard", "submit", "--board", str(tmp_path / "fresh.csv"), str(board))):
+        done = cli(*args)
+        # a rejected submission lists its bad rows, a line each, under its one-line heading
+        assert done.returncode == 2 and done.stderr.count("\n") <= 2 and message in done.stderr, (args, done.stderr)
+        assert done.stderr.startswith("ackd-bench: error: ") and len(done.stderr) < 600
+    assert board.read_bytes() == before and not (tmp_path / "fresh.csv").exists()
+
+
 @pytest.mark.parametrize("text, message", [
     ('{"seed": 1, "seed": 2}', "key 'seed' appears more than once"),
     ("[" * 5000 + "]" * 5000, "nested deeper than 64 levels"),

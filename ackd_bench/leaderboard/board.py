@@ -20,7 +20,7 @@ from ..errors import AckdError
 from ..predictions import FILE_NAME, read_predictions
 from ..provenance import atomic_path
 from ..resources import resource_file
-from ..untrusted import load_json
+from ..untrusted import load_json, read_csv
 from ..home import user_home
 from ..results import ABSENT_DEFAULTS, RESULT_FIELDS, Record, records_to_csv, run_key
 
@@ -110,16 +110,17 @@ def _read_file(path: Path) -> list[Candidate]:
             candidates.append(Candidate(f"{path}:{i + 1}", raw if isinstance(raw, dict) else {},
                                         path.parent if path.name == "result.json" else None))
         return candidates
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        required = set(RESULT_FIELDS) - set(ABSENT_DEFAULTS)  # a record older than those columns is still one
-        if reader.fieldnames is None or required - set(reader.fieldnames):
-            missing = sorted(required - set(reader.fieldnames or []))
-            raise SubmissionError(f"{path}: not a results CSV (missing columns: {', '.join(missing)})")
-        for i, raw in enumerate(reader):
-            if None in raw or None in raw.values():
-                raise SubmissionError(f"{path}:{i + 2}: malformed CSV row (wrong number of fields)")
-            candidates.append(Candidate(f"{path}:{i + 2}", raw))
+    try:
+        header, rows = read_csv(path)
+    except AckdError as exc:
+        raise SubmissionError(str(exc)) from None
+    required = set(RESULT_FIELDS) - set(ABSENT_DEFAULTS)  # a record older than those columns is still one
+    if not header or required - set(header):
+        raise SubmissionError(f"{path}: not a results CSV (missing columns: {', '.join(sorted(required - set(header)))})")
+    for line, raw in rows:
+        if None in raw or None in raw.values():
+            raise SubmissionError(f"{path}:{line}: malformed CSV row (wrong number of fields)")
+        candidates.append(Candidate(f"{path}:{line}", raw))
     return candidates
 
 
@@ -127,12 +128,11 @@ def read_board(board: Path) -> list[Record]:
     if not board.exists():
         return []
     records = []
-    with open(board, newline="") as handle:
-        for line, raw in enumerate(csv.DictReader(handle), start=2):
-            try:
-                records.append(Record.from_dict(raw))
-            except ValueError as exc:  # a board edited by hand: say where
-                raise SubmissionError(f"{board}:{line}: {exc}") from None
+    for line, raw in read_csv(board)[1]:
+        try:
+            records.append(Record.from_dict(raw))
+        except ValueError as exc:  # a board edited by hand: say where
+            raise SubmissionError(f"{board}:{line}: {exc}") from None
     return records
 
 
@@ -237,8 +237,8 @@ def _submit(candidates: list[Candidate], board: str | Path | None, versions_file
     validate_all(candidates, [], versions)  # fail fast, before taking the lock
     board.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(board) + ".lock", timeout=60):
-        existing_text = board.read_text() if board.exists() else ""
-        existing = read_board(board)
+        existing = read_board(board)  # checked first: UTF-8 text, CSV, every cell
+        existing_text = board.read_text(encoding="utf-8") if board.exists() else ""
         records = validate_all(candidates, existing, versions, new_only)
         if not records:  # every row is on the board already: leave it as it is
             return 0
@@ -252,7 +252,7 @@ def _submit(candidates: list[Candidate], board: str | Path | None, versions_file
         # disk leaves board and README as they were, never a board whose README misses its rows
         with contextlib.ExitStack() as replace_at_exit:
             board_tmp = replace_at_exit.enter_context(atomic_path(board))
-            board_tmp.write_text(text)
+            board_tmp.write_text(text, encoding="utf-8")
             if readme and _ours(readme_path(board)):
                 from .summary import readme as render_readme
 

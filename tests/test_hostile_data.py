@@ -676,3 +676,16 @@ def test_random_shard_structures_end_in_success_or_one_line(dataset, tmp_path, c
     assert {k: v for k, v in snapshot(tmp_path).items() if not k.startswith(("ds/", "mi-out/"))} == outside_before
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
     assert grown_mib < 1024, f"the fuzzed shards raised the process's peak memory by {grown_mib:.0f} MiB"
+
+
+def test_a_run_with_a_truncated_result_can_be_started_over(mini_toy, tmp_path, cli):
+    """Round four, class 7: under --force a truncated result.json stopped the run that would replace it."""
+    run = tmp_path / "run"
+    args = ["train-teacher", str(mini_toy), "--arch", "S", "--profile", "smoke", "--epochs", "1", "--quiet",
+            "--out", str(run)]
+    assert cli(*args).returncode == 0
+    (run / "result.json").write_text((run / "result.json").read_text()[:60])
+    again = cli(*args)
+    assert again.returncode == 2 and "pass --force to run it again" in again.stderr
+    assert cli(*args, "--force").returncode == 0
+    assert json.loads((run / "result.json").read_text())["method"] == "teacher"

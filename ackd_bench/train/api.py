@@ -156,10 +156,10 @@ def out_of_memory_line(run_dir: Path, exc: BaseException, batch_size: int, optio
 
 
 def _reused(run_dir: Path, options: RunOptions) -> dict[str, Any] | None:
+    if not options.reuse_finished or options.force or options.resume is True:
+        return None  # not read: a damaged result.json must not stop the run that replaces it
     finished = read_result_json(run_dir)  # a matcher's too: it has no Record
-    if options.reuse_finished and finished is not None and not (options.force or options.resume is True):
-        return {**finished, "run_dir": str(run_dir), "best_epoch": None, "reused": True}
-    return None
+    return None if finished is None else {**finished, "run_dir": str(run_dir), "best_epoch": None, "reused": True}
 
 
 def _execute_locked(spec: RunSpec, options: RunOptions, build_task: Callable, finish: Callable | None, run_dir: Path,

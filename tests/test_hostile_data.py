@@ -689,3 +689,40 @@ def test_a_run_with_a_truncated_result_can_be_started_over(mini_toy, tmp_path, c
     assert again.returncode == 2 and "pass --force to run it again" in again.stderr
     assert cli(*args, "--force").returncode == 0
     assert json.loads((run / "result.json").read_text())["method"] == "teacher"
+
+
+def test_a_download_is_cut_off_at_its_files_bound(tmp_path):
+    """Round four, class 5: a mirror streaming endless data wrote 8.5 GB for a file documented as 2 GB."""
+    import http.server
+    import threading
+
+    from ackd_bench.data.sources.fetch import http_download
+
+    class Endless(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            if self.path == "/declares-too-much":
+                self.send_header("Content-Length", str(10**12))
+            self.end_headers()
+            try:
+                for _ in range(10**6):  # without a Content-Length: until the client hangs up
+                    self.wfile.write(b"\0" * (1 << 16))
+            except OSError:
+                pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        for path, message in (("/endless", "the server sent more than 1,048,576 bytes"),
+                              ("/declares-too-much", "the server offers 1,000,000,000,000 bytes for a file of at most")):
+            target = tmp_path / "downloads" / "EuroSAT.zip"
+            target.parent.mkdir(exist_ok=True)
+            with pytest.raises(DatasetError, match=message):
+                http_download(base + path, target, max_bytes=1 << 20)
+            assert list(target.parent.iterdir()) == []
+    finally:
+        server.shutdown()

@@ -54,11 +54,15 @@ SPLIT_NAMES = {"train": "train", "validation": "val", "test": "test"}
 FLAG_COLUMNS = ("contains_seasonal_snow", "contains_cloud_or_shadow")
 
 
+GB = 10**9
+
+
 @dataclass(frozen=True)
 class PublishedFile:
     filename: str
     md5: str
     size: str
+    max_bytes: int  # what a download of it may write (its size, or a bound where none is published)
 
 
 def map_patch(member: str) -> str:
@@ -118,10 +122,10 @@ def stream_members(paths: list[Path], what: str, wanted: Callable[[str], bool]) 
 class BigEarthNetV2:
     name = "bigearthnet"
     url = "https://hf.co/datasets/torchgeo/bigearthnet/resolve/3cf3a5910a5302d449fdb8e570e5b78de24fe07f/V2/{}"
-    metadata = PublishedFile("metadata.parquet", "55687065e77b6d0b0f1ff604a6e7b49c", "size not published")
-    s2_parts = (PublishedFile("BigEarthNet-S2.tar.gzaa", "94e8ed32065234d3ab46353d814778d1", "half of ~60 GB"),
-                PublishedFile("BigEarthNet-S2.tar.gzab", "24c223d9e36166136c13b24a27debe34", "half of ~60 GB"))
-    map_parts = (PublishedFile("Reference_Maps.tar.gzaa", "b0cd1f0a31b49fcbfd61d80f963e759d", "size not published"),)
+    metadata = PublishedFile("metadata.parquet", "55687065e77b6d0b0f1ff604a6e7b49c", "size not published", 2 * GB)
+    s2_parts = (PublishedFile("BigEarthNet-S2.tar.gzaa", "94e8ed32065234d3ab46353d814778d1", "half of ~60 GB", 40 * GB),
+                PublishedFile("BigEarthNet-S2.tar.gzab", "24c223d9e36166136c13b24a27debe34", "half of ~60 GB", 40 * GB))
+    map_parts = (PublishedFile("Reference_Maps.tar.gzaa", "b0cd1f0a31b49fcbfd61d80f963e759d", "size not published", 20 * GB),)
     s2_tree, maps_tree = "BigEarthNet-S2", "Reference_Maps"
     # extracted trees accepted in --source-dir: the hub archives' own, and the reBEN release's
     # (everything under one BigEarthNet/ folder)
@@ -160,6 +164,7 @@ class BigEarthNetV2:
 
     def _fetch(self, published: PublishedFile) -> tuple[Path, str]:
         return fetch_file(published.filename, self.url.format(published.filename), published.md5, published.size,
+                          max_bytes=published.max_bytes,
                           root=self.root, source_dir=self.source_dir, download=self.download)
 
     def _extracted(self, tree: str) -> Path | None:

@@ -16,6 +16,7 @@ class EuroSATAllBands(GeoTiffFolderSource):
         md5="5ac12b3b2557aa56e1826e981e8e200e",
         tree="ds/images/remote_sensing/otherDatasets/sentinel_2/tif",
         size="2.0 GB",
+        max_bytes=3 * 10**9,
         other_trees=("EuroSAT_MS", "EuroSAT_MS/EuroSAT_MS"),  # the Zenodo release's layout
     )
     classes = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
@@ -40,6 +41,7 @@ class EuroSATRGB(PairedJpegSource):
         md5="c8fa014336c82ac7804f0398fcb19387",
         tree="2750",
         size="94 MB",
+        max_bytes=200 * 10**6,
     )
     classes = EuroSATAllBands.classes
     licence = EuroSATAllBands.licence

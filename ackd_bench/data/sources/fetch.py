@@ -33,6 +33,7 @@ class Archive:
     md5: str | None
     tree: str  # the folder, relative to the extraction root, that holds the class folders
     size: str  # for the docs and error messages, e.g. "2.0 GB"
+    max_bytes: int = 0  # what a download may write before it is cut off (0: a local-only source, never fetched)
     other_trees: tuple[str, ...] = ()  # other published layouts accepted in --source-dir
     page: str = ""  # where a local-only source is published
     layout: str = ""  # what a local-only source's folder must hold, for the error message
@@ -64,10 +65,12 @@ def verify_md5(path: Path, md5: str, url: str, *, keep_aside: bool = True) -> No
         raise DatasetError(f"{path}: md5 mismatch for {url}: expected {md5}, got {actual}{where}")
 
 
-def http_download(url: str, target: Path) -> None:
+def http_download(url: str, target: Path, max_bytes: int) -> None:
     """Download `url` to `target`, resuming an interrupted `<target>.part` with an HTTP Range request.
 
-    torchgeo's `download_url` restarts from zero, which costs hours on BigEarthNet's 30 GB parts."""
+    torchgeo's `download_url` restarts from zero, which costs hours on BigEarthNet's 30 GB parts.
+    A server that declares or sends more than `max_bytes` (the published size with a margin) is cut
+    off and its part removed: a wrong mirror must not fill the disk before the checksum could tell."""
     import requests
 
     part = target.with_name(target.name + ".part")
@@ -80,11 +83,22 @@ def http_download(url: str, target: Path) -> None:
             reply.raise_for_status()
             if reply.status_code != 206:  # the server ignored the range: start again
                 have = 0
-            remaining = int(reply.headers.get("Content-Length", 0)) or None
+            remaining = int(reply.headers.get("Content-Length", 0) or 0) or None
+            if remaining and have + remaining > max_bytes:
+                raise DatasetError(f"{url}: the server offers {have + remaining:,} bytes for a file of at most "
+                                   f"{max_bytes:,}; refused (a wrong {MIRROR_ENV} or URL?)")
             with open(part, "ab" if have else "wb") as handle, \
                     tqdm(total=(have + remaining) if remaining else None, initial=have, unit="B", unit_scale=True,
                          desc=f"download {target.name}", disable=None) as bar:
+                written = have
                 for block in reply.iter_content(1 << 16):  # small blocks: an interruption loses little
+                    written += len(block)
+                    if written > max_bytes:
+                        handle.close()
+                        part.unlink(missing_ok=True)
+                        raise DatasetError(f"{url}: the server sent more than {max_bytes:,} bytes for a file of at "
+                                           f"most that size; stopped and removed {part.name} (a wrong "
+                                           f"{MIRROR_ENV} or URL?)")
                     handle.write(block)
                     bar.update(len(block))
                 handle.flush()
@@ -104,7 +118,7 @@ def http_download(url: str, target: Path) -> None:
 
 
 def fetch_file(filename: str, url: str, md5: str, size: str, *, root: Path, source_dir: Path | None,
-               download: bool) -> tuple[Path, str]:
+               download: bool, max_bytes: int) -> tuple[Path, str]:
     """A verified local copy of one published file: from --source-dir, an earlier download, or `url`.
 
     A verified file gets a stamp (path, size, mtime) under `<root>/.sources/verified/`, so multi-GB
@@ -121,7 +135,7 @@ def fetch_file(filename: str, url: str, md5: str, size: str, *, root: Path, sour
                            f"download it from {url} or rerun with --download")
     target = root / ".downloads" / filename
     target.parent.mkdir(parents=True, exist_ok=True)
-    http_download(url, target)
+    http_download(url, target, max_bytes)
     _verify_once(target, md5, url, stamps=root / ".sources" / "verified")
     return target, url
 
@@ -172,6 +186,6 @@ def locate(archive: Archive, *, root: Path, source_dir: Path | None, download: b
     extract_root = root / ".sources" / archive.name
     if (extract_root / archive.tree).is_dir():
         return extract_root / archive.tree, {**record, "archive_verified": True, "from": "earlier extraction"}
-    path, origin = fetch_file(archive.filename, archive.url, archive.md5, archive.size, root=root,
+    path, origin = fetch_file(archive.filename, archive.url, archive.md5, archive.size, max_bytes=archive.max_bytes, root=root,
                               source_dir=source_dir, download=download)
     return _extract(path, archive, extract_root), {**record, "archive_verified": True, "from": origin}

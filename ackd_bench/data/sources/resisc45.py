@@ -16,6 +16,7 @@ class RESISC45(JpegFolderSource):
         md5="75206b2e16446591afa88e2628744886",
         tree="NWPU-RESISC45",
         size="0.4 GB",
+        max_bytes=10**9,
     )
     classes = ("airplane", "airport", "baseball_diamond", "basketball_court", "beach", "bridge", "chaparral",
                "church", "circular_farmland", "cloud", "commercial_area", "dense_residential", "desert", "forest",

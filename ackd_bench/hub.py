@@ -25,7 +25,7 @@ from typing import Any
 
 from .data.card import render_card, source_parts
 from .data.manifest import MANIFEST, Manifest, read_manifest, verify_manifest
-from .errors import AckdError
+from .errors import AckdError, bounded
 from .results import ABSENT_DEFAULTS
 from .untrusted import PLAIN_NAME
 
@@ -119,16 +119,22 @@ def _api():
 
 @contextmanager
 def hub_errors(what: str):
-    """The hub's HTTP and connection errors as one line naming what was being done."""
+    """The hub's HTTP and connection errors, and answers the client library cannot parse (not JSON,
+    fields missing or of other types), as one line naming what was being done. The blocks this wraps
+    are calls of huggingface_hub only: its parsing errors are the hub's answer, not this tool's bug."""
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
         yield
+    except AckdError:
+        raise
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
-        if isinstance(exc, AckdError):
-            raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AckdError(f"{what}: {message}") from None
+        raise AckdError(f"{what}: {bounded(message, 300)}") from None
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, AssertionError) as exc:
+        said = " ".join(str(exc).split()) or type(exc).__name__
+        raise AckdError(f"{what}: the hub's answer was not understood ({type(exc).__name__}: {bounded(said, 200)})"
+                        ) from None
 
 
 def publish_dataset(dataset_dir: str | Path, repo: str, *, allow_restricted: bool = False,

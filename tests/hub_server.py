@@ -32,6 +32,7 @@ class FakeHub:
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[tuple[str, str, str]] = []  # (method, path, Range header)
         self.cut_after: dict[str, int] = {}  # file name -> bytes to send before dropping the connection, once
+        self.api_answer: bytes | None = None  # set: every API call gets this body (a malformed answer)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -169,6 +170,13 @@ class FakeHub:
                 match = re.fullmatch(r"/api/(\w+)s/([^/]+/[^/]+)(?:/(revision|tree)/([^/]+)(/.*)?)?", parsed.path)
                 if not match:
                     return self._resolve(head=False)
+                if hub.api_answer is not None:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(hub.api_answer)))
+                    self.end_headers()
+                    self.wfile.write(hub.api_answer)
+                    return
                 kind, repo_id, what, revision = match[1], match[2], match[3], unquote(match[4] or "main")
                 repo = hub.repos.get((kind, repo_id))
                 found = repo.files(revision) if repo else None

@@ -72,6 +72,20 @@ def test_build_publish_download_and_train_through_the_hub(toy_dir, tmp_path, hub
     assert config["teacher_sha256"] == sha256_file(teacher_run / "checkpoints" / "best.pt")
 
 
+@pytest.mark.parametrize("answer", [b"{not json", b"[]", b'{"sha": 5, "siblings": "x"}', b'{"id": null}'],
+                         ids=["not-json", "a-list", "wrong-types", "no-sha"])
+def test_a_malformed_hub_answer_is_one_line(toy_dir, tmp_path, hub, answer):
+    """Round four, class 7: malformed answers of the hub's API ended in tracebacks."""
+    server, env = hub
+    assert cli(env, "publish", str(toy_dir), "--repo", "ackd/toy").returncode == 0
+    server.api_answer = answer
+    local = tmp_path / "from-hub"
+    pulled = cli(env, "build", "toy", "--from-hub", "ackd/toy", "--out", str(local), "--quiet")
+    assert pulled.returncode == 2 and pulled.stderr.count("\n") == 1, pulled.stderr
+    assert pulled.stderr.startswith("ackd-bench: error: downloading the hub's dataset ackd/toy: "), pulled.stderr
+    assert not local.exists()
+
+
 def test_a_damaged_shard_on_the_hub_never_reaches_a_dataset_directory(toy_dir, tmp_path, hub):
     server, env = hub
     assert cli(env, "publish", str(toy_dir), "--repo", "ackd/toy").returncode == 0

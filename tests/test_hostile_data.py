@@ -726,3 +726,25 @@ def test_a_download_is_cut_off_at_its_files_bound(tmp_path):
             assert list(target.parent.iterdir()) == []
     finally:
         server.shutdown()
+
+
+def test_a_corrupt_chunk_read_by_a_loader_worker_ends_the_run_in_one_line(dataset, tmp_path):
+    """Round four, class 6: with --resident off --workers 2, a corrupt chunk printed a worker's traceback
+    and the process never exited (its workers ignore SIGTERM, which multiprocessing's exit handler
+    sends before joining them). A chunk's bytes are overwritten and the shard resealed."""
+    from .conftest import run_cli
+
+    manifest = manifest_of(dataset)
+    entry = next(e for e in manifest["shards"] if e["modality"] == "rgb" and e["split"] == "train")
+    shard = dataset / entry["file"]
+    with h5py.File(shard, "r") as handle:
+        chunk = handle["images"].id.get_chunk_info(3)
+    data = bytearray(shard.read_bytes())
+    data[chunk.byte_offset:chunk.byte_offset + chunk.size] = b"\xab" * chunk.size
+    shard.write_bytes(bytes(data))
+    entry["bytes"], entry["sha256"] = shard.stat().st_size, sha256_file(shard)
+    resealed(dataset, manifest)
+    done = run_cli("train-student", str(dataset), "--arch", "S", "--profile", "smoke", "--epochs", "1", "--quiet",
+                   "--resident", "off", "--workers", "2", "--out", str(tmp_path / "run"), timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"ackd-bench: error: {shard}: cannot read sample 3: "), done.stderr

@@ -196,6 +196,12 @@ class Task(ABC):
     def load_state(self, state: dict[str, Any]) -> None:
         del state
 
+    def close(self) -> None:
+        """Release what the task holds across epochs: its feed's persistent loader workers."""
+        feed = getattr(self, "feed", None)
+        if feed is not None:
+            feed.close()
+
 
 def build_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
@@ -552,6 +558,8 @@ class Engine:
         except BaseException:
             self.log.close("failed")
             raise
+        finally:
+            self.task.close()
         self.log.close("finished")
         return fitted
 

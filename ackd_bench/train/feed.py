@@ -234,10 +234,34 @@ class TrainFeed:
                 yield {"image": self.rt.layout(images), **self.split.targets(indices)}
             return
         self.sampler.plan = plan
-        for step, batch in enumerate(self.loader):
+        batches = enumerate(self.loader)
+        while True:
+            try:
+                step, batch = next(batches)
+            except StopIteration:
+                return
+            except AckdError as exc:  # a worker's: torch re-raises it with the worker's traceback in its text
+                raise type(exc)(worker_message(exc)) from None
             batch = {k: self.rt.place(v) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             images = self.rt.layout(apply_flips(batch.pop("image"), flips[step, :len(batch["label"])]))
             yield {"image": images, **batch}
+
+    def close(self) -> None:
+        """Stop the loader's persistent workers now. They ignore SIGTERM (engine.ignore_handled_signals),
+        and multiprocessing's exit handler stops daemonic children with SIGTERM, then joins them: a run
+        that failed with its workers alive would never exit."""
+        iterator = getattr(self.loader, "_iterator", None)
+        if iterator is not None:
+            iterator._shutdown_workers()
+            self.loader._iterator = None
+
+
+def worker_message(exc: BaseException) -> str:
+    """The message of an error a DataLoader worker raised, without the traceback torch adds to it."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    last = lines[-1] if lines else type(exc).__name__
+    prefix = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+    return last.removeprefix(prefix)
 
 
 @torch.no_grad()

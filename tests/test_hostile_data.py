@@ -748,3 +748,182 @@ def test_a_corrupt_chunk_read_by_a_loader_worker_ends_the_run_in_one_line(datase
                    "--resident", "off", "--workers", "2", "--out", str(tmp_path / "run"), timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith(f"ackd-bench: error: {shard}: cannot read sample 3: "), done.stderr
+
+
+def _tree_entry(folder: Path, index: int, kind: str, outside: Path) -> None:
+    """One entry of a class folder of a source tree, of a kind a careless or hostile tree may hold."""
+    from PIL import Image
+
+    name = folder / f"e{index}.jpg"
+    if kind == "jpeg":
+        Image.new("RGB", (12, 12), (index * 40 % 256, 80, 120)).save(name)
+    elif kind == "png-named-jpg":
+        Image.new("RGB", (12, 12)).save(name, format="PNG")
+    elif kind == "empty":
+        name.write_bytes(b"")
+    elif kind == "garbage":
+        name.write_bytes(os.urandom(64))
+    elif kind == "truncated":
+        Image.new("RGB", (64, 64), (10, 200, 30)).save(name)
+        name.write_bytes(name.read_bytes()[:200])
+    elif kind == "bomb":  # a JPEG header declaring 60000 x 60000 pixels
+        Image.new("L", (8, 8)).save(name)
+        data = bytearray(name.read_bytes())
+        sof = data.index(b"\xff\xc0")
+        data[sof + 5:sof + 9] = (60000).to_bytes(2, "big") * 2
+        name.write_bytes(bytes(data))
+    elif kind == "fifo":
+        os.mkfifo(name)
+    elif kind == "link-out":
+        name.symlink_to(outside)
+    elif kind == "dangling":
+        name.symlink_to(folder / "nowhere.jpg")
+    elif kind == "folder":
+        name.mkdir()
+    elif kind == "not-utf8":
+        (folder / os.fsdecode(b"e%d\xff.jpg" % index)).write_bytes(b"")
+
+
+def test_random_source_trees_end_in_success_or_one_line(tmp_path):
+    """Round four, classes 2, 6 and 7 as a property: class folders holding good JPEGs among FIFOs, links
+    out of the tree, dangling links, folders named like images, non-UTF-8 names, empty, garbage,
+    truncated and bomb JPEGs. Listing and reading each sample succeeds or stops in one line, never
+    blocks, and reads nothing outside the tree (a linked file there holds a marked image)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from PIL import Image
+
+    from ackd_bench.data.sources.resisc45 import RESISC45
+
+    outside = tmp_path / "outside.jpg"
+    Image.new("RGB", (12, 12), (255, 0, 255)).save(outside)  # magenta: never a sample of the tree
+    kinds = ["jpeg", "png-named-jpg", "empty", "garbage", "truncated", "bomb", "fifo", "link-out", "dangling",
+             "folder", "not-utf8"]
+    tried = []
+
+    @settings(max_examples=int(os.environ.get("ACKD_FUZZ_EXAMPLES", 120)) // 3, deadline=None, derandomize=True,
+              database=None, suppress_health_check=list(HealthCheck))
+    @given(folders=st.lists(st.lists(st.sampled_from(kinds), min_size=1, max_size=4), min_size=2, max_size=2))
+    def check(folders):
+        source = tmp_path / f"source{len(tried)}"
+        for name, entries in zip(("forest", "lake"), folders):
+            folder = source / "NWPU-RESISC45" / name
+            folder.mkdir(parents=True)
+            for index, kind in enumerate(entries):
+                _tree_entry(folder, index, kind, outside)
+        tried.append(folders)
+        spec = {"bands": ["R", "G", "B"], "class_map": {"Forest": ["forest"], "Water": ["lake"]}}
+        try:
+            reader = RESISC45(spec, ["Forest", "Water"], 8, root=tmp_path / f"root{len(tried)}", source_dir=source,
+                              download=False)
+            for ref in reader.refs():
+                pixels = reader.load(ref)
+                assert pixels.shape == (3, 8, 8) and not (pixels[0] > 200).all() & (pixels[1] < 50).all(), ref
+        except DatasetError as exc:
+            assert "\n" not in str(exc) and len(str(exc)) < 600, str(exc)
+
+    check()
+    assert len(tried) >= int(os.environ.get("ACKD_FUZZ_EXAMPLES", 120)) // 3
+
+
+def _mutations(original):
+    """A hypothesis strategy of edited copies of a JSON-like document: up to three leaves (containers
+    included) replaced by a nasty value or deleted."""
+    from hypothesis import strategies as st
+
+    paths = [p for p, _ in _leaves(original) if p]
+    values = st.one_of(st.sampled_from(NASTY), st.integers(-10, 10**6), st.text(max_size=12),
+                       st.lists(st.integers(0, 5), max_size=3), st.just(2**70), st.just("=cmd|' /C calc'!A0"))
+
+    def edited(edits):
+        document = copy.deepcopy(original)
+        for path, value, delete in edits:
+            try:
+                _set(document, path, value, delete and isinstance(path[-1], str))
+            except (KeyError, IndexError, TypeError):  # an earlier edit removed its parent
+                pass
+        return document
+
+    return st.lists(st.tuples(st.sampled_from(paths), values, st.booleans()), min_size=1, max_size=3).map(edited)
+
+
+def _fuzzed(strategy, check, divisor=3):
+    from hypothesis import HealthCheck, given, settings
+
+    examples = int(os.environ.get("ACKD_FUZZ_EXAMPLES", 120)) // divisor
+    settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+             suppress_health_check=list(HealthCheck))(given(strategy)(check))()
+
+
+def test_random_results_requests_and_checkpoint_metadata_end_in_success_or_one_line(
+        mini_toy, mini_teacher, tmp_path, capsys):
+    """Round four as properties over the other files users exchange: a result.json submitted to a board,
+    a run folder's request.json replayed by `rerun`, and a teacher checkpoint's metadata. Each edit of
+    up to three fields ends in success or one line (exit 2); nothing outside the input's folder changes
+    except the board a valid submission is meant to reach."""
+    import torch
+
+    from ackd_bench.leaderboard.board import read_board
+    from ackd_bench.train.checkpoint import CheckpointError
+    from ackd_bench.train.profiles import load_profile
+    from ackd_bench.train.request import REQUEST_FILE
+    from ackd_bench.train.teacher_cache import load_teacher
+    from ackd_bench.data.manifest import read_manifest
+
+    from .test_leaderboard import _record
+
+    def one_line_or_success(argv):
+        code = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert code in (0, 2) and "Traceback" not in err, (argv, err)
+        lines = err.splitlines()
+        # one line; a rejected submission's heading is followed by its one bad row, indented
+        assert code == 0 or (err.startswith("ackd-bench: error: ") and (
+            len(lines) == 1 or (len(lines) == 2 and "rejected" in lines[0] and lines[1].startswith("  ")))), (argv, err)
+        return code
+
+    sentinel = tmp_path / "sentinel"
+    sentinel.mkdir()
+    (sentinel / "notes").write_text("do not touch")
+    before = snapshot(sentinel)
+
+    result = tmp_path / "result" / "result.json"
+    result.parent.mkdir()
+    board = tmp_path / "board" / "board.csv"
+
+    def submit(document):
+        result.write_text(json.dumps(document))
+        if one_line_or_success(["leaderboard", "submit", "--board", str(board), str(result)]) == 0:
+            assert read_board(board)  # what was accepted reads back
+        if board.exists():
+            one_line_or_success(["leaderboard", "show", "--board", str(board)])
+
+    _fuzzed(_mutations(_record(seed=1)), submit)
+
+    run = tmp_path / "run"
+    run.mkdir()
+    request = RunRequest.student_run(str(tmp_path / "no-dataset"), "S", "sembridge", profile=load_profile("smoke"),
+                                     teacher=str(mini_teacher)).to_json()
+
+    def replay(document):
+        (run / REQUEST_FILE).write_text(json.dumps(document))
+        assert one_line_or_success(["rerun", str(run), "--device", "cpu"]) == 2  # its dataset is missing
+        assert sorted(p.name for p in run.iterdir()) == [REQUEST_FILE]
+
+    _fuzzed(_mutations(request), replay)
+
+    state = torch.load(mini_teacher, map_location="cpu", weights_only=True)
+    metadata = {k: v for k, v in state.items() if k not in ("module", "optimizer", "rng", "scaler")}
+    manifest = read_manifest(mini_toy)
+    crafted = tmp_path / "teacher" / "best.pt"
+    crafted.parent.mkdir()
+
+    def load(document):
+        torch.save({**document, "module": state["module"]}, crafted)
+        try:
+            load_teacher(crafted, manifest)
+        except CheckpointError as exc:
+            assert "\n" not in str(exc) and len(str(exc)) < 2000, str(exc)
+
+    _fuzzed(_mutations(metadata), load, divisor=4)
+    assert snapshot(sentinel) == before

@@ -65,8 +65,11 @@ def load_teacher(path: str | Path, manifest: Manifest, ms_bands: Sequence[str] |
     """The teacher of a checkpoint, frozen in eval mode, after checking it fits the dataset and the
     MS bands the run feeds."""
     state = check_teacher(path, manifest, ms_bands)
-    with untouched_rng():
-        teacher = backbone_from_meta(state)
+    try:
+        with untouched_rng():
+            teacher = backbone_from_meta(state)
+    except AckdError as exc:  # the checkpoint's metadata names what the model is
+        raise CheckpointError(f"{path}: {exc}") from None
     load_weights(teacher, {k.removeprefix("backbone."): v for k, v in state["module"].items()}, path,
                  f"a {state['arch']} teacher with {state['in_channels']} bands and {state['num_classes']} classes")
     teacher.eval().requires_grad_(False)

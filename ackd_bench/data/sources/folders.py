@@ -15,9 +15,10 @@ from .fetch import Archive, locate
 from .rasters import read_bands
 
 
-def _sample_file(path: Path) -> Path:
+def _sample_file(path: Path, tree: Path | None = None) -> Path:
     """A source file, or one line: a regular file (a FIFO or device would block or stream forever) with
-    a UTF-8 name (it becomes the sample's id, written into shards and manifests as text)."""
+    a UTF-8 name (it becomes the sample's id, written into shards and manifests as text), inside the
+    source's `tree` once links are followed (a link may not lead the build to read any file)."""
     try:
         path.name.encode("utf-8")
     except UnicodeEncodeError:
@@ -26,6 +27,10 @@ def _sample_file(path: Path) -> Path:
     if not path.is_file():  # follows links: a link to a regular file is one
         raise DatasetError(f"{path}: not a regular file (a FIFO, device or dangling link); remove it from the source "
                            "folder")
+    if tree is not None:
+        resolved, base = path.resolve(), tree.resolve()
+        if base not in resolved.parents:
+            raise DatasetError(f"{path}: a link to {resolved}, outside the source folder {base}; copy the file in")
     return path
 
 
@@ -61,7 +66,7 @@ class ClassFolderSource(ABC):
                 if not folder.is_dir():
                     raise DatasetError(f"{folder}: class folder missing ({self.name} class '{source_class}', "
                                        f"mapped to '{target}')")
-                files = [_sample_file(f) for f in sorted(folder.glob(f"*{self.suffix}"))]
+                files = [_sample_file(f, self.tree) for f in sorted(folder.glob(f"*{self.suffix}"))]
                 if not files:
                     raise DatasetError(f"{folder}: no *{self.suffix} files")
                 refs += [SampleRef(f"{self.name}/{source_class}/{f.name}", label) for f in files]

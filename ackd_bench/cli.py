@@ -259,22 +259,28 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .harness.grid import expand_grid
-    from .harness.sweep import SweepConfig, check_runs_per_gpu, run_sweep
+    from .harness.plan import read_plan
+    from .harness.runner import SweepConfig, check_runs_per_gpu
+    from .harness.sweep import run_sweep
 
-    check_runs_per_gpu(args.runs_per_gpu)
-    _choose_datasets(args)
-    requests = expand_grid(args.datasets, methods=args.methods, pairs=args.pairs, seeds=args.seeds,
-                           tables=args.tables)
-    config = SweepConfig(profile=_profile(args), student_overrides=_overrides(args),
-                         teacher_overrides={"epochs": args.teacher_epochs} if args.teacher_epochs else {},
-                         matcher_overrides={"epochs": args.matcher_epochs} if args.matcher_epochs else {},
-                         matcher_arch=args.matcher_arch, runs_per_gpu=args.runs_per_gpu, options=_run_options(args))
-    if args.retries < 0:
-        raise AckdError(f"--retries {args.retries}: expected 0 or more")
-    slurm = {"timeout_min": args.timeout_min}
-    if args.launcher == "slurm":  # checked against the partition before anything is submitted
-        slurm.update(partition=args.partition, gpus=args.gpus, cpus=args.cpus, mem=args.mem, parallel=args.parallel,
-                     retries=args.retries)
+    if args.replay:
+        requests, config, args.launcher, args.name, slurm = read_plan(args.replay)
+    else:
+        check_runs_per_gpu(args.runs_per_gpu)
+        _choose_datasets(args)
+        requests = expand_grid(args.datasets, methods=args.methods, pairs=args.pairs, seeds=args.seeds,
+                               tables=args.tables)
+        config = SweepConfig(profile=_profile(args), student_overrides=_overrides(args),
+                             teacher_overrides={"epochs": args.teacher_epochs} if args.teacher_epochs else {},
+                             matcher_overrides={"epochs": args.matcher_epochs} if args.matcher_epochs else {},
+                             matcher_arch=args.matcher_arch, runs_per_gpu=args.runs_per_gpu,
+                             options=_run_options(args))
+        if args.retries < 0:
+            raise AckdError(f"--retries {args.retries}: expected 0 or more")
+        slurm = {"timeout_min": args.timeout_min}
+        if args.launcher == "slurm":  # checked against the partition before anything is submitted
+            slurm.update(partition=args.partition, gpus=args.gpus, cpus=args.cpus, mem=args.mem,
+                         parallel=args.parallel, retries=args.retries)
     if args.dry_run:
         for request in requests:
             print(f"stage {request.stage}  {request.dataset}  {request.label}")
@@ -573,6 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--retries", type=int, default=1,
                        help="submit a Slurm job that died (killed, out of memory) again this many times (default 1)")
     sweep.add_argument("--timeout-min", type=int, default=24 * 60)
+    sweep.add_argument("--replay", metavar="PLAN", help="run a sweep again exactly as written in its plan "
+                       "(RUNS_ROOT/sweeps/NAME.sweep.json, written by every sweep), skipping what is done; the "
+                       "options that choose the grid and its settings are then taken from the plan")
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and exit")
     sweep.add_argument("--quiet", action="store_true")
     sweep.set_defaults(func=_cmd_sweep)

@@ -14,16 +14,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import yaml
 
 from .errors import AckdError
 from .resources import resource_dirs
 
-if TYPE_CHECKING:  # for annotations only: both modules import this one
-    from .leaderboard.render import PaperResult
-    from .results import Record
+
+class TableEntry(Protocol):
+    """What a table row matches on: a result record (`results.Record`) or a row of the paper's results
+    (`leaderboard.render.PaperResult`), which both import this module."""
+
+    method: str
+    ablation: str
+    teacher: str | None
+    student: str | None
 
 ARCH_NAMES = {"R": "ResNet34", "M": "MobileNetV2", "S": "ShuffleNetV2"}
 ARCHS = tuple(ARCH_NAMES)
@@ -164,7 +170,7 @@ class Row:
                 out.append((self.method, teacher, student))
         return out
 
-    def matches(self, record: Record | PaperResult, pair: str | None = None) -> bool:
+    def matches(self, record: TableEntry, pair: str | None = None) -> bool:
         """Whether a result record (or a row of the paper's results) belongs to this row."""
         if canonical_method(record.method) != self.method:
             return False
@@ -174,7 +180,7 @@ class Row:
         return any(_in_pair(record, self.method, p) for p in wanted)
 
 
-def _in_pair(record: Record | PaperResult, method: str, pair: str) -> bool:
+def _in_pair(record: TableEntry, method: str, pair: str) -> bool:
     teacher, student = pair.split("/")
     if method == "teacher":
         return record.teacher == teacher

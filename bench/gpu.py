@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from ackd_bench.data.build import build_dataset
 from ackd_bench.data.recipe import Recipe, load_recipe
 from ackd_bench.harness.grid import GridRun, expand_grid
-from ackd_bench.harness.sweep import SweepConfig, run_concurrently
+from ackd_bench.harness.runner import SweepConfig, run_concurrently
 from ackd_bench.models import build_backbone, canonical_arch
 from ackd_bench.train.api import RunOptions, train_classifier, train_matcher, train_student
 from ackd_bench.train.device import place_module, resolve_device, uses_channels_last

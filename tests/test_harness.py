@@ -1,11 +1,13 @@
 import json
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
 from ackd_bench.harness.grid import count_by_table, expand_grid
-from ackd_bench.harness.sweep import Ledger, SweepConfig, run_sweep
+from ackd_bench.harness.runner import Ledger, SweepConfig
+from ackd_bench.harness.sweep import run_sweep
 from ackd_bench.leaderboard.board import read_board, submit
 from ackd_bench.leaderboard.render import build_table, render
 from ackd_bench.train.api import RunOptions
@@ -139,3 +141,42 @@ def test_the_demo_wants_at_least_one_seed(cli, tmp_path):
     result = cli("demo", "--root", str(tmp_path / "data"), "--seeds", "0", "--quiet")
     assert result.returncode == 2 and result.stderr.strip() == "ackd-bench: error: --seeds 0: expected at least 1 student seed"
     assert not (tmp_path / "data").exists()  # refused before building anything
+
+
+def test_a_sweep_replays_from_its_plan(mini_toy, tmp_path, cli):
+    """#36: every sweep writes its plan beside its ledger, and `sweep --replay PLAN` runs exactly that
+    again: in a fresh runs root the same runs with the same config hashes and results, where they
+    are done nothing, and a plan's own fields never choose where the runs are written."""
+    args = ["sweep", "--datasets", str(mini_toy), "--methods", "teacher", "none", "--pairs", "S/S", "--tables", "3",
+            "--seeds", "0", "--epochs", "1", "--teacher-epochs", "1", "--profile", "smoke", "--device", "cpu",
+            "--runs-root", str(tmp_path / "first"), "--name", "grid", "--quiet"]
+    assert cli(*args).returncode == 0
+    plan = tmp_path / "first" / "sweeps" / "grid.sweep.json"
+    written = json.loads(plan.read_text())
+    assert [r["kind"] for r in written["runs"]] == ["teacher", "student"] and written["config"]["profile"]["name"] == "smoke"
+    copy = tmp_path / "second" / "sweeps" / "grid.sweep.json"
+    copy.parent.mkdir(parents=True)
+    written["config"]["options"]["device"] = "cpu"
+    for crafted, message in (({**written, "runs_root": "/elsewhere"}, "unknown field(s) runs_root"),
+                             ({**written, "name": "../x"}, "field 'name' '../x': expected a plain name"),
+                             ({**written, "name": "other"}, "a plan of sweep 'other' lies at <runs root>/sweeps/"),
+                             ({**written, "runs": [{**written["runs"][0], "seed": 2**70}]}, "runs[0]: seed must be"),
+                             ({**written, "launcher": "bash"}, "field 'launcher' is 'bash'")):
+        copy.write_text(json.dumps(crafted))
+        refused = cli("sweep", "--replay", str(copy), "--quiet")
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert refused.stderr.startswith(f"ackd-bench: error: {copy}: ") and message in refused.stderr, refused.stderr
+    copy.write_text(json.dumps(written))
+    assert cli("sweep", "--replay", str(copy), "--quiet").returncode == 0
+
+    def results(root):
+        ledger = json.loads((root / "sweeps" / "grid.json").read_text())
+        return {key: {k: v for k, v in json.loads((Path(e["run_dir"]) / "result.json").read_text()).items()
+                      if k in ("config_hash", "oa", "f1", "seed", "method")} for key, e in ledger.items()}
+
+    first, second = results(tmp_path / "first"), results(tmp_path / "second")
+    assert first == second and len(first) == 2
+    assert all(str(tmp_path / "second") in e["run_dir"]
+               for e in json.loads((tmp_path / "second" / "sweeps" / "grid.json").read_text()).values())
+    again = cli("sweep", "--replay", str(copy))
+    assert again.returncode == 0 and "2/2 runs done" in again.stdout

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from ackd_bench.cli import main
-from ackd_bench.harness import sweep
+from ackd_bench.harness import runner, sweep
 from ackd_bench.harness.grid import GridRun, expand_grid
-from ackd_bench.harness.sweep import (GiB, Ledger, SweepConfig, fit_runs_per_gpu, guarded, largest_footprint_bytes,
-                                      run_footprint_bytes, run_group, run_options, run_overhead_bytes, run_sweep,
-                                      runs_that_fit)
+from ackd_bench.harness.runner import (GiB, Ledger, SweepConfig, fit_runs_per_gpu, guarded, largest_footprint_bytes,
+                                       run_footprint_bytes, run_group, run_options, run_overhead_bytes, runs_that_fit)
+from ackd_bench.harness.sweep import run_sweep
 from ackd_bench.train.api import RunOptions
 
 
@@ -85,7 +85,7 @@ def test_the_activation_estimate_is_what_autograd_saves(arch, per_image_mib):
     with saved-tensor hooks at 64 px (parameters excluded)."""
     import torch
 
-    from ackd_bench.harness.sweep import ACTIVATION_BYTES_PER_IMAGE_64PX
+    from ackd_bench.harness.runner import ACTIVATION_BYTES_PER_IMAGE_64PX
     from ackd_bench.models import build_backbone
 
     model = build_backbone(arch, 10, 10)
@@ -110,7 +110,7 @@ def test_runs_per_gpu_is_lowered_to_what_fits(toy_dir, monkeypatch, capsys):
     assert runs_that_fit(2, 80 * GiB, 3 * GiB) == 2
     assert fit_runs_per_gpu(8, "cpu", [str(toy_dir)]) == 8  # no check on the CPU
 
-    monkeypatch.setattr(sweep, "_probe_cuda_free_bytes", lambda device: 10 * GiB)
+    monkeypatch.setattr(runner, "_probe_cuda_free_bytes", lambda device: 10 * GiB)
     assert fit_runs_per_gpu(8, "cuda", [str(toy_dir)]) == 4  # 10 GiB / 2.5 GiB
     assert capsys.readouterr().out == "sweep: --runs-per-gpu 8 lowered to 4: 10.0 GiB free, ~2.5 GiB per run\n"
     assert fit_runs_per_gpu(2, "cuda", [str(toy_dir)]) == 2

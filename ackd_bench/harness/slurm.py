@@ -25,8 +25,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator
 
+from tqdm.auto import tqdm
+
 from ..errors import AckdError
+from ..threads import threads_for
 from ..train.engine import GRACE_ENV, TERM_GRACE_ENV
+from .grid import GridRun
+from .runner import Ledger, StopRelay, SweepConfig, guarded, hand_back, largest_footprint_bytes, run_group
 
 PREEMPT_GRACE_S = 90  # seconds between SIGUSR2 and the end of a preempted or timed-out job
 POLL_S = 2.0  # between looks at squeue and at the jobs' result files
@@ -145,8 +150,6 @@ def parse_mem_mb(text: str) -> int:
 def run_needs(config, datasets: list[str], gpus: int) -> tuple[int, int]:
     """(CPUs, MB) one job's runs need: per run its torch threads (or one core) and its loader
     workers, and its dataset's pixels plus a fixed overhead; times the runs sharing the job."""
-    from .sweep import largest_footprint_bytes
-
     workers = config.options.workers if config.options.workers is not None else (4 if gpus else 0)
     per_run_cpus = (config.options.threads or 1) + workers
     per_run_mb = math.ceil(largest_footprint_bytes(datasets) / MiB)
@@ -333,8 +336,6 @@ def submit_stage(todo: list, config, folder: Path, settings: SlurmSettings, ledg
 
 
 def _submit(executor, groups: list[list], config) -> list:
-    from .sweep import SlurmGroupJob, SlurmJob
-
     # submitit prints sbatch's stderr when sbatch fails, then raises with the same text: held back,
     # so that a refusal reads as one line
     with contextlib.redirect_stderr(io.StringIO()):
@@ -344,3 +345,78 @@ def _submit(executor, groups: list[list], config) -> list:
             return executor.map_array(SlurmGroupJob(), groups, [config] * len(groups))
         except Exception as exc:  # noqa: BLE001 - sbatch's refusal, whatever submitit wraps it in
             raise AckdError(f"sbatch refused the sweep's jobs: {last_line(exc)}") from None
+
+
+# --- submitit's callables, and its local executor ------------------------------------------------
+
+class SlurmJob:
+    """submitit callable that asks to be requeued when preempted; the rerun resumes its checkpoint."""
+
+    def __call__(self, request: GridRun, config: SweepConfig) -> dict[str, Any]:
+        outcome = guarded(request, config)
+        if outcome["status"] == "preempted":
+            print(f"sweep: {request.label}: {outcome['error']}", file=sys.stderr, flush=True)
+            hand_back(outcome["signal"])
+        return outcome
+
+    def checkpoint(self, request: GridRun, config: SweepConfig):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(SlurmJob(), request, config)
+
+
+class SlurmGroupJob:
+    """submitit callable for runs_per_gpu > 1: one array task (one GPU) runs a group of requests at
+    once. A requeued group reruns whole: finished runs are reused, interrupted ones resume."""
+
+    def __call__(self, requests: list[GridRun], config: SweepConfig) -> list[dict[str, Any]]:
+        with StopRelay() as relay:
+            outcomes = run_group(requests, config, relay=relay)
+        for request, outcome in zip(requests, outcomes):
+            if outcome["status"] == "preempted":
+                print(f"sweep: {request.label}: {outcome['error']}", file=sys.stderr, flush=True)
+        if relay.received:
+            hand_back(relay.received)
+        return outcomes
+
+    def checkpoint(self, requests: list[GridRun], config: SweepConfig):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(SlurmGroupJob(), requests, config)
+
+
+def submit_local_stage(todo: list[GridRun], config: SweepConfig, folder: Path, slurm: dict[str, Any],
+                       ledger: Ledger, desc: str, progress: bool) -> None:
+    """submitit's local executor: one task per request, or per group of K requests; waits for all."""
+    import submitit
+
+    if config.options.threads is None:
+        # submitit's local executor starts every job at once: they share this machine's cores
+        config = config.with_threads(threads_for(len(todo)))
+    executor = submitit.AutoExecutor(folder=folder, cluster="local")
+    executor.update_parameters(**slurm)
+    size = config.runs_per_gpu
+    if size == 1:
+        jobs = executor.map_array(SlurmJob(), todo, [config] * len(todo))
+        for request, job in tqdm(list(zip(todo, jobs)), desc=desc, unit="run", disable=not progress):
+            try:
+                outcome = job.result()
+            except Exception as exc:  # noqa: BLE001 - the job itself died (killed, out of memory, ...)
+                outcome = _job_died(exc)
+            ledger.record(request, outcome)
+        return
+    groups = [todo[i:i + size] for i in range(0, len(todo), size)]
+    jobs = executor.map_array(SlurmGroupJob(), groups, [config] * len(groups))
+    with tqdm(total=len(todo), desc=desc, unit="run", disable=not progress) as bar:
+        for group, job in zip(groups, jobs):
+            try:
+                outcomes = job.result()
+            except Exception as exc:  # noqa: BLE001 - the whole task died: every run of its group with it
+                outcomes = [_job_died(exc)] * len(group)
+            for request, outcome in zip(group, outcomes):
+                ledger.record(request, outcome)
+                bar.update()
+
+
+def _job_died(exc: Exception) -> dict[str, Any]:
+    return {"status": "failed", "error": str(exc).strip().splitlines()[-1][:500]}

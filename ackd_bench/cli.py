@@ -238,17 +238,17 @@ def _cmd_train_matcher(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .harness.evaluate import Prerequisites, run_eval
+    from .harness.evaluate import run_eval
+    from .harness.plan import RunPlan
 
     _choose_dataset(args)
 
     def epochs(value):
         return {"epochs": value} if value is not None else {}
 
-    prerequisites = Prerequisites(teacher_overrides=epochs(args.teacher_epochs), matcher_arch=args.matcher_arch,
-                                  matcher_overrides=epochs(args.matcher_epochs))
-    results = run_eval(_request(args, "student", None), pair=args.pair, prerequisites=prerequisites,
-                       options=_run_options(args))
+    plan = RunPlan(teacher_overrides=epochs(args.teacher_epochs), matcher_arch=args.matcher_arch,
+                   matcher_overrides=epochs(args.matcher_epochs), options=_run_options(args))
+    results = run_eval(_request(args, "student", None), pair=args.pair, plan=plan)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{'pair':<6}{'method':<22}{'OA':>8}{'F1':>8}  run")
         for r in results:
@@ -259,8 +259,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .harness.grid import expand_grid
-    from .harness.plan import read_plan
-    from .harness.runner import SweepConfig, check_runs_per_gpu
+    from .harness.plan import RunPlan, read_plan
+    from .harness.runner import check_runs_per_gpu
     from .harness.sweep import run_sweep
 
     if args.replay:
@@ -270,11 +270,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         _choose_datasets(args)
         requests = expand_grid(args.datasets, methods=args.methods, pairs=args.pairs, seeds=args.seeds,
                                tables=args.tables)
-        config = SweepConfig(profile=_profile(args), student_overrides=_overrides(args),
-                             teacher_overrides={"epochs": args.teacher_epochs} if args.teacher_epochs else {},
-                             matcher_overrides={"epochs": args.matcher_epochs} if args.matcher_epochs else {},
-                             matcher_arch=args.matcher_arch, runs_per_gpu=args.runs_per_gpu,
-                             options=_run_options(args))
+        config = RunPlan(profile=_profile(args), student_overrides=_overrides(args),
+                         teacher_overrides={"epochs": args.teacher_epochs} if args.teacher_epochs else {},
+                         matcher_overrides={"epochs": args.matcher_epochs} if args.matcher_epochs else {},
+                         matcher_arch=args.matcher_arch, runs_per_gpu=args.runs_per_gpu, options=_run_options(args))
         if args.retries < 0:
             raise AckdError(f"--retries {args.retries}: expected 0 or more")
         slurm = {"timeout_min": args.timeout_min}

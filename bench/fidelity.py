@@ -71,7 +71,8 @@ def main() -> None:
 
     from ackd_bench.data.build import build_dataset
     from ackd_bench.experiment import ABLATIONS
-    from ackd_bench.harness.evaluate import Prerequisites, run_eval
+    from ackd_bench.harness.evaluate import run_eval
+    from ackd_bench.harness.plan import RunPlan
     from ackd_bench.train.api import RunOptions, train_matcher
     from ackd_bench.train.request import RunRequest
 
@@ -85,8 +86,7 @@ def main() -> None:
             ablations = [(a,) for a in ABLATIONS] if args.ablations else []
             for method, ablation in [(m, ()) for m in ("none", "kd", "sembridge")] + [("sembridge", a) for a in ablations]:
                 request = RunRequest.student_run(dataset_dir, "S", method, profile=profile, seed=seed, ablation=ablation)
-                record = run_eval(request, pair=args.pair, prerequisites=Prerequisites(matcher_arch="S"),
-                                  options=options)[0]
+                record = run_eval(request, pair=args.pair, plan=RunPlan(matcher_arch="S", options=options))[0]
                 method = method + "".join(f" -{a}" for a in ablation)
                 students.setdefault((profile, method), []).append(record)
                 print(f"seed {seed} {profile:10s} {method:10s} OA {100 * record['oa']:.1f} F1 {100 * record['f1']:.1f}",

@@ -49,7 +49,8 @@ import torch.nn.functional as F
 from ackd_bench.data.build import build_dataset
 from ackd_bench.data.recipe import Recipe, load_recipe
 from ackd_bench.harness.grid import GridRun, expand_grid
-from ackd_bench.harness.runner import SweepConfig, run_concurrently
+from ackd_bench.harness.plan import RunPlan
+from ackd_bench.harness.runner import run_concurrently
 from ackd_bench.models import build_backbone, canonical_arch
 from ackd_bench.train.api import RunOptions, train_classifier, train_matcher, train_student
 from ackd_bench.train.device import place_module, resolve_device, uses_channels_last
@@ -312,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
         for k in ks:
             requests = [GridRun(1, str(dataset), "student", "kd", "", "", "", seed) for seed in range(k)]
             t0 = time.time()
-            outcomes = run_concurrently(requests, SweepConfig(options=RunOptions(device=args.device)), k, job=job)
+            outcomes = run_concurrently(requests, RunPlan(options=RunOptions(device=args.device)), k, job=job)
             wall = time.time() - t0
             failed = [o for o in outcomes if o["status"] != "done"]
             rate = 3600 * (k - len(failed)) / wall

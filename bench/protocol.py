@@ -42,7 +42,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from ackd_bench.data.build import build_dataset
-    from ackd_bench.harness.evaluate import Prerequisites, run_eval
+    from ackd_bench.harness.evaluate import run_eval
+    from ackd_bench.harness.plan import RunPlan
     from ackd_bench.results import read_result
     from ackd_bench.train.api import RunOptions
     from ackd_bench.train.profiles import load_profile
@@ -59,8 +60,7 @@ def main() -> None:
         for protocol, profile in profiles.items():
             for method in args.methods:
                 request = RunRequest.student_run(dataset_dir, "S", method, profile=profile, seed=seed)
-                result = run_eval(request, pair=args.pair, prerequisites=Prerequisites(matcher_arch="S"),
-                                  options=options)[0]
+                result = run_eval(request, pair=args.pair, plan=RunPlan(matcher_arch="S", options=options))[0]
                 oa.setdefault((method, protocol), {})[seed] = result["oa"]
                 if result["teacher_run_dir"]:
                     oa.setdefault(("teacher (MS)", protocol), {})[seed] = read_result(result["teacher_run_dir"]).oa

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from ackd_bench.harness.grid import count_by_table, expand_grid
-from ackd_bench.harness.runner import Ledger, SweepConfig
+from ackd_bench.harness.plan import RunPlan
+from ackd_bench.harness.runner import Ledger
 from ackd_bench.harness.sweep import run_sweep
 from ackd_bench.leaderboard.board import read_board, submit
 from ackd_bench.leaderboard.render import build_table, render
@@ -33,7 +34,7 @@ def test_grid_counts_per_table():
 def test_local_sweep_skips_finished_and_retries_only_failed(toy_dir, tmp_path):
     missing = tmp_path / "toy-later"  # not built yet: its runs fail, the others go on
     requests = expand_grid([str(toy_dir), str(missing)], methods=["none"], pairs=["S/S"], tables=[3])
-    config = SweepConfig(profile="smoke", student_overrides={"epochs": 1}, options=RunOptions(runs_root=tmp_path / "runs"))
+    config = RunPlan(profile="smoke", student_overrides={"epochs": 1}, options=RunOptions(runs_root=tmp_path / "runs"))
     ledger = run_sweep(requests, config, name="t", progress=False)
     status = {r.dataset: ledger.entries[r.key]["status"] for r in requests}
     assert status == {str(toy_dir): "done", str(missing): "failed"}
@@ -53,7 +54,7 @@ def test_local_sweep_skips_finished_and_retries_only_failed(toy_dir, tmp_path):
 def test_submitit_local_sweep_end_to_end_then_board(toy_dir, tmp_path):
     requests = expand_grid([str(toy_dir)], methods=["none", "kd"], pairs=["S/S", "M/S"], tables=[3, 4], seeds=[0])
     assert Counter(r.kind for r in requests) == {"student": 3, "teacher": 2}
-    config = SweepConfig(profile="smoke", student_overrides={"epochs": 1}, teacher_overrides={"epochs": 1},
+    config = RunPlan(profile="smoke", student_overrides={"epochs": 1}, teacher_overrides={"epochs": 1},
                          options=RunOptions(runs_root=tmp_path / "runs", device="cpu"))
     ledger = run_sweep(requests, config, launcher="submitit-local", name="s", slurm={"timeout_min": 20},
                        progress=False)

@@ -87,12 +87,12 @@ def test_names_read_from_files_and_options_are_plain_names(dataset, tmp_path, ca
     one_line_exit_2(["build", "../../x/evilrecipe", "--out", str(tmp_path / "b")], capsys, "plain name")
     assert not (tmp_path / "b").exists()
 
-    from ackd_bench.harness.runner import SweepConfig
+    from ackd_bench.harness.plan import RunPlan
     from ackd_bench.harness.sweep import run_sweep
     from ackd_bench.hub import parse_repo, resolve_checkpoint
 
     with pytest.raises(AckdError, match="--name '../../x': expected a plain name"):
-        run_sweep([], SweepConfig(options=RunOptions(runs_root=tmp_path / "runs")), name="../../x")
+        run_sweep([], RunPlan(options=RunOptions(runs_root=tmp_path / "runs")), name="../../x")
     for spec in ("org/..", "org/name@../x", "../org/name", "org/nam\u0435"):  # the last with a Cyrillic e
         with pytest.raises(AckdError, match="ORG/NAME"):
             parse_repo(spec)

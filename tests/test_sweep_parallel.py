@@ -10,14 +10,15 @@ import pytest
 from ackd_bench.cli import main
 from ackd_bench.harness import runner, sweep
 from ackd_bench.harness.grid import GridRun, expand_grid
-from ackd_bench.harness.runner import (GiB, Ledger, SweepConfig, fit_runs_per_gpu, guarded, largest_footprint_bytes,
-                                       run_footprint_bytes, run_group, run_options, run_overhead_bytes, runs_that_fit)
+from ackd_bench.harness.plan import RunPlan
+from ackd_bench.harness.runner import (GiB, Ledger, fit_runs_per_gpu, guarded, largest_footprint_bytes,
+                                       run_footprint_bytes, run_group, run_overhead_bytes, runs_that_fit)
 from ackd_bench.harness.sweep import run_sweep
 from ackd_bench.train.api import RunOptions
 
 
-def _config(tmp_path: Path, **kwargs) -> SweepConfig:
-    return SweepConfig(profile="smoke", student_overrides={"epochs": 1},
+def _config(tmp_path: Path, **kwargs) -> RunPlan:
+    return RunPlan(profile="smoke", student_overrides={"epochs": 1},
                        options=RunOptions(runs_root=tmp_path / "runs", device="cpu"), **kwargs)
 
 
@@ -25,7 +26,7 @@ def _student(dataset, arch: str = "S", seed: int = 0) -> GridRun:
     return GridRun(1, str(dataset), "student", "none", "", arch, "", seed)
 
 
-def killed_for_seed_7(request: GridRun, config: SweepConfig) -> dict:
+def killed_for_seed_7(request: GridRun, config: RunPlan) -> dict:
     """Test-only job (importable by the spawned child): the seed-7 run dies as if the OOM killer
     took it; the others run as the sweep runs them."""
     if request.seed == 7:
@@ -117,11 +118,14 @@ def test_runs_per_gpu_is_lowered_to_what_fits(toy_dir, monkeypatch, capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_run_options_pass_through():
-    options = run_options(SweepConfig(options=RunOptions(resident="on", checkpoint_every=30.0, compile=True,
-                                                         device="cpu")))
+def test_reusing_keeps_how_to_run_and_sets_only_the_reuse_or_resume_policy():
+    given = RunOptions(resident="on", checkpoint_every=30.0, compile=True, device="cpu", resume=True, force=True,
+                       run_dir=Path("x"))
+    options = given.reusing()
     assert (options.resident, options.checkpoint_every, options.compile) == ("on", 30.0, True)
-    assert (options.reuse_finished, options.resume, options.progress) == (True, "auto", False)
+    assert (options.reuse_finished, options.resume, options.force, options.run_dir) == (True, "auto", False, None)
+    assert given.reusing(Path("y"), keep_resume=True).resume is True  # eval's students keep a --resume given
+    assert RunOptions(resume="auto").reusing(keep_resume=True).resume == "auto"
 
 
 def test_cli_runs_per_gpu(tmp_path, monkeypatch, capsys, toy_dir):

@@ -21,7 +21,8 @@ from ..leaderboard.render import build_table, render
 from ..results import read_result
 from ..train.api import RunOptions
 from ..train.request import RunRequest
-from .evaluate import Prerequisites, ensure, run_eval
+from .evaluate import ensure, run_eval
+from .plan import RunPlan
 
 DEMO_METHODS = ("kd", "sembridge", "none")
 # 2 student seeds fit in about 3 minutes on 2 CPU cores (the teacher and matcher are trained once)
@@ -74,7 +75,7 @@ def run_demo(root: str | Path = "data", runs_root: str | Path = "runs", pair: st
             print(f"[2/3] {pair} RGB student, seed {seed}: {STEPS[method]}")
             request = RunRequest.student_run(dataset_dir, "S", method, profile=profile, seed=seed, teacher=str(teacher),
                                              matcher=str(matcher) if method == "sembridge" else None)
-            records += run_eval(request, pair=pair, prerequisites=Prerequisites(matcher_arch="S"), options=options)
+            records += run_eval(request, pair=pair, plan=RunPlan(matcher_arch="S", options=options))
     # the records as the runs wrote them: run_eval's results add the run's folder, epoch and pair
     board = [read_result(run_dir) for run_dir in [*(r["run_dir"] for r in records), teacher.parent.parent]]
     table = build_table(3, board, datasets=["toy"], with_paper=False, pairs=[pair], min_seeds=1)

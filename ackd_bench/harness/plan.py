@@ -10,7 +10,7 @@ folder's parent is the runs root), never where a field points.
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,6 @@ from ..provenance import code_version, write_json_atomic
 from ..train.api import RunOptions
 from ..untrusted import NUMBER, load_json, plain_name, typed
 from .grid import GridRun
-from .runner import SweepConfig
 
 PLAN_FORMAT = "ackd-bench-sweep/1"
 LAUNCHERS = ("local", "submitit-local", "slurm")
@@ -35,11 +34,34 @@ PLAN_FIELDS = ("format", "code_version", "name", "launcher", "slurm", "config", 
 MAX_RUNS = 100_000  # the paper's grid is a few hundred runs
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What the runs of a sweep or an eval share: the profile and each section's overrides (what to
+    run), how a student's matcher is trained where the request names none, how many runs share a
+    device, and one RunOptions (how; its threads per run, None for the usable cores divided by the
+    runs at once)."""
+
+    profile: str | dict = "paper"
+    student_overrides: dict[str, Any] = field(default_factory=dict)
+    teacher_overrides: dict[str, Any] = field(default_factory=dict)
+    matcher_overrides: dict[str, Any] = field(default_factory=dict)
+    matcher_arch: str | None = None  # None: sembridge.yaml's (resnet34, as the reference)
+    runs_per_gpu: int = 1  # K: runs in flight at once on one device, one process each
+    options: RunOptions = field(default_factory=RunOptions)
+
+    @property
+    def runs_root(self) -> Path:
+        return Path(self.options.runs_root)
+
+    def with_threads(self, threads: int | None) -> RunPlan:
+        return replace(self, options=replace(self.options, threads=threads))
+
+
 def plan_path(runs_root: Path, name: str) -> Path:
     return Path(runs_root) / "sweeps" / f"{name}.sweep.json"
 
 
-def write_plan(requests: list[GridRun], config: SweepConfig, launcher: str, name: str,
+def write_plan(requests: list[GridRun], config: RunPlan, launcher: str, name: str,
                slurm: dict[str, Any] | None) -> Path:
     """The plan of a sweep about to run, with its profile resolved (a replay must not depend on the
     profile file staying as it was)."""
@@ -62,7 +84,7 @@ def write_plan(requests: list[GridRun], config: SweepConfig, launcher: str, name
     return path
 
 
-def read_plan(path: str | Path) -> tuple[list[GridRun], SweepConfig, str, str, dict[str, Any]]:
+def read_plan(path: str | Path) -> tuple[list[GridRun], RunPlan, str, str, dict[str, Any]]:
     """(runs, config, launcher, name, slurm settings) of a written plan, every field checked."""
     path = Path(path)
     try:
@@ -77,7 +99,7 @@ def read_plan(path: str | Path) -> tuple[list[GridRun], SweepConfig, str, str, d
         raise AckdError(message if message.startswith(str(path)) else f"{path}: {message}") from None
 
 
-def _parsed(data: Any, path: Path) -> tuple[list[GridRun], SweepConfig, str, str, dict[str, Any]]:
+def _parsed(data: Any, path: Path) -> tuple[list[GridRun], RunPlan, str, str, dict[str, Any]]:
     from ..train.profiles import check_loaded
     from ..train.request import OVERRIDES
 
@@ -121,7 +143,7 @@ def _parsed(data: Any, path: Path) -> tuple[list[GridRun], SweepConfig, str, str
     if not isinstance(runs, list) or not 0 < len(runs) <= MAX_RUNS:
         raise AckdError(f"field 'runs' must list 1 to {MAX_RUNS:,} runs")
     runs_root = path.parent.parent  # where the plan lies, never where a field points
-    sweep_config = SweepConfig(
+    sweep_config = RunPlan(
         profile=profile, student_overrides=config["student_overrides"], teacher_overrides=config["teacher_overrides"],
         matcher_overrides=config["matcher_overrides"], matcher_arch=matcher_arch, runs_per_gpu=runs_per_gpu,
         options=RunOptions(runs_root=runs_root, **{**options, "loggers": tuple(options["loggers"])}))

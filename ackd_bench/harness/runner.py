@@ -10,7 +10,7 @@ import os
 import signal
 import time
 import traceback
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from multiprocessing import connection
 from pathlib import Path
 from typing import Any, Callable
@@ -18,8 +18,8 @@ from typing import Any, Callable
 from ..errors import AckdError, DatasetError
 from ..provenance import write_json_atomic
 from ..threads import threads_for
-from ..train.api import RunOptions
 from .grid import GridRun
+from .plan import RunPlan
 
 MiB, GiB = 1024**2, 1024**3
 # What one run needs on its device besides its resident data, for the largest model at the paper's
@@ -43,66 +43,38 @@ def run_overhead_bytes(image_size: int, batch_size: int = 256, precision: str = 
     return int(CONTEXT_BYTES + MODEL_STATE_BYTES + ALLOCATOR_SLACK * activations)
 
 
-@dataclass
-class SweepConfig:
-    """What a sweep's runs share: their profile and overrides (what to run), and one RunOptions (how;
-    its threads: per run, None for the usable cores divided by the runs at once)."""
-
-    profile: str | dict = "paper"
-    student_overrides: dict[str, Any] = field(default_factory=dict)
-    teacher_overrides: dict[str, Any] = field(default_factory=dict)
-    matcher_overrides: dict[str, Any] = field(default_factory=dict)
-    matcher_arch: str | None = None
-    runs_per_gpu: int = 1  # K: runs in flight at once on one device, one process each
-    options: RunOptions = field(default_factory=RunOptions)
-
-    @property
-    def runs_root(self) -> Path:
-        return Path(self.options.runs_root)
-
-    def with_threads(self, threads: int | None) -> SweepConfig:
-        return replace(self, options=replace(self.options, threads=threads))
-
-
 def check_runs_per_gpu(value: int) -> int:
     if not isinstance(value, int) or value < 1:
         raise AckdError(f"--runs-per-gpu {value}: expected a positive integer")
     return value
 
 
-def run_options(config: SweepConfig, resume: str = "auto") -> RunOptions:
-    """The RunOptions of every run of a sweep: reuse finished runs, resume interrupted ones."""
-    return replace(config.options, run_dir=None, progress=False, reuse_finished=True, resume=resume, force=False)
-
-
-def run_request(request: GridRun, config: SweepConfig, resume: str = "auto") -> dict[str, Any]:
+def run_request(request: GridRun, plan: RunPlan) -> dict[str, Any]:
     """Execute one grid run (reusing finished runs); returns its result record and run directory."""
     from ..train.api import run
     from ..train.request import RunRequest
-    from .evaluate import Prerequisites, run_student
+    from .evaluate import run_student
 
-    options = run_options(config, resume)
-    shared = {"profile": config.profile, "seed": request.seed}
+    plan = replace(plan, options=replace(plan.options.reusing(), progress=False))
+    shared = {"profile": plan.profile, "seed": request.seed}
     if request.kind == "teacher":
-        return run(RunRequest.teacher_run(request.dataset, request.teacher, overrides=config.teacher_overrides,
-                                            **shared), options)
+        return run(RunRequest.teacher_run(request.dataset, request.teacher, overrides=plan.teacher_overrides,
+                                            **shared), plan.options)
     if request.kind == "matcher":
-        return run(RunRequest.matcher_run(request.dataset, config.matcher_arch, overrides=config.matcher_overrides,
-                                            **shared), options)
+        return run(RunRequest.matcher_run(request.dataset, plan.matcher_arch, overrides=plan.matcher_overrides,
+                                            **shared), plan.options)
     student = RunRequest.student_run(request.dataset, request.student, request.method,
-                                       overrides=config.student_overrides, ablation=request.ablation, **shared)
-    prerequisites = Prerequisites(request.teacher or None, config.teacher_overrides, config.matcher_arch,
-                                  config.matcher_overrides)
-    return run_student(student, prerequisites, options)
+                                       overrides=plan.student_overrides, ablation=request.ablation, **shared)
+    return run_student(student, plan, teacher_arch=request.teacher or None)
 
 
-def guarded(request: GridRun, config: SweepConfig) -> dict[str, Any]:
+def guarded(request: GridRun, plan: RunPlan) -> dict[str, Any]:
     """Never raises: a failure becomes a ledger entry with its error, a stop on a signal (its state
     saved) a "preempted" one."""
     from ..train.engine import Preempted
 
     try:
-        result = run_request(request, config)
+        result = run_request(request, plan)
         return {"status": "done", "run_dir": result["run_dir"]}
     except Preempted as exc:
         return {"status": "preempted", "signal": exc.signal_name, "error": str(exc)}
@@ -252,18 +224,18 @@ def _spawn_context():
     return multiprocessing.get_context("spawn")
 
 
-def _run_in_child(job: Callable, request: GridRun, config: SweepConfig, sender) -> None:
+def _run_in_child(job: Callable, request: GridRun, plan: RunPlan, sender) -> None:
     """Body of one run's process: sends the job's outcome back through `sender`."""
     # the engine acts on a preemption notice while it trains; outside training, the notice must not
     # kill the run (SIGUSR2's default) before its parent has collected what the others saved
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-    if config.options.compile and config.options.threads:
+    if plan.options.compile and plan.options.threads:
         # Inductor would start a compile worker per core in each of the K processes
         import torch._inductor.config as inductor_config
 
-        inductor_config.compile_threads = config.options.threads
+        inductor_config.compile_threads = plan.options.threads
     try:
-        outcome = job(request, config)
+        outcome = job(request, plan)
     except BaseException as exc:  # noqa: BLE001 - guarded never raises; another job or Ctrl-C may
         outcome = {"status": "failed", "error": traceback.format_exception_only(type(exc), exc)[-1].strip()}
     sender.send(outcome)
@@ -293,17 +265,17 @@ def _collect(receiver, process) -> dict[str, Any]:
     return outcome if outcome is not None else died(process.exitcode)
 
 
-def run_concurrently(requests: list[GridRun], config: SweepConfig, slots: int, *,
+def run_concurrently(requests: list[GridRun], plan: RunPlan, slots: int, *,
                      on_finish: Callable[[GridRun, dict[str, Any]], None] | None = None,
-                     job: Callable[[GridRun, SweepConfig], dict[str, Any]] = guarded,
+                     job: Callable[[GridRun, RunPlan], dict[str, Any]] = guarded,
                      relay: StopRelay | None = None) -> list[dict[str, Any]]:
-    """Run the requests with at most `slots` in flight, each `job(request, config)` in a fresh
+    """Run the requests with at most `slots` in flight, each `job(request, plan)` in a fresh
     spawned process: a run that dies takes only itself down and frees its memory. Calls
     `on_finish(request, outcome)` as each finishes; returns the outcomes in request order. Once
     `relay` received a stop signal, nothing more starts and runs still going at its deadline end."""
     context = _spawn_context()
     # K runs each spinning as many OpenMP threads as there are cores starve each other
-    config = config.with_threads(config.options.threads or threads_for(min(slots, len(requests))))
+    plan = plan.with_threads(plan.options.threads or threads_for(min(slots, len(requests))))
     waiting = list(enumerate(requests))
     running: dict[Any, tuple[int, Any]] = {}  # receiving end of a child's pipe -> (index, process)
     outcomes: list[dict[str, Any] | None] = [None] * len(requests)
@@ -313,7 +285,7 @@ def run_concurrently(requests: list[GridRun], config: SweepConfig, slots: int, *
                 index, request = waiting.pop(0)
                 receiver, sender = context.Pipe(duplex=False)
                 # not a daemon: a run's DataLoader workers are processes of its own
-                process = context.Process(target=_run_in_child, args=(job, request, config, sender),
+                process = context.Process(target=_run_in_child, args=(job, request, plan, sender),
                                           name=f"sweep-run-{index}")
                 process.start()
                 sender.close()  # the child now holds the only sending end, so its death reads as EOF
@@ -338,13 +310,13 @@ def run_concurrently(requests: list[GridRun], config: SweepConfig, slots: int, *
     return outcomes
 
 
-def run_group(requests: list[GridRun], config: SweepConfig, *,
-              job: Callable[[GridRun, SweepConfig], dict[str, Any]] = guarded,
+def run_group(requests: list[GridRun], plan: RunPlan, *,
+              job: Callable[[GridRun, RunPlan], dict[str, Any]] = guarded,
               relay: StopRelay | None = None) -> list[dict[str, Any]]:
     """One device's group: run these requests (up to K) at once, fewer at a time where they would
     not fit in its free memory; never raises for a failed or dead run. Outcomes in request order."""
-    slots = fit_runs_per_gpu(len(requests), config.options.device, [r.dataset for r in requests])
-    return run_concurrently(requests, config, slots, job=job, relay=relay)
+    slots = fit_runs_per_gpu(len(requests), plan.options.device, [r.dataset for r in requests])
+    return run_concurrently(requests, plan, slots, job=job, relay=relay)
 
 
 class Ledger:

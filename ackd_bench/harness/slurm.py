@@ -31,7 +31,8 @@ from ..errors import AckdError
 from ..threads import threads_for
 from ..train.engine import GRACE_ENV, TERM_GRACE_ENV
 from .grid import GridRun
-from .runner import Ledger, StopRelay, SweepConfig, guarded, hand_back, largest_footprint_bytes, run_group
+from .plan import RunPlan
+from .runner import Ledger, StopRelay, guarded, hand_back, largest_footprint_bytes, run_group
 
 PREEMPT_GRACE_S = 90  # seconds between SIGUSR2 and the end of a preempted or timed-out job
 POLL_S = 2.0  # between looks at squeue and at the jobs' result files
@@ -352,14 +353,14 @@ def _submit(executor, groups: list[list], config) -> list:
 class SlurmJob:
     """submitit callable that asks to be requeued when preempted; the rerun resumes its checkpoint."""
 
-    def __call__(self, request: GridRun, config: SweepConfig) -> dict[str, Any]:
+    def __call__(self, request: GridRun, config: RunPlan) -> dict[str, Any]:
         outcome = guarded(request, config)
         if outcome["status"] == "preempted":
             print(f"sweep: {request.label}: {outcome['error']}", file=sys.stderr, flush=True)
             hand_back(outcome["signal"])
         return outcome
 
-    def checkpoint(self, request: GridRun, config: SweepConfig):
+    def checkpoint(self, request: GridRun, config: RunPlan):
         import submitit
 
         return submitit.helpers.DelayedSubmission(SlurmJob(), request, config)
@@ -369,7 +370,7 @@ class SlurmGroupJob:
     """submitit callable for runs_per_gpu > 1: one array task (one GPU) runs a group of requests at
     once. A requeued group reruns whole: finished runs are reused, interrupted ones resume."""
 
-    def __call__(self, requests: list[GridRun], config: SweepConfig) -> list[dict[str, Any]]:
+    def __call__(self, requests: list[GridRun], config: RunPlan) -> list[dict[str, Any]]:
         with StopRelay() as relay:
             outcomes = run_group(requests, config, relay=relay)
         for request, outcome in zip(requests, outcomes):
@@ -379,13 +380,13 @@ class SlurmGroupJob:
             hand_back(relay.received)
         return outcomes
 
-    def checkpoint(self, requests: list[GridRun], config: SweepConfig):
+    def checkpoint(self, requests: list[GridRun], config: RunPlan):
         import submitit
 
         return submitit.helpers.DelayedSubmission(SlurmGroupJob(), requests, config)
 
 
-def submit_local_stage(todo: list[GridRun], config: SweepConfig, folder: Path, slurm: dict[str, Any],
+def submit_local_stage(todo: list[GridRun], config: RunPlan, folder: Path, slurm: dict[str, Any],
                        ledger: Ledger, desc: str, progress: bool) -> None:
     """submitit's local executor: one task per request, or per group of K requests; waits for all."""
     import submitit

@@ -22,12 +22,12 @@ from tqdm.auto import tqdm
 from ..errors import AckdError
 from ..untrusted import plain_name
 from .grid import GridRun
-from .plan import LAUNCHERS, write_plan
-from .runner import Ledger, SweepConfig, check_runs_per_gpu, fit_runs_per_gpu, guarded, run_concurrently
+from .plan import LAUNCHERS, RunPlan, write_plan
+from .runner import Ledger, check_runs_per_gpu, fit_runs_per_gpu, guarded, run_concurrently
 from .slurm import SlurmSettings, submit_local_stage, submit_stage
 
 
-def run_sweep(requests: list[GridRun], config: SweepConfig, *, launcher: str = "local", name: str = "sweep",
+def run_sweep(requests: list[GridRun], config: RunPlan, *, launcher: str = "local", name: str = "sweep",
               slurm: dict[str, Any] | None = None, progress: bool = True) -> Ledger:
     if launcher not in LAUNCHERS:
         raise AckdError(f"--launcher {launcher}: expected one of {', '.join(LAUNCHERS)}")

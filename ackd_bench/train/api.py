@@ -59,6 +59,14 @@ class RunOptions:
     log_transport_cost: bool = False  # students: the teacher-student Wasserstein distance every epoch (Fig. 2)
     sync_batchnorm: bool = False  # DDP on GPUs: SyncBatchNorm (recorded in the result's device)
 
+    def reusing(self, run_dir: Path | None = None, *, keep_resume: bool = False) -> "RunOptions":
+        """The options of a run that a sweep, an eval or a student's prerequisites may find done or half
+        done: a finished run of the same config hash is reused, an interrupted one resumed, nothing is
+        forced; `run_dir` None puts it in its default directory. `keep_resume`: a --resume the user
+        gave stays strict (the run must have a checkpoint), as for the students `eval` was asked for."""
+        return replace(self, run_dir=run_dir, force=False, reuse_finished=True,
+                       resume=True if keep_resume and self.resume is True else "auto")
+
 
 def make_runtime(options: RunOptions, forward_precision: str = "auto") -> Runtime:
     if options.resident not in RESIDENT_MODES:

@@ -186,12 +186,37 @@ def make_record(**values: Any) -> Record:
     return Record(**values)
 
 
-def write_result(run_dir: str | Path, record: Record) -> Path:
-    """`result.json` plus the same record as a one-row `result.csv`, both atomic."""
+@dataclass(frozen=True)
+class MatcherResult:
+    """What a matcher run reports (`result.json`): no classification, so no leaderboard record; its
+    retrieval top-1 and CLIP loss on MS val, with the provenance every result carries."""
+
+    dataset: str
+    dataset_version: str
+    arch: str
+    seed: int
+    profile: str
+    epochs: int
+    protocol: str
+    val_top1: float
+    val_clip_loss: float
+    config_hash: str
+    code_version: str
+    device: str
+    precision: str
+    kind: str = "matcher"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def write_result(run_dir: str | Path, record: Record | MatcherResult) -> Path:
+    """`result.json`, and for a classification record the same as a one-row `result.csv`, all atomic."""
     run_dir = Path(run_dir)
     write_json_atomic(run_dir / "result.json", record.to_dict())
-    with atomic_path(run_dir / "result.csv") as tmp:
-        tmp.write_text(records_to_csv([record]))
+    if isinstance(record, Record):
+        with atomic_path(run_dir / "result.csv") as tmp:
+            tmp.write_text(records_to_csv([record]))
     return run_dir / "result.json"
 
 

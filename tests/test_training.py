@@ -46,8 +46,10 @@ def test_ms_teacher_beats_rgb_student_without_kd(teacher_ckpt, toy_dir, tmp_path
 
 
 def test_resume_after_kill_gives_the_same_weights(mini_toy, tmp_path, cli):
+    # last.pt after every epoch, so the kill lands mid-run; one thread each, as the default follows the
+    # machine's load average and CPU kernels sum in another order on another thread count
     args = ["train-student", str(mini_toy), "--arch", "S", "--profile", "smoke", "--epochs", "4", "--quiet",
-            "--checkpoint-every", "0"]  # last.pt after every epoch, so the kill lands mid-run
+            "--checkpoint-every", "0", "--threads", "1"]
     straight = cli(*args, "--out", str(tmp_path / "straight"))
     assert straight.returncode == 0, straight.stderr
 

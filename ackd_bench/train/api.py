@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -20,7 +20,7 @@ from ..models import build_backbone, canonical_arch
 from ..models.backbones import backbone_settings, short_arch
 from ..predictions import write_predictions
 from ..provenance import code_version, config_hash, sha256_file, write_json_atomic
-from ..results import make_record, read_result_json, write_result
+from ..results import MatcherResult, make_record, read_result_json, write_result
 from ..threads import set_threads
 from .classifier import ClassifierTask
 from .distributed import init_from_env, shutdown
@@ -102,6 +102,23 @@ def run_dataset(request: RunRequest) -> BuiltDataset:
 def run_dir_for(options: RunOptions, dataset: str, label: str, config: dict[str, Any]) -> Path:
     digest = config_hash(config)
     return Path(options.run_dir) if options.run_dir else Path(options.runs_root) / dataset / f"{label}-{digest[:8]}"
+
+
+def model_meta(kind: str, arch: str, settings: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """What a model's checkpoint records of it, checked when it is loaded (checkpoint.require_fields):
+    its kind and architecture, the dataset it was trained on, its input bands and classes."""
+    return {**meta, "kind": kind, "arch": arch, **settings, "in_channels": len(meta["bands"]),
+            "num_classes": len(meta["classes"])}
+
+
+def run_identity(method: str, *, teacher: str | None, student: str | None, kd_loss: str | None = None,
+                 sembridge: bool = False, ablation: Sequence[str] = (), teacher_sha256: str | None = None,
+                 published: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a result record says a run is (beside its dataset, seed and profile): its method, loss,
+    SemBridge and ablation, its pair, the teacher it learnt from, and where its method is published."""
+    return {"method": method, "kd_loss": kd_loss, "sembridge": sembridge, "ablation": ",".join(ablation),
+            "teacher": teacher, "student": student, "teacher_sha256": teacher_sha256,
+            **(published or {"paper_url": None, "code_url": None})}
 
 
 @dataclass
@@ -191,8 +208,8 @@ def _execute_locked(spec: RunSpec, options: RunOptions, build_task: Callable, fi
     else:
         result = _classification_record(spec, rt, cfg, fit, backbone, started, run_dir)
     if rt.ctx.is_main:
-        write_result(run_dir, result) if finish is None else write_json_atomic(run_dir / "result.json", result)
-    return {**(result.to_dict() if finish is None else result), "run_dir": str(run_dir), "best_epoch": fit.best_epoch}
+        write_result(run_dir, result)
+    return {**result.to_dict(), "run_dir": str(run_dir), "best_epoch": fit.best_epoch}
 
 
 def _classification_record(spec: RunSpec, rt: Runtime, cfg: OptimConfig, fit: FitResult, backbone, started: float,
@@ -283,11 +300,9 @@ def _classifier_spec(data: BuiltDataset, request: RunRequest, arch: str, role: s
         config={"kind": role, "method": method, "arch": arch, **settings, "seed": seed,
                 **_profile_config(profile_data), "optim": section, **meta},
         label=f"{role}-{short}" + ("" if role == "teacher" else "-none") + f"-s{seed}",
-        checkpoint_meta={**meta, "kind": role, "arch": arch, **settings, "in_channels": len(meta["bands"]),
-                         "num_classes": len(meta["classes"])},
-        record={"method": method, "kd_loss": None, "sembridge": False, "ablation": "",
-                "teacher": short if role == "teacher" else None, "student": None if role == "teacher" else short,
-                "teacher_sha256": None, "paper_url": None, "code_url": None},
+        checkpoint_meta=model_meta(role, arch, settings, meta),
+        record=run_identity(method, teacher=short if role == "teacher" else None,
+                            student=None if role == "teacher" else short),
     )
 
 
@@ -319,6 +334,20 @@ def train_classifier(request: RunRequest, options: RunOptions | None = None) -> 
                               choices["multilabel_f1"], choices["multilabel_selection"]), backbone
 
     return execute(spec, options or RunOptions(), build_task)
+
+
+def loss_weights(section: dict[str, Any], method_spec: dict[str, Any], choices: dict[str, Any],
+                 sembridge: dict[str, Any] | None) -> dict[str, float]:
+    """A student's loss weights, resolved here only: its profile section's, a baseline's own where the
+    profile asks for per-method weights (`options.baseline_weights`), and under SemBridge (its
+    `settings`) the KD weight lambda1 and the OT terms' weight, the rest of the unit budget."""
+    weights = dict(section["loss_weights"])
+    if sembridge is None:
+        if choices["baseline_weights"] == "per-method":
+            weights.update(method_spec["alone_weights"])
+        return weights
+    lambda1 = float(sembridge["lambda1"])
+    return {**weights, "kd": lambda1, "ot": 1.0 - float(weights["task"]) - lambda1}
 
 
 def published_at(spec: dict[str, Any]) -> dict[str, str | None]:
@@ -367,13 +396,12 @@ def train_matcher(request: RunRequest, options: RunOptions | None = None) -> dic
         matcher = build_matcher(manifest, spec.config["arch"], spec.config["matcher_params"], spec.data.ms_bands)
         return MatcherTask(matcher, train, val, cfg, spec.section.get("augment", []), spec.config["seed"], rt), None
 
-    def finish(rt: Runtime, fit: FitResult, run_dir: Path) -> dict[str, Any]:
-        return {"kind": "matcher", "dataset": manifest.dataset, "dataset_version": manifest.dataset_version,
-                "arch": spec.config["arch"], "seed": spec.config["seed"], "profile": spec.config["profile"],
-                "epochs": spec.section["epochs"], "protocol": spec.protocol,
-                "val_top1": fit.best_val["top1"], "val_clip_loss": fit.best_val["clip_loss"],
-                "config_hash": spec.digest, "code_version": code_version(), "device": device_name(rt),
-                "precision": rt.precision}
+    def finish(rt: Runtime, fit: FitResult, run_dir: Path) -> MatcherResult:
+        return MatcherResult(
+            dataset=manifest.dataset, dataset_version=manifest.dataset_version, arch=spec.config["arch"],
+            seed=spec.config["seed"], profile=spec.config["profile"], epochs=spec.section["epochs"],
+            protocol=spec.protocol, val_top1=fit.best_val["top1"], val_clip_loss=fit.best_val["clip_loss"],
+            config_hash=spec.digest, code_version=code_version(), device=device_name(rt), precision=rt.precision)
 
     return execute(spec, options or RunOptions(), build_task, finish)
 
@@ -408,9 +436,8 @@ def train_student(request: RunRequest, options: RunOptions | None = None) -> dic
     teacher_path = require_teacher(request.teacher, method)
     # loaded (metadata and weights checked) before the run directory exists: a bad file leaves nothing
     teacher_model, teacher_state = load_teacher(teacher_path, manifest, data.ms_bands)
-    weights = dict(section["loss_weights"])
-    if not sembridge and choices["baseline_weights"] == "per-method":
-        weights.update(method_spec["alone_weights"])
+    bridge = sembridge_run(request, data, choices, int(section["epochs"])) if sembridge else None
+    weights = loss_weights(section, method_spec, choices, bridge.settings if bridge else None)
     meta = dataset_meta(data, "rgb")
     teacher_short, short = short_arch(teacher_state["arch"]), short_arch(arch)
     settings = backbone_settings(arch, choices)
@@ -419,21 +446,17 @@ def train_student(request: RunRequest, options: RunOptions | None = None) -> dic
               "loss_weights": weights, "teacher_sha256": sha256_file(teacher_path),
               **({"method_source": source} if (source := method_source(kd_loss)) else {}),
               "teacher_arch": teacher_state["arch"], **meta}
-    bridge = None
-    if sembridge:
-        bridge = sembridge_run(request, data, weights, choices, int(section["epochs"]))
-        weights.update(bridge.weights)
+    if bridge:
         config.update({"sembridge": bridge.settings, "ablation": list(request.ablation)})
     config["pairing"] = "sembridge" if sembridge else "random-same-class"
     ablation = request.ablation
     label = f"student-{short}-{method}" + (f"-no-{'-'.join(ablation)}" if ablation else "") + f"-T{teacher_short}-s{seed}"
     spec = RunSpec(
         data=data, request=request, config=config, section=section, label=label,
-        checkpoint_meta={**meta, "kind": "student", "arch": arch, **settings, "in_channels": len(meta["bands"]),
-                         "num_classes": len(meta["classes"])},
-        record={"method": method, "kd_loss": kd_loss, "sembridge": sembridge, "ablation": ",".join(ablation),
-                "teacher": teacher_short, "student": short, "teacher_sha256": config["teacher_sha256"],
-                **published_at(sembridge_defaults() if sembridge else method_spec)},
+        checkpoint_meta=model_meta("student", arch, settings, meta),
+        record=run_identity(method, teacher=teacher_short, student=short, kd_loss=kd_loss, sembridge=sembridge,
+                            ablation=ablation, teacher_sha256=config["teacher_sha256"],
+                            published=published_at(sembridge_defaults() if sembridge else method_spec)),
     )
 
     def build_task(rt: Runtime, cfg: OptimConfig):

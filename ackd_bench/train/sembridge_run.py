@@ -38,7 +38,6 @@ class SemBridgeRun:
     """What SemBridge adds to a student run."""
 
     settings: dict[str, Any]  # the run config's `sembridge` section: params, DynM epochs, matcher sha256
-    weights: dict[str, float]  # the student's loss weights with SemBridge's kd and ot terms
     ablation: tuple[str, ...]
     matcher: Any = None  # SSM's matcher (None when SSM is switched off)
 
@@ -66,14 +65,11 @@ class SemBridgeRun:
                                 float(self.settings["gamma"]), cfg.batch_size, self.settings["dynm_divergence"])
 
 
-def sembridge_run(request: RunRequest, data, weights: dict[str, float], choices: dict[str, Any],
-                  epochs: int) -> SemBridgeRun:
-    """SemBridge's settings, weights and matcher for a student `request` (its profile's `choices`) on
+def sembridge_run(request: RunRequest, data, choices: dict[str, Any], epochs: int) -> SemBridgeRun:
+    """SemBridge's settings and matcher for a student `request` (its profile's `choices`) on
     `data` (a `runs.BuiltDataset`: the matcher must have been trained on the MS bands it feeds)."""
     defaults = sembridge_defaults()
     settings = {**defaults["params"], **request.sembridge.params()}
-    weights = {**weights, "kd": float(settings["lambda1"]),
-               "ot": 1.0 - float(weights["task"]) - float(settings["lambda1"])}
     settings["dynm_epochs"] = dynm_epochs(defaults, data.manifest.dataset, choices["dynm_epochs"], epochs,
                                           request.sembridge.dynm)
     settings["dynm_divergence"] = choices["dynm_divergence"]
@@ -88,4 +84,4 @@ def sembridge_run(request: RunRequest, data, weights: dict[str, float], choices:
         path = resolve_checkpoint(request.matcher)
         matcher = load_matcher(path, data.manifest, data.ms_bands)
         settings["matcher_sha256"] = sha256_file(path)
-    return SemBridgeRun(settings, weights, request.ablation, matcher)
+    return SemBridgeRun(settings, request.ablation, matcher)

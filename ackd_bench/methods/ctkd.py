@@ -41,8 +41,8 @@ def cosine_ramp(epoch: int, ramp_epochs: int, end: float = -1.0) -> float:
 class CTKD(Distiller):
     name = "ctkd"
 
-    def __init__(self, num_classes: int, tau_min: float = 1.0, tau_range: float = 20.0, ramp_epochs: int = 5,
-                 t_squared: bool = False, theta_init: float = 1.0):
+    def __init__(self, num_classes: int, *, tau_min: float, tau_range: float, ramp_epochs: int,
+                 t_squared: bool, theta_init: float):
         super().__init__(num_classes)
         self.theta = nn.Parameter(torch.full((1,), float(theta_init)))
         self.tau_min, self.tau_range, self.ramp_epochs, self.t_squared = tau_min, tau_range, ramp_epochs, t_squared

@@ -46,8 +46,8 @@ def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target
 class DKD(Distiller):
     name = "dkd"
 
-    def __init__(self, num_classes: int, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0,
-                 warmup_epochs: int = 20, warmup_first_epoch: int = 0):
+    def __init__(self, num_classes: int, *, alpha: float, beta: float, temperature: float,
+                 warmup_epochs: int, warmup_first_epoch: int):
         super().__init__(num_classes)
         if num_classes < 3:
             raise AckdError(f"dkd needs at least 3 classes (its non-target term is degenerate), this dataset has {num_classes}")

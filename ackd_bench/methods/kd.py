@@ -11,7 +11,7 @@ from .base import Distiller, kl_teacher_student
 class KD(Distiller):
     name = "kd"
 
-    def __init__(self, num_classes: int, temperature: float = 3.0, t_squared: bool = False):
+    def __init__(self, num_classes: int, *, temperature: float, t_squared: bool):
         super().__init__(num_classes)
         self.temperature, self.t_squared = temperature, t_squared
 

@@ -10,7 +10,7 @@ from .base import Distiller
 class Logits(Distiller):
     name = "logits"
 
-    def __init__(self, num_classes: int, scale: float = 0.01):
+    def __init__(self, num_classes: int, *, scale: float):
         super().__init__(num_classes)
         self.scale = scale
 

@@ -20,7 +20,7 @@ def zscore(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
 class LSKD(Distiller):
     name = "lskd"
 
-    def __init__(self, num_classes: int, temperature: float = 3.0):
+    def __init__(self, num_classes: int, *, temperature: float):
         super().__init__(num_classes)
         self.temperature = temperature
 

@@ -15,7 +15,7 @@ class RKD(Distiller):
     name = "rkd"
     teacher_outputs = ("pooled",)
 
-    def __init__(self, num_classes: int, distance_weight: float = 25.0, angle_weight: float = 50.0, scale: float = 0.1):
+    def __init__(self, num_classes: int, *, distance_weight: float, angle_weight: float, scale: float):
         super().__init__(num_classes)
         self.distance_weight, self.angle_weight, self.scale = distance_weight, angle_weight, scale
 

@@ -45,8 +45,8 @@ class VPR(Distiller):
     name = "vpr"
     teacher_outputs = ("pooled",)
 
-    def __init__(self, num_classes: int, curvature: float = 0.1, cross_weight: float = 0.1,
-                 tt2st_weight: float = 0.1, rkdg_weight: float = 10.0, rkdg_embeddings: str = "raw"):
+    def __init__(self, num_classes: int, *, curvature: float, cross_weight: float,
+                 tt2st_weight: float, rkdg_weight: float, rkdg_embeddings: str):
         super().__init__(num_classes)
         if rkdg_embeddings not in ("raw", "l2"):
             raise ValueError(f"rkdg_embeddings is {rkdg_embeddings!r}: expected raw or l2")

@@ -41,6 +41,25 @@ SQUEUE_FAILURES_S = 300.0  # squeue failing this long stops the sweep: the contr
 MiB = 1024**2
 
 
+def _settings_from(cls, spec: dict[str, Any], what: str):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(spec) - known)
+    if unknown:
+        raise AckdError(f"{what} settings {', '.join(unknown)}: unknown; expected some of {', '.join(sorted(known))}")
+    return cls(**spec)
+
+
+@dataclass(frozen=True)
+class LocalExecutorSettings:
+    """submitit's local executor (`--launcher submitit-local`): how long a job may run."""
+
+    timeout_min: int = 24 * 60
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any]) -> "LocalExecutorSettings":
+        return _settings_from(cls, spec, "submitit-local")
+
+
 @dataclass
 class SlurmSettings:
     partition: str | None = None
@@ -53,11 +72,7 @@ class SlurmSettings:
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> "SlurmSettings":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(spec) - known)
-        if unknown:
-            raise AckdError(f"Slurm settings {', '.join(unknown)}: unknown; expected some of {', '.join(sorted(known))}")
-        return cls(**spec)
+        return _settings_from(cls, spec, "Slurm")
 
 
 @dataclass(frozen=True)
@@ -386,7 +401,7 @@ class SlurmGroupJob:
         return submitit.helpers.DelayedSubmission(SlurmGroupJob(), requests, config)
 
 
-def submit_local_stage(todo: list[GridRun], config: RunPlan, folder: Path, slurm: dict[str, Any],
+def submit_local_stage(todo: list[GridRun], config: RunPlan, folder: Path, settings: LocalExecutorSettings,
                        ledger: Ledger, desc: str, progress: bool) -> None:
     """submitit's local executor: one task per request, or per group of K requests; waits for all."""
     import submitit
@@ -395,7 +410,7 @@ def submit_local_stage(todo: list[GridRun], config: RunPlan, folder: Path, slurm
         # submitit's local executor starts every job at once: they share this machine's cores
         config = config.with_threads(threads_for(len(todo)))
     executor = submitit.AutoExecutor(folder=folder, cluster="local")
-    executor.update_parameters(**slurm)
+    executor.update_parameters(timeout_min=settings.timeout_min)
     size = config.runs_per_gpu
     if size == 1:
         jobs = executor.map_array(SlurmJob(), todo, [config] * len(todo))

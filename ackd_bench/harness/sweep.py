@@ -15,6 +15,7 @@ in the device's free memory.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -24,16 +25,20 @@ from ..untrusted import plain_name
 from .grid import GridRun
 from .plan import LAUNCHERS, RunPlan, write_plan
 from .runner import Ledger, check_runs_per_gpu, fit_runs_per_gpu, guarded, run_concurrently
-from .slurm import SlurmSettings, submit_local_stage, submit_stage
+from .slurm import LocalExecutorSettings, SlurmSettings, submit_local_stage, submit_stage
 
 
 def run_sweep(requests: list[GridRun], config: RunPlan, *, launcher: str = "local", name: str = "sweep",
-              slurm: dict[str, Any] | None = None, progress: bool = True) -> Ledger:
+              slurm: dict[str, Any] | SlurmSettings | LocalExecutorSettings | None = None,
+              progress: bool = True) -> Ledger:
+    """Run `requests` stage by stage through `launcher`, with `slurm` its settings (a mapping, or the
+    launcher's own settings type), recording every outcome in the sweep's ledger and its plan."""
     if launcher not in LAUNCHERS:
         raise AckdError(f"--launcher {launcher}: expected one of {', '.join(LAUNCHERS)}")
     check_runs_per_gpu(config.runs_per_gpu)
+    settings = launcher_settings(launcher, slurm)
     ledger = Ledger(config.runs_root / "sweeps" / f"{plain_name(name, '--name')}.json")
-    write_plan(requests, config, launcher, name, slurm if isinstance(slurm, dict) else None)
+    write_plan(requests, config, launcher, name, asdict(settings) if settings is not None else {})
     slots = None  # runs at once on the local device, checked against its memory once
     for stage in sorted({r.stage for r in requests}):
         todo = ledger.pending([r for r in requests if r.stage == stage])
@@ -53,11 +58,23 @@ def run_sweep(requests: list[GridRun], config: RunPlan, *, launcher: str = "loca
 
                 run_concurrently(todo, config, slots, on_finish=record)
         elif launcher == "slurm":
-            settings = slurm if isinstance(slurm, SlurmSettings) else SlurmSettings.from_dict(slurm or {})
             with tqdm(total=len(todo), desc=desc, unit="run", disable=not progress) as bar:
                 submit_stage(todo, config, config.runs_root / "sweeps" / f"{name}-submitit", settings,
                              ledger, bar.update)
         else:
-            submit_local_stage(todo, config, config.runs_root / "sweeps" / f"{name}-submitit",
-                          slurm or {}, ledger, desc, progress)
+            submit_local_stage(todo, config, config.runs_root / "sweeps" / f"{name}-submitit", settings, ledger,
+                               desc, progress)
     return ledger
+
+
+def launcher_settings(launcher: str, given: dict[str, Any] | SlurmSettings | LocalExecutorSettings | None
+                      ) -> SlurmSettings | LocalExecutorSettings | None:
+    """The one settings type of each launcher (none for `local`), from a mapping or as given."""
+    kind = {"slurm": SlurmSettings, "submitit-local": LocalExecutorSettings}.get(launcher)
+    if kind is None or isinstance(given, kind):
+        return given if kind is not None else None
+    if given is not None and not isinstance(given, dict):
+        raise AckdError(f"--launcher {launcher}: its settings are a {kind.__name__}, not a {type(given).__name__}")
+    # the CLI passes --timeout-min for every launcher; the local executor takes only that
+    spec = {k: v for k, v in (given or {}).items() if kind is SlurmSettings or k == "timeout_min"}
+    return kind.from_dict(spec)

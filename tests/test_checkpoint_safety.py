@@ -20,12 +20,12 @@ class Payload:
         return open, (self.marker, "w")
 
 
-def test_a_crafted_teacher_is_refused_before_it_can_run_code(teacher_ckpt, toy_dir, tmp_path, cli):
+def test_a_crafted_teacher_is_refused_before_it_can_run_code(mini_teacher, mini_toy, tmp_path, cli):
     marker = tmp_path / "payload-ran"
-    state = torch.load(teacher_ckpt, map_location="cpu", weights_only=True)
+    state = torch.load(mini_teacher, map_location="cpu", weights_only=True)
     evil = tmp_path / "evil.pt"
     torch.save({**state, "note": Payload(marker)}, evil)
-    result = cli("train-student", str(toy_dir), "--arch", "S", "--method", "kd", "--teacher", str(evil),
+    result = cli("train-student", str(mini_toy), "--arch", "S", "--method", "kd", "--teacher", str(evil),
                  "--profile", "smoke", "--out", str(tmp_path / "run"), "--quiet")
     assert not marker.exists(), "loading the checkpoint ran its payload"
     assert result.returncode == 2
@@ -76,7 +76,7 @@ def test_a_checkpoint_that_inflates_is_refused_before_torch_reads_it(tmp_path):
     assert load_checkpoint(plain)["module"]["w"].numel() == 16 * 2**20
 
 
-def test_checkpoint_metadata_nested_without_end_is_one_line(tmp_path, cli, toy_dir):
+def test_checkpoint_metadata_nested_without_end_is_one_line(tmp_path, cli, mini_toy):
     """Round four, class 7: a checkpoint's nested metadata ended in RecursionError; a `module` that is
     not a mapping in an AttributeError."""
     deep = []
@@ -89,7 +89,7 @@ def test_checkpoint_metadata_nested_without_end_is_one_line(tmp_path, cli, toy_d
     not_a_mapping = tmp_path / "module.pt"
     torch.save({"kind": "teacher", "arch": "S", "in_channels": 13, "num_classes": 6, "module": [1, 2],
                 "bands": [f"B{i}" for i in range(13)]}, not_a_mapping)
-    result = cli("train-student", str(toy_dir), "--arch", "S", "--method", "kd", "--teacher", str(not_a_mapping),
+    result = cli("train-student", str(mini_toy), "--arch", "S", "--method", "kd", "--teacher", str(not_a_mapping),
                  "--profile", "smoke", "--out", str(tmp_path / "run"), "--quiet")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "module.pt: " in result.stderr and "Traceback" not in result.stderr
@@ -135,13 +135,13 @@ def test_older_checkpoints_with_numpy_arrays_still_load(tmp_path):
     assert (state["task_state"]["pairing"]["pairs"] == np.arange(5)).all()
 
 
-def test_a_real_runs_checkpoints_load_with_torchs_plain_weights_only_loader(toy_dir, tmp_path):
+def test_a_real_runs_checkpoints_load_with_torchs_plain_weights_only_loader(mini_toy, tmp_path):
     from ackd_bench.train.api import RunOptions, train_classifier, train_student
 
     teacher = tmp_path / "t"
-    train_classifier(RunRequest.teacher_run(toy_dir, "S", profile="smoke", overrides={"epochs": 1}),
+    train_classifier(RunRequest.teacher_run(mini_toy, "S", profile="smoke", overrides={"epochs": 1}),
                      RunOptions(run_dir=teacher, progress=False))
-    train_student(RunRequest.student_run(toy_dir, "S", "sembridge", ablation="ssm",
+    train_student(RunRequest.student_run(mini_toy, "S", "sembridge", ablation="ssm",
                                          teacher=teacher / "checkpoints" / "best.pt", profile="smoke",
                                          overrides={"epochs": 1}),
                   RunOptions(run_dir=tmp_path / "s", progress=False))
@@ -153,11 +153,11 @@ def test_a_real_runs_checkpoints_load_with_torchs_plain_weights_only_loader(toy_
     assert isinstance(pairs, torch.Tensor) and pairs.dtype == torch.int64
 
 
-def test_a_teacher_of_another_architecture_is_one_line_and_leaves_nothing(teacher_ckpt, toy_dir, tmp_path, cli):
-    state = torch.load(teacher_ckpt, map_location="cpu", weights_only=True)
+def test_a_teacher_of_another_architecture_is_one_line_and_leaves_nothing(mini_teacher, mini_toy, tmp_path, cli):
+    state = torch.load(mini_teacher, map_location="cpu", weights_only=True)
     wrong = tmp_path / "wrong.pt"
     torch.save({**state, "arch": "mobilenetv2"}, wrong)  # ShuffleNetV2 weights labelled MobileNetV2
-    result = cli("train-student", str(toy_dir), "--arch", "S", "--method", "kd", "--teacher", str(wrong),
+    result = cli("train-student", str(mini_toy), "--arch", "S", "--method", "kd", "--teacher", str(wrong),
                  "--profile", "smoke", "--out", str(tmp_path / "run"), "--quiet")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert f"{wrong}: its weights do not fit a mobilenetv2 teacher with 10 bands and 6 classes" in result.stderr
@@ -165,6 +165,6 @@ def test_a_teacher_of_another_architecture_is_one_line_and_leaves_nothing(teache
     assert not (tmp_path / "run").exists()
     bare = tmp_path / "bare.pt"
     torch.save({k: v for k, v in state.items() if k != "arch"}, bare)
-    result = cli("train-student", str(toy_dir), "--arch", "S", "--method", "kd", "--teacher", str(bare),
+    result = cli("train-student", str(mini_toy), "--arch", "S", "--method", "kd", "--teacher", str(bare),
                  "--profile", "smoke", "--out", str(tmp_path / "run"), "--quiet")
     assert result.returncode == 2 and f"{bare}: not an ackd-bench model checkpoint (no arch)" in result.stderr

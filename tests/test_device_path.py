@@ -85,8 +85,8 @@ def test_epoch_plan_drops_a_partial_last_batch_and_splits_ranks():
 
 
 @pytest.mark.parametrize("modality,workers", [("rgb", 0), ("ms", 2)])
-def test_resident_and_streamed_feeds_give_identical_batches(toy_dir, modality, workers):
-    dataset = ShardDataset(toy_dir, modality, "train")
+def test_resident_and_streamed_feeds_give_identical_batches(mini_toy, modality, workers):
+    dataset = ShardDataset(mini_toy, modality, "train")
     rt = Runtime(device=torch.device("cpu"), progress=False, workers=workers)
     resident = TrainFeed(ResidentSplit(dataset, rt), 32, seed=5, augment=["hflip", "vflip"], rt=rt)
     streamed = TrainFeed(StreamedSplit(dataset, rt), 32, seed=5, augment=["hflip", "vflip"], rt=rt)
@@ -258,8 +258,10 @@ def test_sigterm_saves_stops_and_resumes_bit_exact(tmp_path):
 
 
 def test_sigterm_to_a_training_command_saves_and_resume_completes_it(mini_toy, tmp_path, cli):
-    # enough epochs that the signal lands while it trains, however late this process polls
-    args = ["train-student", str(mini_toy), "--arch", "S", "--profile", "smoke", "--epochs", "20", "--quiet"]
+    # enough epochs that the signal lands while it trains, however late this process polls; one thread
+    # each, as the default follows the load average and CPU kernels sum in another order on another count
+    args = ["train-student", str(mini_toy), "--arch", "S", "--profile", "smoke", "--epochs", "20", "--quiet",
+            "--threads", "1"]
     straight = cli(*args, "--out", str(tmp_path / "straight"))
     assert straight.returncode == 0, straight.stderr
     run_dir = tmp_path / "stopped"
@@ -285,8 +287,8 @@ def test_sigterm_to_a_training_command_saves_and_resume_completes_it(mini_toy, t
 # --- on a GPU (skipped with the reason on CPU machines) ------------------------------------------
 
 @pytest.mark.cuda
-def test_cuda_resident_and_streamed_feeds_agree(toy_dir):
-    dataset = ShardDataset(toy_dir, "ms", "train")
+def test_cuda_resident_and_streamed_feeds_agree(mini_toy):
+    dataset = ShardDataset(mini_toy, "ms", "train")
     rt = Runtime(device=resolve_device("cuda"), progress=False, workers=2)
     resident = TrainFeed(ResidentSplit(dataset, rt), 64, 3, ["hflip", "vflip"], rt)
     streamed = TrainFeed(StreamedSplit(dataset, rt), 64, 3, ["hflip", "vflip"], rt)
@@ -297,24 +299,24 @@ def test_cuda_resident_and_streamed_feeds_agree(toy_dir):
 
 
 @pytest.mark.cuda
-def test_cuda_teacher_cache_lives_on_the_gpu_and_matches_the_live_teacher(teacher_ckpt, toy_dir):
+def test_cuda_teacher_cache_lives_on_the_gpu_and_matches_the_live_teacher(mini_teacher, mini_toy):
     from ackd_bench.train.runs import predict
     from ackd_bench.train.teacher_cache import build_or_load_cache, load_teacher
 
     rt = Runtime(device=resolve_device("cuda"), progress=False)
-    ms = ShardDataset(toy_dir, "ms", "train")
-    cache = build_or_load_cache(teacher_ckpt, ms, rt).to(rt.device)
+    ms = ShardDataset(mini_toy, "ms", "train")
+    cache = build_or_load_cache(mini_teacher, ms, rt).to(rt.device)
     looked_up = cache.lookup(torch.tensor([0, 5, 9], device=rt.device), rt.device)
     assert all(v.is_cuda for v in looked_up.values())
-    teacher = load_teacher(teacher_ckpt, ms.manifest)[0].to(rt.device)
+    teacher = load_teacher(mini_teacher, ms.manifest)[0].to(rt.device)
     live = predict(teacher, ms, rt, 64, indices=[0, 5, 9])
     torch.testing.assert_close(looked_up["logits"].cpu(), live["logits"], rtol=2e-2, atol=2e-2)
 
 
 @pytest.mark.cuda
-def test_cuda_sembridge_student_crosses_a_dynm_rematch(teacher_ckpt, toy_dir, tmp_path):
+def test_cuda_sembridge_student_crosses_a_dynm_rematch(mini_teacher, mini_toy, tmp_path):
     for mode in ("on", "off"):
-        result = train_student(RunRequest.student_run(toy_dir, "S", "sembridge", teacher=teacher_ckpt, ablation="ssm",
+        result = train_student(RunRequest.student_run(mini_toy, "S", "sembridge", teacher=mini_teacher, ablation="ssm",
                                                       profile="smoke", overrides={"epochs": 3},
                                                       sembridge=SemBridgeSettings(dynm=(1, 1, 0))),
                                RunOptions(run_dir=tmp_path / mode, device="cuda", progress=False, resident=mode))

@@ -31,11 +31,11 @@ def cli(env, *args):
                           timeout=600)
 
 
-def test_build_publish_download_and_train_through_the_hub(toy_dir, tmp_path, hub):
+def test_build_publish_download_and_train_through_the_hub(mini_toy, tmp_path, hub):
     server, env = hub
-    published = cli(env, "publish", str(toy_dir), "--repo", "ackd/toy")
+    published = cli(env, "publish", str(mini_toy), "--repo", "ackd/toy")
     assert published.returncode == 0, published.stderr
-    manifest = read_manifest(toy_dir)
+    manifest = read_manifest(mini_toy)
     tag = f"v-{manifest.dataset_version[:16]}"
     repo = server.repos[("dataset", "ackd/toy")]
     sha, files = repo.files(tag)
@@ -74,10 +74,10 @@ def test_build_publish_download_and_train_through_the_hub(toy_dir, tmp_path, hub
 
 @pytest.mark.parametrize("answer", [b"{not json", b"[]", b'{"sha": 5, "siblings": "x"}', b'{"id": null}'],
                          ids=["not-json", "a-list", "wrong-types", "no-sha"])
-def test_a_malformed_hub_answer_is_one_line(toy_dir, tmp_path, hub, answer):
+def test_a_malformed_hub_answer_is_one_line(mini_toy, tmp_path, hub, answer):
     """Round four, class 7: malformed answers of the hub's API ended in tracebacks."""
     server, env = hub
-    assert cli(env, "publish", str(toy_dir), "--repo", "ackd/toy").returncode == 0
+    assert cli(env, "publish", str(mini_toy), "--repo", "ackd/toy").returncode == 0
     server.api_answer = answer
     local = tmp_path / "from-hub"
     pulled = cli(env, "build", "toy", "--from-hub", "ackd/toy", "--out", str(local), "--quiet")
@@ -86,11 +86,11 @@ def test_a_malformed_hub_answer_is_one_line(toy_dir, tmp_path, hub, answer):
     assert not local.exists()
 
 
-def test_a_damaged_shard_on_the_hub_never_reaches_a_dataset_directory(toy_dir, tmp_path, hub):
+def test_a_damaged_shard_on_the_hub_never_reaches_a_dataset_directory(mini_toy, tmp_path, hub):
     server, env = hub
-    assert cli(env, "publish", str(toy_dir), "--repo", "ackd/toy").returncode == 0
+    assert cli(env, "publish", str(mini_toy), "--repo", "ackd/toy").returncode == 0
     _, files = server.repos[("dataset", "ackd/toy")].files("main")
-    shard = read_manifest(toy_dir).shards[1].file
+    shard = read_manifest(mini_toy).shards[1].file
     files[shard] = files[shard][:-1] + bytes([files[shard][-1] ^ 1])  # one flipped bit, same size
     local = tmp_path / "from-hub"
     pulled = cli(env, "build", "toy", "--from-hub", "ackd/toy", "--out", str(local), "--quiet")

@@ -32,14 +32,14 @@ def _one_line(result, *fragments):
     (["--batch-size", "0"], "batch_size 0 (the profile's, or --batch-size): expected a positive integer"),
     (["--lr", "nan"], "lr nan (the profile's, or --lr): expected a finite number above 0"),
 ])
-def test_bad_training_lengths_and_rates_stop_before_a_run_directory_exists(toy_dir, tmp_path, flags, message, cli):
+def test_bad_training_lengths_and_rates_stop_before_a_run_directory_exists(mini_toy, tmp_path, flags, message, cli):
     run_dir = tmp_path / "run"
-    _one_line(cli("train-teacher", str(toy_dir), "--arch", "S", "--profile", "smoke", "--out", str(run_dir),
+    _one_line(cli("train-teacher", str(mini_toy), "--arch", "S", "--profile", "smoke", "--out", str(run_dir),
                   "--quiet", *flags), message)
     assert not run_dir.exists()
 
 
-def test_a_second_writer_of_a_run_stops_in_one_line_naming_the_first(toy_dir, tmp_path, cli):
+def test_a_second_writer_of_a_run_stops_in_one_line_naming_the_first(mini_toy, tmp_path, cli):
     from filelock import FileLock
 
     run_dir = tmp_path / "run"
@@ -47,21 +47,21 @@ def test_a_second_writer_of_a_run_stops_in_one_line_naming_the_first(toy_dir, tm
     lock.acquire()  # as a first writer holds it
     (tmp_path / ".run.owner.json").write_text(json.dumps({"pid": 4242, "host": "node7", "started": "2026-11-27T08:00"}))
     try:
-        _one_line(run_cli("train-teacher", str(toy_dir), "--arch", "S", "--profile", "smoke", "--out", str(run_dir),
+        _one_line(run_cli("train-teacher", str(mini_toy), "--arch", "S", "--profile", "smoke", "--out", str(run_dir),
                           "--quiet"), f"{run_dir}: another process is writing this run (pid 4242 on node7, "
                                       "started 2026-11-27T08:00)", "--out")
         assert not run_dir.exists()
     finally:
         lock.release()
     # the first writer was killed: its owner file stays behind, the OS lock does not
-    result = cli("train-teacher", str(toy_dir), "--arch", "S", "--profile", "smoke", "--epochs", "1",
+    result = cli("train-teacher", str(mini_toy), "--arch", "S", "--profile", "smoke", "--epochs", "1",
                  "--out", str(run_dir), "--quiet")
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / ".run.owner.json").exists()
 
 
-def test_two_identical_runs_started_together_write_one_log(toy_dir, tmp_path):
-    args = [sys.executable, "-m", "ackd_bench.cli", "train-student", str(toy_dir), "--arch", "S", "--profile", "smoke",
+def test_two_identical_runs_started_together_write_one_log(mini_toy, tmp_path):
+    args = [sys.executable, "-m", "ackd_bench.cli", "train-student", str(mini_toy), "--arch", "S", "--profile", "smoke",
             "--epochs", "3", "--runs-root", str(tmp_path / "runs"), "--quiet", "--threads", "1"]
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outcomes = [p.communicate(timeout=300) for p in procs]
@@ -124,10 +124,10 @@ def test_one_experiment_has_one_name_and_settings_are_not_averaged():
 
 # --- one clear line for what a user can get wrong ------------------------------------------------
 
-def test_ablate_without_sembridge_and_unknown_sweep_methods(toy_dir, tmp_path, cli):
-    _one_line(cli("train-student", str(toy_dir), "--arch", "S", "--method", "none", "--ablate", "foo",
+def test_ablate_without_sembridge_and_unknown_sweep_methods(mini_toy, tmp_path, cli):
+    _one_line(cli("train-student", str(mini_toy), "--arch", "S", "--method", "none", "--ablate", "foo",
                   "--out", str(tmp_path / "r"), "--quiet"), "--ablate foo", "--method none")
-    _one_line(cli("sweep", "--datasets", str(toy_dir), "--methods", "nope", "--runs-root", str(tmp_path)),
+    _one_line(cli("sweep", "--datasets", str(mini_toy), "--methods", "nope", "--runs-root", str(tmp_path)),
               "--methods nope: not in Tables 3-6")
 
 
@@ -145,10 +145,10 @@ def test_a_404_from_a_mirror_does_not_promise_a_resume(http_server, monkeypatch,
     (lambda m: m.__setitem__("shards", "oops"), "field 'shards' is a str, expected a list"),
     (lambda m: m["modalities"]["rgb"].pop("mean"), "modalities.rgb lacks mean"),
 ])
-def test_a_malformed_manifest_is_one_line_for_info_and_training(toy_dir, tmp_path, edit, fragment, cli):
+def test_a_malformed_manifest_is_one_line_for_info_and_training(mini_toy, tmp_path, edit, fragment, cli):
     import shutil
 
-    copy = shutil.copytree(toy_dir, tmp_path / "toy")
+    copy = shutil.copytree(mini_toy, tmp_path / "toy")
     manifest = json.loads((copy / "manifest.json").read_text())
     edit(manifest)
     (copy / "manifest.json").write_text(json.dumps(manifest))
@@ -157,14 +157,14 @@ def test_a_malformed_manifest_is_one_line_for_info_and_training(toy_dir, tmp_pat
                   "--quiet"), fragment)
 
 
-def test_unreadable_submissions_ledgers_and_plot_targets(toy_dir, tmp_path, cli):
+def test_unreadable_submissions_ledgers_and_plot_targets(mini_toy, tmp_path, cli):
     latin = tmp_path / "latin.csv"
     latin.write_bytes("dataset,device\ntoy,caf\xe9\n".encode("latin-1"))
     _one_line(cli("leaderboard", "submit", str(latin), "--board", str(tmp_path / "b.csv")), f"{latin}: not UTF-8 text")
     ledger = tmp_path / "runs" / "sweeps" / "sweep.json"
     ledger.parent.mkdir(parents=True)
     ledger.write_text("{broken")
-    _one_line(cli("sweep", "--datasets", str(toy_dir), "--methods", "none", "--pairs", "S/S", "--tables", "3",
+    _one_line(cli("sweep", "--datasets", str(mini_toy), "--methods", "none", "--pairs", "S/S", "--tables", "3",
                   "--runs-root", str(tmp_path / "runs")), f"{ledger}: not a readable sweep ledger")
     _one_line(cli("leaderboard", "plot", "--board", str(tmp_path / "b.csv"), "--out",
                   str(tmp_path / "missing" / "x.png")), "folder", "does not exist")

@@ -170,9 +170,9 @@ def test_gradients_are_finite_for_extreme_logits(name):
 
 
 @pytest.mark.parametrize("method", sorted(BASELINES))
-def test_each_method_trains_a_smoke_epoch_through_the_cli(method, teacher_ckpt, toy_dir, tmp_path, capsys):
+def test_each_method_trains_a_smoke_epoch_through_the_cli(method, mini_teacher, mini_toy, tmp_path, capsys):
     out = tmp_path / method
-    code = main(["train-student", str(toy_dir), "--arch", "S", "--method", method, "--teacher", str(teacher_ckpt),
+    code = main(["train-student", str(mini_toy), "--arch", "S", "--method", method, "--teacher", str(mini_teacher),
                  "--profile", "smoke", "--epochs", "1", "--out", str(out), "--quiet"])
     assert code == 0
     result = json.loads((out / "result.json").read_text())
@@ -184,13 +184,13 @@ def test_each_method_trains_a_smoke_epoch_through_the_cli(method, teacher_ckpt, 
     assert f"{out}: test OA" in capsys.readouterr().out
 
 
-def test_kd_method_needs_a_teacher(toy_dir, tmp_path, capsys):
-    assert main(["train-student", str(toy_dir), "--method", "kd", "--out", str(tmp_path / "x")]) == 2
+def test_kd_method_needs_a_teacher(mini_toy, tmp_path, capsys):
+    assert main(["train-student", str(mini_toy), "--method", "kd", "--out", str(tmp_path / "x")]) == 2
     assert "pass --teacher CHECKPOINT" in capsys.readouterr().err
 
 
-def test_unknown_method(toy_dir, tmp_path, capsys):
-    assert main(["train-student", str(toy_dir), "--method", "fitnet", "--out", str(tmp_path / "x")]) == 2
+def test_unknown_method(mini_toy, tmp_path, capsys):
+    assert main(["train-student", str(mini_toy), "--method", "fitnet", "--out", str(tmp_path / "x")]) == 2
     assert "unknown distillation method 'fitnet'" in capsys.readouterr().err
 
 

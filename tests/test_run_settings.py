@@ -28,9 +28,9 @@ def test_auto_precision_follows_the_gpu(monkeypatch):
         resolve_precision("fp8", torch.device("cpu"))
 
 
-def test_a_run_trains_in_the_precision_it_records(toy_dir, tmp_path):
+def test_a_run_trains_in_the_precision_it_records(mini_toy, tmp_path):
     run = tmp_path / "bf16"
-    result = train_classifier(RunRequest.teacher_run(toy_dir, "S", profile="smoke", overrides=ONE_EPOCH),
+    result = train_classifier(RunRequest.teacher_run(mini_toy, "S", profile="smoke", overrides=ONE_EPOCH),
                               RunOptions(run_dir=run, progress=False, precision="bf16"))
     assert result["precision"] == "bf16" and json.loads((run / "result.json").read_text())["precision"] == "bf16"
     assert not torch.load(run / "checkpoints" / "last.pt", weights_only=True)["scaler"]  # bf16 needs no loss scale
@@ -79,44 +79,44 @@ def test_fp16_scales_the_loss_and_saves_the_scale_for_resume(tmp_path):
     assert losses[-1] < losses[0]  # scaled, unscaled and stepped: it learns
 
 
-def test_profile_from_a_file_and_set_enter_the_config(toy_dir, tmp_path):
+def test_profile_from_a_file_and_set_enter_the_config(mini_toy, tmp_path):
     mine = tmp_path / "mine.yaml"
     mine.write_text("extends: smoke\nteacher: {lr: 1.0e-3}\noptions: {shufflenet_width: 0.5}\n")
     profile = load_profile(str(mine), sets=["teacher.epochs=1", "teacher.batch_size=32", "seed=5"])
     digest = hashlib.sha256(mine.read_bytes()).hexdigest()[:8]  # a file profile is named by its content too
     assert profile["name"].startswith(f"mine@{digest}+set-") and profile["teacher"]["lr"] == 1.0e-3
     assert profile["seed"] == 5
-    result = train_classifier(RunRequest.teacher_run(toy_dir, "S", profile=profile),
+    result = train_classifier(RunRequest.teacher_run(mini_toy, "S", profile=profile),
                               RunOptions(runs_root=tmp_path / "runs", progress=False))
     config = json.loads((tmp_path / "runs" / "toy").glob("teacher-S-s5-*/config.json").__next__().read_text())
     assert config["profile"] == result["profile"] == profile["name"] and config["width"] == 0.5
     assert config["profile_set"] == ["teacher.epochs=1", "teacher.batch_size=32", "seed=5"]
     assert config["optim"]["epochs"] == 1 and config["optim"]["lr"] == 1.0e-3
-    plain = train_classifier(RunRequest.teacher_run(toy_dir, "S", profile=str(mine), overrides=ONE_EPOCH, seed=5),
+    plain = train_classifier(RunRequest.teacher_run(mini_toy, "S", profile=str(mine), overrides=ONE_EPOCH, seed=5),
                              RunOptions(runs_root=tmp_path / "runs", progress=False))
     assert plain["profile"].startswith(f"mine@{digest}+set-")  # ONE_EPOCH changes the batch size too
     assert plain["config_hash"] != result["config_hash"]
 
 
-def test_bad_profile_settings_are_one_line_and_leave_nothing(toy_dir, tmp_path, capsys):
+def test_bad_profile_settings_are_one_line_and_leave_nothing(mini_toy, tmp_path, capsys):
     out = tmp_path / "never"
     for args, message in ((["--set", "teacher.epoch=3"], "has no teacher.epoch (expected one of teacher.optimizer"),
                           (["--set", "options.matcher_loss=cosine"], "options.matcher_loss is 'cosine': expected one of"),
                           (["--profile", str(tmp_path / "missing.yaml")], "missing.yaml: no such file"),
                           (["--logger", "neptune"], "--logger neptune: expected some of csv, tensorboard, wandb, mlflow")):
-        assert main(["train-teacher", str(toy_dir), "--arch", "S", "--out", str(out), *args]) == 2
+        assert main(["train-teacher", str(mini_toy), "--arch", "S", "--out", str(out), *args]) == 2
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], lines
         assert not out.exists()
 
 
-def test_loggers_receive_every_epoch_offline(toy_dir, tmp_path, monkeypatch):
+def test_loggers_receive_every_epoch_offline(mini_toy, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # reading the store back here
     run = tmp_path / "logged"
-    train_classifier(RunRequest.teacher_run(toy_dir, "S", profile="smoke", overrides={"epochs": 2, "batch_size": 32}),
+    train_classifier(RunRequest.teacher_run(mini_toy, "S", profile="smoke", overrides={"epochs": 2, "batch_size": 32}),
                      RunOptions(run_dir=run, progress=False, loggers=("tensorboard", "wandb", "mlflow")))
     with open(run / "log.csv") as handle:
         rows = list(csv.DictReader(handle))

@@ -34,8 +34,8 @@ def killed_for_seed_7(request: GridRun, config: RunPlan) -> dict:
     return guarded(request, config)
 
 
-def test_local_sweep_runs_two_students_at_once(toy_dir, tmp_path):
-    requests = [r for r in expand_grid([str(toy_dir)], methods=["none"], pairs=["S/S", "M/M"], tables=[3])
+def test_local_sweep_runs_two_students_at_once(mini_toy, tmp_path):
+    requests = [r for r in expand_grid([str(mini_toy)], methods=["none"], pairs=["S/S", "M/M"], tables=[3])
                 if r.kind == "student"]
     assert sorted(r.student for r in requests) == ["M", "S"]
     ledger = run_sweep(requests, _config(tmp_path, runs_per_gpu=2), name="k2", progress=False)
@@ -53,8 +53,8 @@ def test_local_sweep_runs_two_students_at_once(toy_dir, tmp_path):
     assert started[0] < finished[1] and started[1] < finished[0]
 
 
-def test_group_records_failed_and_dead_runs_while_sibling_finishes(toy_dir, tmp_path):
-    group = [_student(toy_dir), _student(tmp_path / "not-built"), _student(toy_dir, seed=7)]
+def test_group_records_failed_and_dead_runs_while_sibling_finishes(mini_toy, tmp_path):
+    group = [_student(mini_toy), _student(tmp_path / "not-built"), _student(mini_toy, seed=7)]
     outcomes = run_group(group, _config(tmp_path), job=killed_for_seed_7)
 
     done, failed, dead = outcomes
@@ -128,7 +128,7 @@ def test_reusing_keeps_how_to_run_and_sets_only_the_reuse_or_resume_policy():
     assert RunOptions(resume="auto").reusing(keep_resume=True).resume == "auto"
 
 
-def test_cli_runs_per_gpu(tmp_path, monkeypatch, capsys, toy_dir):
+def test_cli_runs_per_gpu(tmp_path, monkeypatch, capsys, mini_toy):
     assert main(["sweep", "--datasets", "d", "--runs-per-gpu", "0"]) == 2
     assert capsys.readouterr().err == "ackd-bench: error: --runs-per-gpu 0: expected a positive integer\n"
 
@@ -139,20 +139,20 @@ def test_cli_runs_per_gpu(tmp_path, monkeypatch, capsys, toy_dir):
         return Ledger(tmp_path / "ledger.json")
 
     monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
-    assert main(["sweep", "--datasets", str(toy_dir), "--runs-per-gpu", "4", "--resident", "off", "--checkpoint-every", "30",
+    assert main(["sweep", "--datasets", str(mini_toy), "--runs-per-gpu", "4", "--resident", "off", "--checkpoint-every", "30",
                  "--compile", "--quiet"]) == 0
     config = seen["config"]
     assert (config.runs_per_gpu, config.options.resident, config.options.checkpoint_every,
             config.options.compile) == (4, "off", 30.0, True)
-    assert main(["sweep", "--datasets", str(toy_dir)]) == 0
+    assert main(["sweep", "--datasets", str(mini_toy)]) == 0
     config = seen["config"]
     assert (config.runs_per_gpu, config.options.resident, config.options.checkpoint_every,
             config.options.compile) == (1, "auto", 600.0, False)
 
 
-def test_submitit_local_submits_one_task_per_group(toy_dir, tmp_path):
+def test_submitit_local_submits_one_task_per_group(mini_toy, tmp_path):
     # three pending runs, K=2: two array tasks, each running its group at once; ledger per run
-    requests = [_student(toy_dir, seed=0), _student(toy_dir, seed=1), _student(tmp_path / "not-built")]
+    requests = [_student(mini_toy, seed=0), _student(mini_toy, seed=1), _student(tmp_path / "not-built")]
     ledger = run_sweep(requests, _config(tmp_path, runs_per_gpu=2), launcher="submitit-local", name="g",
                        slurm={"timeout_min": 10}, progress=False)
     entries = Ledger(ledger.path).entries

@@ -1,7 +1,7 @@
 """SemBridge's mechanism on toy, per seed (figures for docs/FIDELITY.md): does the teacher's soft label
 depend on an image's sub-type, does the matcher find pairs, and do SSM's and DynM's partners share the
 RGB image's sub-type more often than naive same-class pairing and chance? The measurements are
-ackd_bench/harness/mechanism.py's; see its docstring for their definitions.
+bench/toy_mechanism.py's; see its docstring for their definitions.
 
 Each seed trains (or reuses, under --runs) the S/S teacher and matcher and trains one SemBridge
 student anew (its pair tables are observed while it trains).
@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
-    from ackd_bench.harness.mechanism import measure_seed, render_mechanism
+    from toy_mechanism import measure_seed, render_mechanism  # beside this script
     from ackd_bench.train.api import RunOptions
 
     dataset = args.dataset or built_toy(args.toy_version, args.data)

@@ -1,11 +1,11 @@
-"""bench/mechanism.py's measurements (ackd_bench/harness/mechanism.py) on hand-computed values, and the
+"""bench/mechanism.py's measurements (bench/toy_mechanism.py) on hand-computed values, and the
 pairing's observation hook."""
 
 import numpy as np
 import pytest
 import torch
 
-from ackd_bench.harness.mechanism import (chance_agreement, naive_agreement, pair_agreement, soft_label_separation,
+from bench.toy_mechanism import (chance_agreement, naive_agreement, pair_agreement, soft_label_separation,
                                           toy_subtypes)
 
 

@@ -1,4 +1,5 @@
-"""SemBridge's mechanism measured on toy, where every sample's sub-type is known (bench/mechanism.py).
+"""SemBridge's mechanism measured on toy, where every sample's sub-type is known: the measurements
+bench/mechanism.py prints, kept beside it (an analysis of toy, not a part of the toolkit).
 
 SemBridge helps when the MS partner it picks for an RGB image tells the student something a random
 partner of the same class does not. On toy that needs two things, measured here per seed:
@@ -20,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.dataset import ShardDataset, class_galleries
-from ..data.recipe import Recipe
-from ..data.toy import ToyGenerator
-from ..errors import AckdError
-from ..train.pairing import random_same_class
+from ackd_bench.data.dataset import ShardDataset, class_galleries
+from ackd_bench.data.recipe import Recipe
+from ackd_bench.data.toy import ToyGenerator
+from ackd_bench.errors import AckdError
+from ackd_bench.train.pairing import random_same_class
 
 
 def toy_subtypes(data: ShardDataset) -> np.ndarray:
@@ -88,7 +89,7 @@ def naive_agreement(rgb: ShardDataset, ms: ShardDataset, rgb_subtypes: np.ndarra
 
 @torch.no_grad()
 def teacher_logits(teacher_path: str | Path, data: ShardDataset, batch_size: int = 256) -> np.ndarray:
-    from ..train.teacher_cache import load_teacher
+    from ackd_bench.train.teacher_cache import load_teacher
 
     teacher, _state = load_teacher(teacher_path, data.manifest)
     rows = []
@@ -117,9 +118,9 @@ def measure_seed(dataset_dir: str | Path, seed: int, profile: str, options) -> S
     SemBridge student (always anew: its pair tables are observed while it trains) and measure."""
     from dataclasses import replace
 
-    from ..train.api import train_classifier, train_matcher, train_student
-    from ..train.pairing import observed_pairings
-    from ..train.request import RunRequest
+    from ackd_bench.train.api import train_classifier, train_matcher, train_student
+    from ackd_bench.train.pairing import observed_pairings
+    from ackd_bench.train.request import RunRequest
 
     teacher = train_classifier(RunRequest.teacher_run(dataset_dir, "S", profile=profile, seed=seed), options)
     teacher_path = Path(teacher["run_dir"]) / "checkpoints" / "best.pt"

@@ -3,7 +3,9 @@
 torch starts one intra-op thread per core in every process. Two processes on one machine then run
 twice as many busy threads as there are cores, and OpenMP's spin-waiting threads starve each other
 (measured in `bench/threads.py`). Every training process therefore sets its threads from the
-cores it may use divided by the runs started at once.
+cores it may use divided by the runs started at once, unless OMP_NUM_THREADS says how many (as
+torchrun, Slurm job scripts and test runners set it): the one who started the processes knows how
+many share the machine, which a load average read at start-up may not show yet.
 """
 
 from __future__ import annotations
@@ -31,9 +33,13 @@ _own_threads = 0
 
 
 def default_threads(runs_at_once: int = 1) -> int:
-    """`threads_for(runs_at_once)`, less the cores that other processes keep busy when this one
-    starts (the 1-minute load average, as `make -l` reads it, less this process's own earlier
-    runs): a run started beside another training process does not double the machine's busy threads."""
+    """OMP_NUM_THREADS when it is set to a positive number; else `threads_for(runs_at_once)`, less the
+    cores that other processes keep busy when this one starts (the 1-minute load average, as `make -l`
+    reads it, less this process's own earlier runs): a run started beside another training process
+    does not double the machine's busy threads."""
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given)
     try:
         busy = round(max(0.0, os.getloadavg()[0] - _own_threads))
     except OSError:  # no load average on this system

@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,6 +20,15 @@ def pytest_configure(config):
 
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Workers that train side by side each get their share of the cores, as a launcher gives its runs
+    # (threads.default_threads reads OMP_NUM_THREADS; the commands the tests start inherit it): the
+    # load average lags, so two trainings starting together would each take every core and spin-wait
+    # on each other's (runs 10 to 25 times slower were seen).
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        from ackd_bench.threads import threads_for
+
+        os.environ["OMP_NUM_THREADS"] = str(threads_for(workers))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,24 +45,52 @@ def _own_home(tmp_path_factory):
         os.environ["ACKD_BENCH_HOME"] = previous
 
 
+# the files of longest test time on 2 cores, longest first: xdist hands out files in collection
+# order, so these start first and the short ones fill in at the end (longest-first scheduling)
+LONGEST_FILES = ("test_slurm.py", "test_acceptance.py", "test_ddp.py", "test_hostile_data.py",
+                 "test_sweep_parallel.py", "test_cli_build_info.py", "test_standin.py", "test_device_path.py",
+                 "test_outside_methods.py", "test_harness.py", "test_training.py", "test_analyses.py")
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (none on this machine)")
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
 REALDATA = REPO.parent / "shared" / "realdata"
+
+
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """`make(folder)` run once for the whole test run, however many xdist workers share it (they
+    wait on a lock in their common temporary folder): the read-only fixtures are built once, not
+    once per worker."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    folder, ready = shared / f"shared-{name}", shared / f"shared-{name}.ready"
+    with FileLock(str(shared / f"shared-{name}.lock")):
+        if not ready.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a make that failed part-way
+            folder.mkdir()
+            make(folder)
+            ready.touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
 def toy_dir(tmp_path_factory) -> Path:
-    """One toy build shared by the read-only tests of the session."""
-    root = tmp_path_factory.mktemp("toy")
-    build_dataset("toy", root, progress=False)
-    return root
+    """One toy build shared by the read-only tests of the run."""
+    return made_once(tmp_path_factory, "toy", lambda root: build_dataset("toy", root, progress=False))
 
 
 def run_cli(*args: str, timeout: float = 300, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -104,9 +142,9 @@ def teacher_ckpt(toy_dir, tmp_path_factory) -> Path:
     from ackd_bench.train.api import RunOptions, run
     from ackd_bench.train.request import RunRequest
 
-    run_dir = tmp_path_factory.mktemp("teacher")
-    run(RunRequest.teacher_run(toy_dir, "S", profile="smoke", overrides={"epochs": 6}),
-        RunOptions(run_dir=run_dir, progress=False))
+    run_dir = made_once(tmp_path_factory, "teacher", lambda run_dir: run(
+        RunRequest.teacher_run(toy_dir, "S", profile="smoke", overrides={"epochs": 6}),
+        RunOptions(run_dir=run_dir, progress=False)))
     return run_dir / "checkpoints" / "best.pt"
 
 
@@ -127,9 +165,19 @@ def mini_toy_recipe():
 def mini_toy(tmp_path_factory) -> Path:
     """A toy at 32 px with a fifth of its samples: a few steps per epoch, for tests that run many
     short trainings (the device path, DDP)."""
-    root = tmp_path_factory.mktemp("mini-toy")
-    build_dataset("toy", root, recipe=mini_toy_recipe(), progress=False)
-    return root
+    return made_once(tmp_path_factory, "mini-toy",
+                     lambda root: build_dataset("toy", root, recipe=mini_toy_recipe(), progress=False))
+
+
+def versions_accepting(dataset_dir: Path, out: Path) -> Path:
+    """The board's versions file plus the version of `dataset_dir` (a test's own toy): what a board
+    that accepts that build reads."""
+    from ackd_bench.data.manifest import read_manifest
+    from ackd_bench.leaderboard.board import VERSIONS
+
+    version = read_manifest(dataset_dir).dataset_version
+    out.write_text(VERSIONS.read_text().rstrip("\n") + f"\ntoy,{version},a test's own toy\n")
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -137,9 +185,9 @@ def mini_teacher(mini_toy, tmp_path_factory) -> Path:
     from ackd_bench.train.api import RunOptions, run
     from ackd_bench.train.request import RunRequest
 
-    run_dir = tmp_path_factory.mktemp("mini-teacher")
-    run(RunRequest.teacher_run(mini_toy, "S", profile="smoke", overrides={"epochs": 1}),
-        RunOptions(run_dir=run_dir, device="cpu", progress=False))
+    run_dir = made_once(tmp_path_factory, "mini-teacher", lambda run_dir: run(
+        RunRequest.teacher_run(mini_toy, "S", profile="smoke", overrides={"epochs": 1}),
+        RunOptions(run_dir=run_dir, device="cpu", progress=False)))
     return run_dir / "checkpoints" / "best.pt"
 
 
@@ -148,9 +196,9 @@ def mini_matcher(mini_toy, tmp_path_factory) -> Path:
     from ackd_bench.train.api import RunOptions, run
     from ackd_bench.train.request import RunRequest
 
-    run_dir = tmp_path_factory.mktemp("mini-matcher")
-    run(RunRequest.matcher_run(mini_toy, "S", profile="smoke", overrides={"epochs": 1}),
-        RunOptions(run_dir=run_dir, device="cpu", progress=False))
+    run_dir = made_once(tmp_path_factory, "mini-matcher", lambda run_dir: run(
+        RunRequest.matcher_run(mini_toy, "S", profile="smoke", overrides={"epochs": 1}),
+        RunOptions(run_dir=run_dir, device="cpu", progress=False)))
     return run_dir / "checkpoints" / "best.pt"
 
 
@@ -221,8 +269,9 @@ def http_server(tmp_path):
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
-    """`ackd-bench demo` run once (smoke profile) for the tests that read it: (data root, runs root,
-    its table, what it printed). Tests that add runs copy the runs root first."""
+    """`ackd-bench demo` run once (smoke profile, on the mini toy: the tests read its layout, not its
+    accuracy) for the tests that read it: (data root, runs root, its table, what it printed). Tests
+    that add runs copy the runs root first."""
     import contextlib
     import io
 
@@ -231,5 +280,6 @@ def demo_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        text = run_demo(root / "data", root / "runs", pair="S/S", profile="smoke", progress=False)
+        text = run_demo(root / "data", root / "runs", pair="S/S", profile="smoke", progress=False,
+                        recipe=mini_toy_recipe())
     return root / "data", root / "runs", text, printed.getvalue()

@@ -345,6 +345,12 @@ def test_threads_follow_the_cores_the_runs_at_once_and_other_load(monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     monkeypatch.setattr(threads, "usable_cores", lambda: 8)
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # whoever started the processes said how many: that
+    assert threads.default_threads() == 3
+    for unset in ("", "0", "many"):
+        monkeypatch.setenv("OMP_NUM_THREADS", unset)
+        assert threads.default_threads() == 8
+    monkeypatch.delenv("OMP_NUM_THREADS")
     assert threads.threads_for(1) == 8 and threads.threads_for(3) == 2 and threads.threads_for(16) == 1
     assert threads.default_threads() == 8
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (5.6, 0.0, 0.0))  # another job keeps ~6 cores busy

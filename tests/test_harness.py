@@ -9,9 +9,12 @@ from ackd_bench.harness.grid import count_by_table, expand_grid
 from ackd_bench.harness.plan import RunPlan
 from ackd_bench.harness.runner import Ledger
 from ackd_bench.harness.sweep import run_sweep
-from ackd_bench.leaderboard.board import read_board, submit
+from ackd_bench.leaderboard.board import default_board, read_board, submit
 from ackd_bench.leaderboard.render import build_table, render
+from ackd_bench.results import read_result
 from ackd_bench.train.api import RunOptions
+
+from .conftest import versions_accepting
 
 
 def test_grid_counts_per_table():
@@ -31,28 +34,28 @@ def test_grid_counts_per_table():
     assert all(r.stage == 0 for r in only if r.kind == "teacher")
 
 
-def test_local_sweep_skips_finished_and_retries_only_failed(toy_dir, tmp_path):
+def test_local_sweep_skips_finished_and_retries_only_failed(mini_toy, tmp_path):
     missing = tmp_path / "toy-later"  # not built yet: its runs fail, the others go on
-    requests = expand_grid([str(toy_dir), str(missing)], methods=["none"], pairs=["S/S"], tables=[3])
+    requests = expand_grid([str(mini_toy), str(missing)], methods=["none"], pairs=["S/S"], tables=[3])
     config = RunPlan(profile="smoke", student_overrides={"epochs": 1}, options=RunOptions(runs_root=tmp_path / "runs"))
     ledger = run_sweep(requests, config, name="t", progress=False)
     status = {r.dataset: ledger.entries[r.key]["status"] for r in requests}
-    assert status == {str(toy_dir): "done", str(missing): "failed"}
+    assert status == {str(mini_toy): "done", str(missing): "failed"}
     failed = next(e for e in ledger.entries.values() if e["status"] == "failed")
     assert "manifest.json" in failed["error"] or "not a directory" in failed["error"]
     done_dir = next(e["run_dir"] for e in ledger.entries.values() if e["status"] == "done")
     mtime = (tmp_path / done_dir / "result.json").stat().st_mtime_ns if not done_dir.startswith("/") else \
         __import__("pathlib").Path(done_dir, "result.json").stat().st_mtime_ns
 
-    shutil.copytree(toy_dir, missing)
+    shutil.copytree(mini_toy, missing)
     again = run_sweep(requests, config, name="t", progress=False)
     assert all(e["status"] == "done" for e in again.entries.values())
     assert __import__("pathlib").Path(done_dir, "result.json").stat().st_mtime_ns == mtime  # not rerun
     assert Ledger(again.path).pending(requests) == []
 
 
-def test_submitit_local_sweep_end_to_end_then_board(toy_dir, tmp_path):
-    requests = expand_grid([str(toy_dir)], methods=["none", "kd"], pairs=["S/S", "M/S"], tables=[3, 4], seeds=[0])
+def test_submitit_local_sweep_end_to_end_then_board(mini_toy, tmp_path):
+    requests = expand_grid([str(mini_toy)], methods=["none", "kd"], pairs=["S/S", "M/S"], tables=[3, 4], seeds=[0])
     assert Counter(r.kind for r in requests) == {"student": 3, "teacher": 2}
     config = RunPlan(profile="smoke", student_overrides={"epochs": 1}, teacher_overrides={"epochs": 1},
                          options=RunOptions(runs_root=tmp_path / "runs", device="cpu"))
@@ -64,7 +67,8 @@ def test_submitit_local_sweep_end_to_end_then_board(toy_dir, tmp_path):
                for e in ledger.entries.values()]
     assert sorted(r["method"] for r in results) == ["kd", "kd", "none", "teacher", "teacher"]
     board = tmp_path / "board.csv"
-    assert submit([e["run_dir"] for e in ledger.entries.values()], board) == 5
+    versions = versions_accepting(mini_toy, tmp_path / "versions.csv")
+    assert submit([e["run_dir"] for e in ledger.entries.values()], board, versions_file=versions) == 5
     text = render(build_table(4, read_board(board)), "md")
     assert "toy S/S" in text and "toy M/S" in text and "s2s-eu R/R" in text and "Vanilla KD [paper]" in text
 
@@ -75,13 +79,13 @@ def test_demo_runs_the_main_job_on_toy(demo_run):
     for row in ("S/S  T:ShuffleNetV2", "S/S  S:ShuffleNetV2", "S/S  +SemBridge", "Vanilla KD (naive pairing)"):
         assert row in text
     assert "(n=2)" in text and "(n=1)" in text  # students over 2 seeds; the one teacher
-    verdict = text.split("Paired OA differences in points (2 seeds x 3000 test images")[1].splitlines()
+    n_test = read_result(next((runs / "toy").glob("student-S-none-s0-*"))).n_test
+    verdict = text.split(f"Paired OA differences in points (2 seeds x {n_test} test images")[1].splitlines()
     for line, pair in zip(verdict[1:4], ("SemBridge - none", "SemBridge - KD", "KD - none")):
         assert line.startswith(f"  {pair} ") and "(detectable: " in line
         assert line.endswith(": real") or line.endswith(": not resolved")
     # every run folder holds the per-item predictions its result names
     from ackd_bench.predictions import read_predictions
-    from ackd_bench.results import read_result
 
     for folder in (runs / "toy").glob("*-s[01]-*"):
         if (folder / "result.json").is_file() and not folder.name.startswith("matcher"):
@@ -100,10 +104,10 @@ def test_readme_flow_demo_then_smoke_runs_then_submit_and_show(demo_run, tmp_pat
     smoke = cli("train-student", str(data / "toy"), "--arch", "S", "--profile", "smoke",
                 "--epochs", "1", "--runs-root", str(runs), "--quiet")
     assert smoke.returncode == 0, smoke.stderr
-    results = sorted(str(p) for p in runs.glob("toy/*/result.json"))
-    submitted = cli("leaderboard", "submit", *results)
-    assert submitted.returncode == 0, submitted.stderr
-    assert f"{len([r for r in results if 'matcher' not in r])} row(s) added" in submitted.stdout
+    results = sorted(str(p) for p in runs.glob("toy/*/result.json") if not p.parent.name.startswith("matcher"))
+    # the mini toy is not a registered version: the board here accepts it too
+    versions = versions_accepting(data / "toy", tmp_path / "versions.csv")
+    assert submit(results, default_board(), versions_file=versions) == len(results)
     shown = cli("leaderboard", "show", "--table", "3", "--dataset", "toy", "--no-paper")
     assert shown.returncode == 0 and "S/S  +SemBridge" in shown.stdout
 

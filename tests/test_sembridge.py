@@ -166,8 +166,9 @@ def test_dynm_flag_and_schedule_in_the_match_table():
     assert np.array_equal(state["pairs"], initial) and state["rematched"] == []
 
 
-def test_eval_sembridge_runs_on_toy_through_the_cli(toy_dir, teacher_ckpt, tmp_path, capsys):
-    code = main(["eval", str(toy_dir), "--method", "sembridge", "--pair", "S/S", "--teacher", str(teacher_ckpt),
+def test_eval_sembridge_runs_on_toy_through_the_cli(mini_toy, mini_teacher, tmp_path, capsys):
+    toy_dir = mini_toy
+    code = main(["eval", str(toy_dir), "--method", "sembridge", "--pair", "S/S", "--teacher", str(mini_teacher),
                  "--profile", "smoke", "--epochs", "3", "--matcher-epochs", "1", "--matcher-arch", "S",
                  "--dynm", "1,1,0", "--runs-root", str(tmp_path), "--quiet"])
     assert code == 0
@@ -186,10 +187,10 @@ def test_eval_sembridge_runs_on_toy_through_the_cli(toy_dir, teacher_ckpt, tmp_p
     assert any(p.name.startswith("matcher-S") for p in (tmp_path / "toy").iterdir())
 
 
-def test_ablation_through_the_cli_drops_columns(toy_dir, teacher_ckpt, tmp_path):
+def test_ablation_through_the_cli_drops_columns(mini_toy, mini_teacher, tmp_path):
     out = tmp_path / "ablated"
-    code = main(["train-student", str(toy_dir), "--arch", "S", "--method", "sembridge+lskd", "--teacher",
-                 str(teacher_ckpt), "--ablate", "ssm,ot1", "--profile", "smoke", "--epochs", "1", "--out", str(out),
+    code = main(["train-student", str(mini_toy), "--arch", "S", "--method", "sembridge+lskd", "--teacher",
+                 str(mini_teacher), "--ablate", "ssm,ot1", "--profile", "smoke", "--epochs", "1", "--out", str(out),
                  "--quiet"])
     assert code == 0
     header = (out / "log.csv").read_text().splitlines()[0].split(",")
@@ -198,10 +199,10 @@ def test_ablation_through_the_cli_drops_columns(toy_dir, teacher_ckpt, tmp_path)
     assert result["ablation"] == "ssm,ot1" and result["method"] == "sembridge+lskd"
 
 
-def test_sembridge_without_matcher_explains(toy_dir, teacher_ckpt, tmp_path, capsys):
-    code = main(["train-student", str(toy_dir), "--arch", "S", "--method", "sembridge", "--teacher", str(teacher_ckpt),
+def test_sembridge_without_matcher_explains(mini_toy, mini_teacher, tmp_path, capsys):
+    code = main(["train-student", str(mini_toy), "--arch", "S", "--method", "sembridge", "--teacher", str(mini_teacher),
                  "--out", str(tmp_path / "x")])
     assert code == 2 and "--matcher CHECKPOINT" in capsys.readouterr().err
-    code = main(["train-student", str(toy_dir), "--method", "kd", "--teacher", str(teacher_ckpt), "--ablate", "ssm",
+    code = main(["train-student", str(mini_toy), "--method", "kd", "--teacher", str(mini_teacher), "--ablate", "ssm",
                  "--out", str(tmp_path / "y")])
     assert code == 2

@@ -60,9 +60,11 @@ def verdict_lines(runs: list[Run]) -> list[str]:
 
 
 def run_demo(root: str | Path = "data", runs_root: str | Path = "runs", pair: str = "S/S", profile: str = "demo",
-             seeds: int = DEMO_SEEDS, device: str = "auto", progress: bool = True, threads: int | None = None) -> str:
+             seeds: int = DEMO_SEEDS, device: str = "auto", progress: bool = True, threads: int | None = None,
+             recipe=None) -> str:
+    """`recipe`: a toy recipe other than the packaged one (the tests' smaller toy)."""
     dataset_dir = Path(root) / "toy"
-    build = build_dataset("toy", dataset_dir, progress=progress)
+    build = build_dataset("toy", dataset_dir, recipe=recipe, progress=progress)
     print(f"[1/3] toy benchmark at {dataset_dir} (version {build.manifest.dataset_version[:16]}, {build.status})")
     options = RunOptions(runs_root=Path(runs_root), device=device, progress=progress, threads=threads)
     (teacher_arch, _student_arch), = [p.split("/") for p in parse_pairs(pair)]

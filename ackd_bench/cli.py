@@ -435,8 +435,9 @@ def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sync-batchnorm", action="store_true",
                         help="under torchrun on GPUs: BatchNorm statistics over all ranks' batches (SyncBatchNorm), as "
                              "one GPU computes them at the same global batch; off by default (each rank's own share)")
-    parser.add_argument("--threads", type=int, help="CPU threads per run (default: the cores this process may use, "
-                                                    "divided by the runs started at once, less those other processes keep busy)")
+    parser.add_argument("--threads", type=int, help="CPU threads per run (default: OMP_NUM_THREADS if set, else the cores this "
+                                                    "process may use, divided by the runs started at once, less those other "
+                                                    "processes keep busy)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -373,7 +373,8 @@ def _add_sembridge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ablate", help="switch SemBridge components off: comma-separated ssm,dynm,ot1,ot2 (Table 6)")
     parser.add_argument("--gamma", type=float, help="DynM temperature (default 3)")
     parser.add_argument("--heads", type=int, help="Planner heads H (default 8)")
-    parser.add_argument("--lambda1", type=float, help="KD weight lambda_1 (default 0.4); w_ot = 1 - w_task - lambda_1")
+    parser.add_argument("--lambda1", type=float, help="KD weight lambda_1 (default 0.4). The OT weight is the profile's `ot` (paper: the "
+                        "reference's 0.3 for every lambda_1) or 1 - lambda_1 (bench: Eq. 20, lambda_1 in [0, 1])")
     parser.add_argument("--dynm", help="DynM schedule E0,DELTA,GROWTH (Eq. 12; default per dataset)")
 
 

@@ -8,6 +8,11 @@ student anew (its pair tables are observed while it trains).
 
     python bench/mechanism.py [--seeds 0 1] [--toy-version 2] [--profile demo] [--runs runs-mechanism]
     python bench/mechanism.py --dataset data/toy   # an already built toy (any version)
+    python bench/mechanism.py --toy-version 3 --profile paper --schedule demo --option dynm_divergence=student-teacher
+
+--profile names any profile; --schedule takes another profile's teacher, student and matcher
+sections (the `paper` options on the demo's short schedule), --option changes an option. Every pair
+table's hubs are printed after the agreement table.
 
 toy is synthetic: the numbers say whether toy carries the paper's problem, not what SemBridge does
 on the real benchmarks.
@@ -48,24 +53,32 @@ def main() -> None:
     source.add_argument("--toy-version", type=int, default=2, help="build this toy version under --data")
     source.add_argument("--dataset", type=Path, help="an already built toy")
     parser.add_argument("--profile", default="demo")
+    parser.add_argument("--schedule", help="a profile whose teacher, student and matcher sections to run with")
+    parser.add_argument("--option", action="append", default=[], help="OPTION=VALUE: change a profile option")
     parser.add_argument("--runs", default="runs-mechanism")
     parser.add_argument("--data", type=Path, default=Path("data"))
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
-    from toy_mechanism import measure_seed, render_mechanism  # beside this script
+    from toy_mechanism import measure_seed, render_hubs, render_mechanism  # beside this script
+    from variants import derived_profile
     from ackd_bench.train.api import RunOptions
 
     dataset = args.dataset or built_toy(args.toy_version, args.data)
     options = RunOptions(runs_root=Path(args.runs), device=args.device, progress=False, reuse_finished=True)
+    profile = derived_profile(args.profile, dict(o.split("=", 1) for o in args.option), Path(args.runs) / "profiles",
+                              args.schedule)
     rows = []
     for seed in args.seeds:
-        rows.append(measure_seed(dataset, seed, args.profile, options))
+        rows.append(measure_seed(dataset, seed, profile, options))
         print(render_mechanism(rows[-1:]).splitlines()[-1], flush=True)
-    print(f"\n{dataset} ({args.profile} profile, S/S): agreement = share of RGB train images whose MS partner has "
-          "their sub-type (%); chance = sum_k p_rgb(k|c) p_ms(k|c); naive = random same-class pairing, mean over the "
-          "run's epochs; soft labels at T=3 on MS train\n")
+    print(f"\n{dataset} ({Path(profile).stem} profile, S/S): agreement = share of RGB train images whose MS partner "
+          "has their sub-type (%); chance = sum_k p_rgb(k|c) p_ms(k|c); naive = random same-class pairing, mean over "
+          "the run's epochs; soft labels at T=3 on the MS gallery\n")
     print(render_mechanism(rows))
+    print("\nHubs: each pair table's distinct MS partners per class, students per class, the most students of a class "
+          "sharing one partner, and counts of RGB sub-type (rows) against partner sub-type (columns)\n")
+    print(render_hubs(rows))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,13 @@ partner of the same class does not. On toy that needs two things, measured here 
   (sum_k p_rgb(k | class) * p_ms(k | class), the sub-type frequencies of the two train splits).
 
 The matcher's own top-1 pair retrieval on MS val (its selection metric) is reported with them.
+
+Hubs: for every pair table, the distinct partners per class, the largest number of a class's
+students sharing one partner, and the table of the RGB image's sub-type against its partner's (a
+pairing that ignores the image has rows alike; one that follows it, a heavy diagonal).
+
+The partners are indices into the run's MS gallery (options.ms_gallery: MS train, or train+val
+under `paper`), whose sub-types are read from the same split.
 """
 
 from __future__ import annotations
@@ -100,6 +107,35 @@ def teacher_logits(teacher_path: str | Path, data: ShardDataset, batch_size: int
 
 
 @dataclass
+class Hubs:
+    """One pair table's concentration: per class, distinct partners and the most students sharing one;
+    and counts of (RGB sub-type, partner sub-type)."""
+
+    distinct: list[int]
+    largest: list[int]
+    students: list[int]
+    subtypes: list[list[int]]
+
+    @classmethod
+    def of(cls, pairs: np.ndarray, student_labels: np.ndarray, student_subtypes: np.ndarray,
+           gallery_subtypes: np.ndarray, n_subtypes: int = 3) -> "Hubs":
+        pairs = np.asarray(pairs)
+        classes = np.unique(student_labels)
+        distinct = [len(np.unique(pairs[student_labels == c])) for c in classes]
+        largest = [int(np.bincount(pairs[student_labels == c]).max()) for c in classes]
+        students = [int(np.sum(student_labels == c)) for c in classes]
+        table = np.zeros((n_subtypes, n_subtypes), dtype=np.int64)
+        np.add.at(table, (student_subtypes, gallery_subtypes[pairs]), 1)
+        return cls(distinct, largest, students, table.tolist())
+
+    def text(self) -> str:
+        rows = "; ".join(" ".join(str(v) for v in row) for row in self.subtypes)
+        return (f"partners {min(self.distinct)}-{max(self.distinct)} per class of {min(self.students)}-"
+                f"{max(self.students)} students, largest hub {min(self.largest)}-{max(self.largest)}; "
+                f"sub-type RGB x partner [{rows}]")
+
+
+@dataclass
 class SeedMechanism:
     seed: int
     teacher_oa: float
@@ -109,8 +145,18 @@ class SeedMechanism:
     chance: float
     naive: float
     tables: list[tuple[str, float]] = field(default_factory=list)  # ("SSM" or "DynM@e"), agreement
+    hubs: list[tuple[str, Hubs]] = field(default_factory=list)  # ("SSM" or "DynM@e"), concentration
     student_oa: float | None = None
     frequencies: dict[str, list[float]] = field(default_factory=dict)  # side -> share of each sub-type (train)
+
+
+def gallery_of(profile: str) -> str:
+    """The MS split a student's partners index under `profile` (options.ms_gallery, options.protocol)."""
+    from ackd_bench.data.splits import gallery_split
+    from ackd_bench.train.profiles import load_profile
+
+    options = load_profile(profile)["options"]
+    return gallery_split(options["protocol"], options["ms_gallery"])
 
 
 def measure_seed(dataset_dir: str | Path, seed: int, profile: str, options) -> SeedMechanism:
@@ -130,15 +176,16 @@ def measure_seed(dataset_dir: str | Path, seed: int, profile: str, options) -> S
                                      matcher=str(matcher_path), profile=profile, seed=seed)
     with observed_pairings() as tables:
         student = train_student(request, replace(options, reuse_finished=False, force=True))
-    ms, rgb = ShardDataset(dataset_dir, "ms", "train"), ShardDataset(dataset_dir, "rgb", "train")
+    ms, rgb = ShardDataset(dataset_dir, "ms", gallery_of(profile)), ShardDataset(dataset_dir, "rgb", "train")
     ms_sub, rgb_sub = toy_subtypes(ms), toy_subtypes(rgb)
     between, within = soft_label_separation(teacher_logits(teacher_path, ms), ms.labels, ms_sub)
-    agreements = [("SSM" if i == 0 else f"DynM@{epoch}", pair_agreement(pairs, rgb_sub, ms_sub))
-                  for i, (epoch, pairs) in enumerate(tables)]
+    names = ["SSM" if i == 0 else f"DynM@{epoch}" for i, (epoch, _pairs) in enumerate(tables)]
+    agreements = [(name, pair_agreement(pairs, rgb_sub, ms_sub)) for name, (_e, pairs) in zip(names, tables)]
+    hubs = [(name, Hubs.of(pairs, rgb.labels, rgb_sub, ms_sub)) for name, (_e, pairs) in zip(names, tables)]
     return SeedMechanism(
         seed=seed, teacher_oa=float(teacher["oa"]), soft_between=between, soft_within=within,
         matcher_top1=float(matcher["val_top1"]), chance=chance_agreement(rgb.labels, rgb_sub, ms.labels, ms_sub),
-        naive=naive_agreement(rgb, ms, rgb_sub, ms_sub, seed, int(student["epochs"])), tables=agreements,
+        naive=naive_agreement(rgb, ms, rgb_sub, ms_sub, seed, int(student["epochs"])), tables=agreements, hubs=hubs,
         student_oa=float(student["oa"]),
         frequencies={side: np.bincount(sub, minlength=3).tolist() for side, sub in (("ms", ms_sub), ("rgb", rgb_sub))})
 
@@ -154,4 +201,16 @@ def render_mechanism(rows: list[SeedMechanism]) -> str:
         oa = "–" if r.student_oa is None else f"{100 * r.student_oa:.1f}"
         lines.append(f"| {r.seed} | {100 * r.teacher_oa:.1f} | {r.soft_between:.3f} | {r.soft_within:.3f} | "
                      f"{100 * r.matcher_top1:.1f} | {100 * r.chance:.1f} | {100 * r.naive:.1f} | {tables} | {oa} | {freq} |")
+    return "\n".join(lines)
+
+
+def render_hubs(rows: list[SeedMechanism]) -> str:
+    """One line per seed and pair table: how concentrated its partners are."""
+    lines = ["| seed | table | distinct partners per class | students per class | largest hub per class | "
+             "RGB sub-type (rows) x partner sub-type |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        for name, h in r.hubs:
+            table = "; ".join(" ".join(str(v) for v in row) for row in h.subtypes)
+            lines.append(f"| {r.seed} | {name} | {min(h.distinct)}-{max(h.distinct)} | {min(h.students)}-"
+                         f"{max(h.students)} | {min(h.largest)}-{max(h.largest)} | {table} |")
     return "\n".join(lines)

@@ -102,12 +102,16 @@ def test_row3_baselines_alone_use_their_own_ce_kd_weights():
 
 
 def test_row4_ctkd_reference_scale_and_start(tmp_path):
-    reference, authors = build_distiller("ctkd", 3), build_distiller("ctkd", 3, {"t_squared": True, "theta_init": 0.0})
-    assert reference.diagnostics(0)["tau"].item() == pytest.approx(1 + 20 / (1 + math.exp(-1)), rel=1e-6)  # 15.62
-    assert authors.diagnostics(0)["tau"].item() == pytest.approx(11.0)
+    reference = build_distiller("ctkd", 3)
+    bench = build_distiller("ctkd", 3, load_profile("bench")["methods"]["ctkd"])
+    tau0 = 1 + 20 / (1 + math.exp(-1))  # 15.62: theta from 1 in both, as the CTKD authors' Global_T
+    assert reference.diagnostics(0)["tau"].item() == pytest.approx(tau0, rel=1e-6)
+    assert bench.diagnostics(0)["tau"].item() == pytest.approx(tau0, rel=1e-6)
     s, t = {"logits": torch.tensor([[1.0, 2.0, 0.5]])}, {"logits": torch.tensor([[3.0, 0.0, 1.0]])}
-    kl = sum(pt * math.log(pt / ps) for pt, ps in zip(softmax(np.array([3.0, 0, 1]) / 11), softmax(np.array([1.0, 2, 0.5]) / 11)))
-    assert authors(s, t, None, 0)["ctkd"].item() == pytest.approx(121 * kl, rel=1e-5)
+    kl = sum(pt * math.log(pt / ps) for pt, ps in zip(softmax(np.array([3.0, 0, 1]) / tau0),
+                                                      softmax(np.array([1.0, 2, 0.5]) / tau0)))
+    assert reference(s, t, None, 0)["ctkd"].item() == pytest.approx(kl, rel=1e-5)
+    assert bench(s, t, None, 0)["ctkd"].item() == pytest.approx(tau0**2 * kl, rel=1e-5)
 
 
 def test_row5_shufflenet_width_follows_the_profile():
@@ -402,3 +406,92 @@ def test_row15_galleries_are_every_ms_image_the_protocol_allows_or_the_teachers_
     # reference: every MS image, as generator.py:30-36 and train.py:155-162 draw from the whole dataset
     assert gallery_split("reference", "all") == "train+val+test"
     assert gallery_split("reference", "train") == "train+val"  # the teacher's own fit split
+
+
+def test_row19_dynm_assignment_is_eq11s_argmin_in_paper_and_balanced_in_bench():
+    """Students alike: Eq. 11 gives every one the same teacher (a hub); the balanced assignment gives
+    no teacher more than ceil(N / M) of them, at the least total divergence such a table has."""
+    from itertools import product
+
+    assert load_profile("paper")["options"]["dynm_assignment"] == "argmin"
+    assert load_profile("bench")["options"]["dynm_assignment"] == "balanced"
+    students = torch.tensor([[2.0, 0.0, 0.0]]).repeat(5, 1) + 0.01 * torch.arange(5.0)[:, None]
+    teachers = torch.tensor([[2.0, 0.1, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 2.0]])
+    labels, galleries = np.zeros(5, dtype=int), [np.arange(3)]
+    argmin = dynm_match(students, teachers, labels, galleries, 3.0)
+    assert argmin.tolist() == [0] * 5
+    balanced = dynm_match(students, teachers, labels, galleries, 3.0, assignment="balanced")
+    assert np.bincount(balanced, minlength=3).max() == 2  # ceil(5 / 3)
+    omega = kl_matrix(students, teachers, 3.0).numpy()
+    best = min(sum(omega[i, k] for i, k in enumerate(table)) for table in product(range(3), repeat=5)
+               if np.bincount(table, minlength=3).max() <= 2)
+    assert sum(omega[i, k] for i, k in enumerate(balanced)) == pytest.approx(best, rel=1e-9)
+    with pytest.raises(ValueError, match="expected one of argmin, balanced"):
+        dynm_match(students, teachers, labels, galleries, 3.0, assignment="hungarian")
+
+
+def test_row20_coral_reference_grows_with_the_batch_and_covariance_does_not():
+    from ackd_bench.methods.sembridge.coral import coral
+
+    x = torch.tensor([[1.0, 2.0], [3.0, 0.0], [-1.0, 1.0]])
+    y = torch.tensor([[0.0, 1.0], [2.0, 2.0], [1.0, -3.0]])
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    covariance = ((xc.t() @ xc - yc.t() @ yc) / 2) ** 2  # Sun & Saenko: C = Xc^T Xc / (B - 1)
+    assert coral(x, y, "covariance").item() == pytest.approx(covariance.sum().item() / (4 * 2**2), rel=1e-5)
+    # the same features twice over: the reference's loss is 4 times larger, the covariance's the same
+    # up to (B - 1) against (2B - 1)
+    a, b = torch.randn(16, 40), torch.randn(16, 40) * 2
+    doubled = torch.cat([a, a]), torch.cat([b, b])
+    assert coral(*doubled).item() == pytest.approx(4 * coral(a, b).item(), rel=1e-4)
+    assert coral(*doubled, "covariance").item() == pytest.approx(
+        (2 * 15 / 31) ** 2 * coral(a, b, "covariance").item(), rel=1e-4)
+    assert load_profile("paper")["options"]["coral"] == "reference"
+    assert load_profile("bench")["options"]["coral"] == "covariance"
+
+
+@pytest.mark.parametrize("lambda1, paper_ot, bench_ot", [(0.2, 0.3, 0.8), (0.4, 0.3, 0.6), (0.8, 0.3, 0.2)])
+def test_row21_ot_weight_is_the_references_constant_in_paper_and_one_minus_lambda1_in_bench(lambda1, paper_ot,
+                                                                                            bench_ot):
+    from ackd_bench.train.api import loss_weights
+
+    for profile, ot in (("paper", paper_ot), ("bench", bench_ot)):
+        data = load_profile(profile)
+        weights = loss_weights(data["student"], {}, data["options"], {"lambda1": lambda1})
+        assert weights == pytest.approx({"task": 0.3, "kd": lambda1, "ot": ot, "ot_scale": weights["ot_scale"]})
+        assert weights["ot_scale"] == data["student"]["loss_weights"]["ot_scale"]
+
+
+def test_row21_a_weight_that_would_turn_negative_is_one_line(mini_toy, mini_teacher, mini_matcher, tmp_path, cli):
+    from ackd_bench.train.api import loss_weights
+
+    bench = load_profile("bench")
+    with pytest.raises(AckdError, match=r"--lambda1 1.5: expected a value in \[0, 1\] under options.ot_weight"):
+        loss_weights(bench["student"], {}, bench["options"], {"lambda1": 1.5})
+    done = cli("train-student", str(mini_toy), "--arch", "S", "--method", "sembridge", "--teacher", str(mini_teacher),
+               "--matcher", str(mini_matcher), "--profile", "smoke", "--lambda1", "1.5", "--out", str(tmp_path / "x"))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--lambda1 1.5" in done.stderr
+    assert not (tmp_path / "x" / "result.json").exists()
+    profile = tmp_path / "negative.yaml"
+    profile.write_text("extends: smoke\nname: negative\nstudent: {loss_weights: {ot: -0.3}}\n")
+    done = cli("train-student", str(mini_toy), "--arch", "S", "--method", "kd", "--teacher", str(mini_teacher),
+               "--profile", str(profile), "--out", str(tmp_path / "y"))
+    assert done.returncode == 2 and "student.loss_weights.ot is -0.3: expected a number in [0, 1000]" in done.stderr
+    # lambda1 = 0.8 runs under bench with the OT weight 0.2
+    done = cli("train-student", str(mini_toy), "--arch", "S", "--method", "sembridge", "--teacher", str(mini_teacher),
+               "--matcher", str(mini_matcher), "--profile", "smoke", "--lambda1", "0.8", "--epochs", "1",
+               "--out", str(tmp_path / "z"), "--quiet")
+    assert done.returncode == 0, done.stderr
+    config = json.loads((tmp_path / "z" / "config.json").read_text())
+    assert config["loss_weights"]["kd"] == 0.8 and config["loss_weights"]["ot"] == pytest.approx(0.2)
+
+
+def test_row22_bench_multiplies_every_kl_at_temperature_t_by_t_squared():
+    s, t = {"logits": torch.tensor([[1.0, 2.0, 0.5]])}, {"logits": torch.tensor([[3.0, 0.0, 1.0]])}
+    kl3 = sum(pt * math.log(pt / ps) for pt, ps in zip(softmax(np.array([3.0, 0, 1]) / 3),
+                                                      softmax(np.array([1.0, 2, 0.5]) / 3)))
+    paper, bench = load_profile("paper")["methods"], load_profile("bench")["methods"]
+    assert build_distiller("kd", 3, paper.get("kd"))(s, t, None, 0)["kd"].item() == pytest.approx(kl3, rel=1e-5)
+    assert build_distiller("kd", 3, bench.get("kd"))(s, t, None, 0)["kd"].item() == pytest.approx(9 * kl3, rel=1e-5)
+    assert bench["ctkd"]["t_squared"] is True and paper.get("ctkd", {}).get("t_squared") is None
+    # LSKD and DKD carry T^2 in every profile: neither has a switch for it
+    assert not {"t_squared"} & (set(load_method_defaults("lskd")["params"]) | set(load_method_defaults("dkd")["params"]))

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.toy_mechanism import (chance_agreement, naive_agreement, pair_agreement, soft_label_separation,
-                                          toy_subtypes)
+from bench.toy_mechanism import (Hubs, chance_agreement, gallery_of, naive_agreement, pair_agreement,
+                                 soft_label_separation, toy_subtypes)
 
 
 def test_pair_agreement_and_chance_by_hand():
@@ -19,6 +19,23 @@ def test_pair_agreement_and_chance_by_hand():
     # class 0's gallery is 1/3 sub-type 0, 2/3 sub-type 1; class 1's is 1/2 sub-type 2:
     # students: 1/3, 1/3, 2/3, 1/2 -> mean 11/24
     assert chance_agreement(student_labels, student_sub, gallery_labels, gallery_sub) == pytest.approx(11 / 24)
+
+
+def test_hubs_by_hand():
+    # class 0: students 0-3 with partners 5, 5, 5, 6; class 1: students 4-5 with partners 7, 8
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    student_sub = np.array([0, 1, 2, 0, 1, 1])
+    gallery_sub = np.array([0, 0, 0, 0, 0, 2, 1, 1, 0])
+    hubs = Hubs.of(np.array([5, 5, 5, 6, 7, 8]), labels, student_sub, gallery_sub)
+    assert hubs.distinct == [2, 2] and hubs.largest == [3, 1] and hubs.students == [4, 2]
+    # (student sub-type, partner sub-type): (0,2) (1,2) (2,2) (0,1) (1,1) (1,0)
+    assert hubs.subtypes == [[0, 1, 1], [1, 1, 1], [0, 0, 1]]
+    assert hubs.text().startswith("partners 2-2 per class of 2-4 students, largest hub 1-3")
+
+
+def test_the_mechanism_reads_the_sub_types_of_the_gallery_the_profile_pairs_from():
+    assert gallery_of("paper") == "train+val"  # options.ms_gallery: all (held out: test stays out)
+    assert gallery_of("bench") == gallery_of("demo") == "train"
 
 
 def test_soft_label_separation_by_hand():
@@ -67,3 +84,17 @@ def test_observed_pairings_see_ssms_table_and_each_dynm_rematch(monkeypatch):
     assert [(e, p.tolist()) for e, p in tables] == [(0, [0, 1]), (2, [2, 2])]
     table.for_epoch(4, task)  # outside the block: not observed
     assert len(tables) == 2 and not pairing._OBSERVERS
+
+
+def test_a_derived_profile_changes_only_the_options_and_schedule_it_names(tmp_path):
+    from ackd_bench.train.profiles import load_profile
+    from bench.variants import Variant, derived_profile
+
+    assert derived_profile("demo", {}, tmp_path) == "demo"  # nothing changed: the profile itself
+    path = derived_profile("paper", {"dynm_divergence": "student-teacher"}, tmp_path, schedule="demo")
+    derived, paper, demo = load_profile(path), load_profile("paper"), load_profile("demo")
+    assert derived["options"] == {**paper["options"], "dynm_divergence": "student-teacher"}
+    assert derived["student"]["epochs"] == demo["student"]["epochs"] and derived["seed"] == demo["seed"]
+    assert derived["student"]["loss_weights"] == paper["student"]["loss_weights"]
+    variant = Variant.parse("no-ot1=demo+dynm_assignment=argmin/ot1", tmp_path)
+    assert variant.ablation == ("ot1",) and load_profile(variant.profile)["options"]["dynm_assignment"] == "argmin"

@@ -6,7 +6,7 @@ descends it. The reversal strength lambda follows a cosine ramp from 0 to -1 ove
 (reference code: 5; the CTKD authors: 10) and is applied once, inside the reversal layer's
 backward (lambda is negative; nothing else negates). The KL is computed in log space, which keeps
 it finite for any temperature. The reference code starts theta at 1 and leaves the KL unscaled;
-the CTKD authors start at 0 and multiply by tau^2 (`theta_init`, `t_squared`).
+the CTKD authors start at 1 too and multiply by tau^2 (`theta_init`, `t_squared`).
 """
 
 from __future__ import annotations

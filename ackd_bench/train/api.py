@@ -340,14 +340,23 @@ def loss_weights(section: dict[str, Any], method_spec: dict[str, Any], choices: 
                  sembridge: dict[str, Any] | None) -> dict[str, float]:
     """A student's loss weights, resolved here only: its profile section's, a baseline's own where the
     profile asks for per-method weights (`options.baseline_weights`), and under SemBridge (its
-    `settings`) the KD weight lambda1 and the OT terms' weight, the rest of the unit budget."""
+    `settings`) the KD weight lambda1 and the OT terms' weight by `options.ot_weight`: the profile's
+    `ot` for every lambda1 (`reference`, the reference code's constant 0.3), or the paper's
+    lambda2 = 1 - lambda1 (`one-minus-lambda1`, Eq. 20's text). Either way every weight is >= 0."""
     weights = dict(section["loss_weights"])
     if sembridge is None:
         if choices["baseline_weights"] == "per-method":
             weights.update(method_spec["alone_weights"])
         return weights
     lambda1 = float(sembridge["lambda1"])
-    return {**weights, "kd": lambda1, "ot": 1.0 - float(weights["task"]) - lambda1}
+    rule = choices["ot_weight"]
+    if rule == "one-minus-lambda1" and not 0.0 <= lambda1 <= 1.0:
+        raise AckdError(f"--lambda1 {lambda1:g}: expected a value in [0, 1] under options.ot_weight "
+                        f"one-minus-lambda1, whose OT weight 1 - lambda1 would be negative")
+    ot = float(weights["ot"]) if rule == "reference" else 1.0 - lambda1
+    if lambda1 < 0 or ot < 0:
+        raise AckdError(f"SemBridge's loss weights: lambda1 {lambda1:g} and OT weight {ot:g}: expected both >= 0")
+    return {**weights, "kd": lambda1, "ot": ot}
 
 
 def published_at(spec: dict[str, Any]) -> dict[str, str | None]:

@@ -94,11 +94,12 @@ def observed_pairings() -> Iterator[list[tuple[int, np.ndarray]]]:
 
 class SemBridgePairing:
     def __init__(self, initial: np.ndarray, schedule: list[int], gallery_logits: torch.Tensor | None,
-                 galleries: list[np.ndarray], gamma: float, batch_size: int, divergence: str = "teacher-student"):
+                 galleries: list[np.ndarray], gamma: float, batch_size: int, divergence: str = "teacher-student",
+                 assignment: str = "argmin"):
         """`gallery_logits`: the teacher cache's logits, wherever the cache lives (device when resident)."""
         self.pairs = np.asarray(initial, dtype=np.int64)
         self.schedule, self.gallery_logits, self.galleries = list(schedule), gallery_logits, galleries
-        self.gamma, self.batch_size, self.divergence = gamma, batch_size, divergence
+        self.gamma, self.batch_size, self.divergence, self.assignment = gamma, batch_size, divergence, assignment
         self.rematched: list[int] = []
         self._reported = False  # whether observed_pairings() has seen the table in use
 
@@ -111,7 +112,7 @@ class SemBridgePairing:
         if self.dynamic and epoch in self.schedule and epoch not in self.rematched:
             logits = split_outputs(task.module.backbone, task.rgb_split, task.rt, self.batch_size)["logits"]
             self.pairs = dynm_match(logits, self.gallery_logits, task.rgb_train.labels, self.galleries, self.gamma,
-                                    divergence=self.divergence)
+                                    divergence=self.divergence, assignment=self.assignment)
             self.rematched.append(epoch)
             new_table = True
         if new_table:

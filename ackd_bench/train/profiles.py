@@ -32,6 +32,14 @@ SECTIONS = ("teacher", "student", "matcher")
 OPTIONS: dict[str, tuple[Any, ...]] = {
     "dynm_divergence": ("teacher-student", "student-teacher"),  # KL(p_T||p_S) as the code; KL(p_S||p_T) as Eq. 10
     "dynm_epochs": ("reference", "eq12"),  # main_config.py's lists; Eq. 12 continued to the last epoch
+    # Eq. 11's least divergent teacher per student; the least total divergence with each teacher
+    # partnering at most ceil(N_c / M_c) students of a class (methods/sembridge/matching.py)
+    "dynm_assignment": ("argmin", "balanced"),
+    # the reference's unnormalised covariances over 4 d^3; Sun & Saenko's over (B - 1)^2 4 d^2 (coral.py)
+    "coral": ("reference", "covariance"),
+    # SemBridge's OT weight: the profile's `ot` for every lambda_1 (the reference's constant); the
+    # paper's lambda_2 = 1 - lambda_1 (Eq. 20's text), lambda_1 in [0, 1]
+    "ot_weight": ("reference", "one-minus-lambda1"),
     "baseline_weights": ("per-method", "shared"),  # each distiller's own CE:KD; the profile's task/kd for all
     "shufflenet_width": (0.5, 1.0),
     "multilabel_f1": ("macro-logit-0.5", "samples"),  # val.py; sample-averaged F1 at sigmoid >= 0.5
@@ -52,7 +60,8 @@ OPTIONS: dict[str, tuple[Any, ...]] = {
 # what a run recorded before an option existed did: its recorded profile is read with these
 LEGACY_OPTIONS: dict[str, Any] = {"matcher_checkpoint": "best-val", "heads": "projected", "multilabel_selection": "f1",
                                   "forward_precision": "auto", "protocol": "heldout",
-                                  "ms_gallery": "train", "ms_bands": "recipe"}
+                                  "ms_gallery": "train", "ms_bands": "recipe", "dynm_assignment": "argmin",
+                                  "coral": "reference", "ot_weight": "reference"}
 
 
 # every key a profile may hold, with the types its readers rely on
@@ -62,6 +71,7 @@ SECTION_KEYS: dict[str, tuple[type, ...]] = {"optimizer": (str,), "lr": NUMBER, 
                                              "augment": (list,)}
 STUDENT_KEYS: dict[str, tuple[type, ...]] = {"loss_weights": (dict,)}
 LOSS_WEIGHTS = ("task", "kd", "ot", "ot_scale")
+LOSS_WEIGHT_BOUND = 1e3
 AUGMENTATIONS = ("hflip", "vflip")
 
 
@@ -89,6 +99,10 @@ def check_schema(profile: dict[str, Any], path: str) -> None:
         weights = profile[section].get("loss_weights", {w: 0.0 for w in LOSS_WEIGHTS})
         if set(weights) - set(LOSS_WEIGHTS) or not all(typed(v, NUMBER) for v in weights.values()):
             raise AckdError(f"{path}: {section}.loss_weights must map some of {', '.join(LOSS_WEIGHTS)} to numbers")
+        for name, value in weights.items():
+            if not 0 <= float(value) <= LOSS_WEIGHT_BOUND:  # a negative weight would maximise its term
+                raise AckdError(f"{path}: {section}.loss_weights.{name} is {value!r}: expected a number in "
+                                f"[0, {LOSS_WEIGHT_BOUND:g}]")
     for method, params in profile["methods"].items():
         check_method_params(str(method), params, path)
 

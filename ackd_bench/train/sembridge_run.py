@@ -48,7 +48,7 @@ class SemBridgeRun:
         from ..methods.sembridge.alignment import KnowledgeAlignment
 
         return KnowledgeAlignment("ot1" not in self.ablation, "ot2" not in self.ablation, int(self.settings["dim"]),
-                                  int(self.settings["heads"]))
+                                  int(self.settings["heads"]), self.settings["coral"])
 
     def pairing(self, task, cache, rt, cfg, seed: int):
         """SSM's initial partners (or the naive same-class draw with SSM off), re-matched by DynM."""
@@ -62,7 +62,8 @@ class SemBridgeRun:
         if "dynm" not in self.ablation:  # on the device, where the student's logits are computed (N x classes: small)
             gallery_logits = rt.place((task.source.cache or cache).tensors["logits"])
         return SemBridgePairing(initial, self.settings["dynm_epochs"], gallery_logits, task.galleries,
-                                float(self.settings["gamma"]), cfg.batch_size, self.settings["dynm_divergence"])
+                                float(self.settings["gamma"]), cfg.batch_size, self.settings["dynm_divergence"],
+                                self.settings["dynm_assignment"])
 
 
 def sembridge_run(request: RunRequest, data, choices: dict[str, Any], epochs: int) -> SemBridgeRun:
@@ -72,7 +73,8 @@ def sembridge_run(request: RunRequest, data, choices: dict[str, Any], epochs: in
     settings = {**defaults["params"], **request.sembridge.params()}
     settings["dynm_epochs"] = dynm_epochs(defaults, data.manifest.dataset, choices["dynm_epochs"], epochs,
                                           request.sembridge.dynm)
-    settings["dynm_divergence"] = choices["dynm_divergence"]
+    for option in ("dynm_divergence", "dynm_assignment", "coral", "ot_weight"):
+        settings[option] = choices[option]
     matcher = None
     if "ssm" not in request.ablation:
         if request.matcher is None:

@@ -1,5 +1,6 @@
 """Semantic-aware Knowledge Alignment: L_ot1 = CORAL(D_T, D_S) on Planner-re-weighted tokens and
-L_ot2 = CORAL(z_T, z_S) on pooled features (Eq. 19). Either term can be switched off (Table 6)."""
+L_ot2 = CORAL(z_T, z_S) on pooled features (Eq. 19). Either term can be switched off (Table 6);
+`coral_form` is CORAL's normalisation (coral.py, options.coral)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from .planner import Planner
 
 
 class KnowledgeAlignment(nn.Module):
-    def __init__(self, ot1: bool = True, ot2: bool = True, dim: int = 512, heads: int = 8):
+    def __init__(self, ot1: bool = True, ot2: bool = True, dim: int = 512, heads: int = 8,
+                 coral_form: str = "reference"):
         super().__init__()
-        self.ot2 = ot2
+        self.ot2, self.coral_form = ot2, coral_form
         self.planner = Planner(dim, heads) if ot1 else None
 
     def forward(self, student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -25,7 +27,7 @@ class KnowledgeAlignment(nn.Module):
                     f"student {student['tokens'].shape[1]} (RGB images are resized to the MS size when built)"
                 )
             d_t, d_s = self.planner(teacher["tokens"].float(), student["tokens"].float())
-            terms["ot1"] = coral(d_t, d_s)
+            terms["ot1"] = coral(d_t, d_s, self.coral_form)
         if self.ot2:
-            terms["ot2"] = coral(teacher["pooled"].float(), student["pooled"].float())
+            terms["ot2"] = coral(teacher["pooled"].float(), student["pooled"].float(), self.coral_form)
         return terms

@@ -3,9 +3,21 @@
 Both are one matrix computation per class (chunked over students to bound memory), never a loop
 over samples. For multi-label MS data a teacher sample sits in the gallery of every class among
 its labels.
+
+DynM assigns in one of two ways (options.dynm_assignment):
+- `argmin` (Eq. 11, the reference code): each student gets its class's teacher of least Omega. Omega
+  splits into a part that depends on the teacher alone, the same for every student of a class, and a
+  part linear in the student's deviation from its class; when students of a class are alike, they
+  all get the same few teachers (hubs).
+- `balanced`: the assignment of least total Omega in which no teacher of a class partners more than
+  ceil(N_c / M_c) of its N_c students (M_c teachers): a balanced optimal transport between the class's
+  students and teachers, solved exactly (scipy's linear_sum_assignment on the cost with each
+  teacher's column repeated that many times; O(N_c^3), seconds at a few thousand students per class).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -70,13 +82,44 @@ def kl_matrix(student_logits: torch.Tensor, teacher_logits: torch.Tensor, gamma:
         return (log_t.exp() * log_t).sum(dim=1).unsqueeze(0) - log_s @ log_t.exp().t()
 
 
+ASSIGNMENTS = ("argmin", "balanced")
+
+
+def balanced_assignment(cost: np.ndarray) -> np.ndarray:
+    """For an (N students x M teachers) cost, the teacher column of each student in the assignment of
+    least total cost where each teacher takes at most ceil(N / M) students."""
+    from scipy.optimize import linear_sum_assignment
+
+    students, teachers = cost.shape
+    capacity = math.ceil(students / teachers)
+    rows, columns = linear_sum_assignment(np.tile(cost, (1, capacity)))
+    matches = np.empty(students, dtype=np.int64)
+    matches[rows] = columns % teachers
+    return matches
+
+
 def dynm_match(student_logits: torch.Tensor, teacher_logits: torch.Tensor, student_labels: np.ndarray,
                galleries: list[np.ndarray], gamma: float = 3.0, chunk: int = 4096,
-               divergence: str = "teacher-student") -> np.ndarray:
-    """Each student sample gets the teacher of its class with the smallest Omega (Eq. 11)."""
+               divergence: str = "teacher-student", assignment: str = "argmin") -> np.ndarray:
+    """Each student sample gets a teacher of its class by Omega (Eq. 10): the smallest (`argmin`, Eq.
+    11), or in the balanced assignment of least total Omega (`balanced`)."""
+    if assignment not in ASSIGNMENTS:
+        raise ValueError(f"DynM assignment {assignment!r}: expected one of {', '.join(ASSIGNMENTS)}")
     student_logits = student_logits.to(teacher_logits.device)
 
     def score(rows, cols):
         return -kl_matrix(student_logits[rows], teacher_logits[cols], gamma, divergence)
 
-    return _per_class(student_labels, galleries, score, chunk, teacher_logits.device)
+    if assignment == "argmin":
+        return _per_class(student_labels, galleries, score, chunk, teacher_logits.device)
+    labels = np.asarray(student_labels, dtype=np.int64)
+    matches = np.full(len(labels), -1, dtype=np.int64)
+    for c in np.unique(labels):
+        if len(galleries[c]) == 0:
+            raise ValueError(f"class {c} has no teacher sample to match")
+        members = np.flatnonzero(labels == c)
+        gallery = np.asarray(galleries[c], dtype=np.int64)
+        rows, cols = (torch.as_tensor(x, device=teacher_logits.device) for x in (members, gallery))
+        cost = -torch.cat([score(rows[i:i + chunk], cols) for i in range(0, len(members), chunk)]).double().cpu().numpy()
+        matches[members] = gallery[balanced_assignment(cost)]
+    return matches

@@ -38,11 +38,12 @@ def dynm_schedule(e0: int, step: int, growth: int, epochs: int) -> list[int]:
 
 
 def _per_class(student_labels: np.ndarray, galleries: list[np.ndarray], score_fn, chunk: int,
-               device: torch.device) -> np.ndarray:
-    """For each student, the gallery index (of its class) that maximises score_fn(students, gallery).
+               device: torch.device, balanced: bool = False) -> np.ndarray:
+    """For each student, the gallery index (of its class) that maximises score_fn(students, gallery),
+    or with `balanced` the one the class's balanced assignment of greatest total score gives it.
 
     Indices and scores stay on `device` (where the embeddings or logits are); the matches are read
-    back once, at the end.
+    back once, at the end (a balanced class's scores go to the host for the assignment).
     """
     labels = np.asarray(student_labels, dtype=np.int64)  # host labels: members are found without a sync
     matches = torch.full((len(labels),), -1, dtype=torch.long, device=device)
@@ -51,6 +52,11 @@ def _per_class(student_labels: np.ndarray, galleries: list[np.ndarray], score_fn
             raise ValueError(f"class {c} has no teacher sample to match")
         members = torch.as_tensor(np.flatnonzero(labels == c), device=device)
         gallery = torch.as_tensor(np.asarray(galleries[c], dtype=np.int64), device=device)
+        if balanced:
+            scores = torch.cat([score_fn(members[i:i + chunk], gallery) for i in range(0, len(members), chunk)])
+            columns = balanced_assignment(-scores.double().cpu().numpy())
+            matches[members] = gallery[torch.as_tensor(columns, device=device)]
+            continue
         for start in range(0, len(members), chunk):
             rows = members[start:start + chunk]
             matches[rows] = gallery[score_fn(rows, gallery).argmax(dim=1)]
@@ -110,16 +116,4 @@ def dynm_match(student_logits: torch.Tensor, teacher_logits: torch.Tensor, stude
     def score(rows, cols):
         return -kl_matrix(student_logits[rows], teacher_logits[cols], gamma, divergence)
 
-    if assignment == "argmin":
-        return _per_class(student_labels, galleries, score, chunk, teacher_logits.device)
-    labels = np.asarray(student_labels, dtype=np.int64)
-    matches = np.full(len(labels), -1, dtype=np.int64)
-    for c in np.unique(labels):
-        if len(galleries[c]) == 0:
-            raise ValueError(f"class {c} has no teacher sample to match")
-        members = np.flatnonzero(labels == c)
-        gallery = np.asarray(galleries[c], dtype=np.int64)
-        rows, cols = (torch.as_tensor(x, device=teacher_logits.device) for x in (members, gallery))
-        cost = -torch.cat([score(rows[i:i + chunk], cols) for i in range(0, len(members), chunk)]).double().cpu().numpy()
-        matches[members] = gallery[balanced_assignment(cost)]
-    return matches
+    return _per_class(student_labels, galleries, score, chunk, teacher_logits.device, assignment == "balanced")

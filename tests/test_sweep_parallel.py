@@ -42,6 +42,8 @@ def test_local_sweep_runs_two_students_at_once(mini_toy, tmp_path):
 
     entries = Ledger(ledger.path).entries  # as written to disk, one record per finished run
     assert [entries[r.key]["status"] for r in requests] == ["done", "done"], entries
+    # each entry says what its run cost in its own process: the grid's cost per stage is their sum
+    assert all(0 < entries[r.key]["cpu_seconds"] and 0 < entries[r.key]["wall_seconds"] for r in requests)
     run_dirs = [Path(entries[r.key]["run_dir"]) for r in requests]
     assert run_dirs[0] != run_dirs[1]
     for request, run_dir in zip(requests, run_dirs):

@@ -73,14 +73,21 @@ def guarded(request: GridRun, plan: RunPlan) -> dict[str, Any]:
     saved) a "preempted" one."""
     from ..train.engine import Preempted
 
+    started, cpu_started = time.time(), time.process_time()
+
+    def cost() -> dict[str, float]:
+        # what a run cost where it ran (its process, every thread), for the sweep's cost per stage
+        return {"wall_seconds": round(time.time() - started, 1),
+                "cpu_seconds": round(time.process_time() - cpu_started, 1)}
+
     try:
         result = run_request(request, plan)
-        return {"status": "done", "run_dir": result["run_dir"]}
+        return {"status": "done", "run_dir": result["run_dir"], **cost()}
     except Preempted as exc:
-        return {"status": "preempted", "signal": exc.signal_name, "error": str(exc)}
+        return {"status": "preempted", "signal": exc.signal_name, "error": str(exc), **cost()}
     except Exception as exc:  # noqa: BLE001 - a sweep records every failure and goes on
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return {"status": "failed", "error": last}
+        return {"status": "failed", "error": last, **cost()}
 
 
 def hand_back(signal_name: str) -> None:

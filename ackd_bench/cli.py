@@ -264,7 +264,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from .harness.sweep import run_sweep
 
     if args.replay:
+        from .data.locate import built_for_plan
+
         requests, config, args.launcher, args.name, slurm = read_plan(args.replay)
+        if not args.dry_run:
+            for dataset in sorted({r.dataset for r in requests}):
+                built_for_plan(dataset, args.replay, progress=not args.quiet)
     else:
         check_runs_per_gpu(args.runs_per_gpu)
         _choose_datasets(args)
@@ -569,7 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_speed_arguments(sweep)
     sweep.add_argument("--runs-per-gpu", type=int, default=1, metavar="K",
                        help="run K runs at once on one GPU, each in its own process (default 1; lowered to what "
-                            "fits in free GPU memory); on Slurm, one array task per group of K")
+                            "fits in free GPU memory), or on the CPU, each on its share of the cores; on Slurm, "
+                            "one array task per group of K")
     sweep.add_argument("--partition", help="Slurm partition")
     sweep.add_argument("--parallel", type=int, help="Slurm array parallelism")
     sweep.add_argument("--gpus", type=int, help="GPUs per Slurm job (default 1; 0 with --device cpu)")

@@ -5,6 +5,9 @@
 - `datasets.md`: its hand-written text, then one subsection per recipe in `recipes/` (sources, bands,
   class maps, splits, licences), rendered with the dataset card's own helpers (`data/card.py`), so
   the site says what a build's `DATASET.md` says.
+- `leaderboard.md`: at its `TOY_GRID_MARK`, the toy's Tables 3-6 and their paired comparisons from
+  the project's board (`leaderboard/leaderboard.csv` and its `predictions/`), and the plot of OA by
+  method and pair (`toy_oa.png`, generated), so the page shows what the board holds.
 """
 
 from __future__ import annotations
@@ -18,18 +21,58 @@ from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes"  # this checkout's recipes, not $ACKD_BENCH_RECIPES: the site documents the repository
+BOARD = ROOT / "leaderboard" / "leaderboard.csv"  # the project's published board
+TOY_GRID_MARK = "<!-- the toy grid's tables, generated from the board -->"
+TOY_PLOT = "toy_oa.png"
 USAGE_WIDTH = 100  # argparse wraps to the terminal otherwise, and the page would depend on who built it
 
 
 def on_files(files, config):
     files.append(File.generated(config, "cli.md", content=cli_page()))
+    plot = toy_plot()
+    if plot is not None:
+        files.append(File.generated(config, TOY_PLOT, content=plot))
     return files
 
 
 def on_page_markdown(markdown, page, config, files):
     if page.file.src_uri == "datasets.md":
         return markdown.rstrip("\n") + "\n\n" + recipes_markdown()
+    if page.file.src_uri == "leaderboard.md":
+        return markdown.replace(TOY_GRID_MARK, toy_grid_markdown())
     return markdown
+
+
+# --- the toy grid on the board --------------------------------------------------------------------
+
+def _toy_runs() -> list:
+    from ackd_bench.leaderboard.board import read_board
+
+    return [r for r in read_board(BOARD) if r.dataset == "toy"]
+
+
+def toy_plot() -> bytes | None:
+    import tempfile
+
+    from ackd_bench.errors import AckdError
+    from ackd_bench.leaderboard.plot import plot_oa
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            return plot_oa(_toy_runs(), Path(tmp) / TOY_PLOT).read_bytes()
+        except AckdError:  # no toy student on the board
+            return None
+
+
+def toy_grid_markdown() -> str:
+    from ackd_bench.leaderboard.board import predictions_store
+    from ackd_bench.leaderboard.summary import tables_markdown
+
+    runs = _toy_runs()
+    if not runs:
+        return "The project's board holds no toy run yet."
+    return (f"![Test OA of each method on each pair of toy, with 95% t-intervals over seeds]({TOY_PLOT})\n\n"
+            + tables_markdown(runs, predictions_store(BOARD), datasets=["toy"], with_paper=False))
 
 
 # --- CLI reference --------------------------------------------------------------------------------

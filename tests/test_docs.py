@@ -80,6 +80,28 @@ def test_reference_pages(site):
         assert f'id="{module}"' in api, f"{module} not rendered by mkdocstrings"
 
 
+def test_leaderboard_page_shows_the_toy_grid_of_the_projects_board(site):
+    """The page shows what `leaderboard/leaderboard.csv` holds: the toy's tables (a cell checked
+    by hand against the board's rows), each table's paired comparisons and the plot."""
+    import numpy as np
+
+    from ackd_bench.leaderboard.board import read_board
+
+    runs = [r for r in read_board(REPO / "leaderboard" / "leaderboard.csv") if r.dataset == "toy"]
+    sembridge = [100 * r.oa for r in runs if r.method == "sembridge" and (r.teacher, r.student) == ("R", "R")
+                 and not r.ablation]
+    assert len(sembridge) >= 3, "the project's board holds no 3-seed toy grid"
+    text = page_text(site, "leaderboard")
+    assert f"{np.mean(sembridge):.1f} ± {np.std(sembridge, ddof=1):.1f} (n={len(sembridge)})" in text
+    for question in ("Table 3: SemBridge against the student alone", "Table 4: SemBridge against each distillation loss",
+                     "Table 5: SemBridge + X against X", "Table 6: SemBridge against SemBridge without one part"):
+        assert question in text
+    assert "sembridge - sembridge:dynm" in text and text.count("These designs detect ") >= 3
+    raw = (site / "leaderboard" / "index.html").read_text()
+    assert 'src="../toy_oa.png"' in raw and "generated from the board -->" not in raw
+    assert (site / "toy_oa.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_readme_is_a_short_front_page():
     text = README.read_text()
     assert len(text.splitlines()) <= 170

@@ -54,23 +54,53 @@ def test_local_sweep_skips_finished_and_retries_only_failed(mini_toy, tmp_path):
     assert Ledger(again.path).pending(requests) == []
 
 
-def test_submitit_local_sweep_end_to_end_then_board(mini_toy, tmp_path):
-    requests = expand_grid([str(mini_toy)], methods=["none", "kd"], pairs=["S/S", "M/S"], tables=[3, 4], seeds=[0])
-    assert Counter(r.kind for r in requests) == {"student": 3, "teacher": 2}
+def test_a_grid_goes_to_the_board_its_readme_plot_and_site(mini_toy, tmp_path):
+    """The toy grid's path in small: Table 4 on two pairs, two methods, one seed, swept through
+    submitit, submitted, and shown with its paired comparisons, plot and site."""
+    requests = expand_grid([str(mini_toy)], methods=["kd", "sembridge"], pairs=["S/S", "M/S"], tables=[4], seeds=[0])
+    assert Counter(r.kind for r in requests) == {"student": 4, "teacher": 2, "matcher": 1}
     config = RunPlan(profile="smoke", student_overrides={"epochs": 1}, teacher_overrides={"epochs": 1},
-                         options=RunOptions(runs_root=tmp_path / "runs", device="cpu"))
+                     matcher_overrides={"epochs": 1}, matcher_arch="S",
+                     options=RunOptions(runs_root=tmp_path / "runs", device="cpu"))
     ledger = run_sweep(requests, config, launcher="submitit-local", name="s", slurm={"timeout_min": 20},
                        progress=False)
-    assert [ledger.entries[r.key]["status"] for r in requests] == ["done"] * 5, ledger.entries
-    results = [json.loads((tmp_path / "runs" / "x").parent.joinpath(e["run_dir"], "result.json").read_text())
-               if not e["run_dir"].startswith("/") else json.loads(open(e["run_dir"] + "/result.json").read())
-               for e in ledger.entries.values()]
-    assert sorted(r["method"] for r in results) == ["kd", "kd", "none", "teacher", "teacher"]
+    assert [ledger.entries[r.key]["status"] for r in requests] == ["done"] * 7, ledger.entries
+    runs = [e["run_dir"] for e in ledger.entries.values() if e["kind"] != "matcher"]
+    results = {(r.method, r.teacher, r.student): r for r in map(read_result, runs)}
+    assert sorted(results) == [("kd", "M", "S"), ("kd", "S", "S"), ("sembridge", "M", "S"), ("sembridge", "S", "S"),
+                               ("teacher", "M", None), ("teacher", "S", None)]
+
     board = tmp_path / "board.csv"
     versions = versions_accepting(mini_toy, tmp_path / "versions.csv")
-    assert submit([e["run_dir"] for e in ledger.entries.values()], board, versions_file=versions) == 5
-    text = render(build_table(4, read_board(board)), "md")
-    assert "toy S/S" in text and "toy M/S" in text and "s2s-eu R/R" in text and "Vanilla KD [paper]" in text
+    assert submit(runs, board, versions_file=versions, readme=True) == 6
+    readme = (tmp_path / "board.md").read_text()
+    table_4 = readme.split("**Table 4**")[1].split("**Table 5**")[0]
+    row = next(line for line in table_4.splitlines() if line.startswith("| +SemBridge (smoke profile) |"))
+    cells = row.split(" | ")  # method, toy R/R, M/M, S/S, R/M, R/S, M/S, Avg., then the paper's datasets
+    assert cells[3] == f"{100 * results['sembridge', 'S', 'S'].oa:.1f} (n=1)"
+    assert cells[6] == f"{100 * results['sembridge', 'M', 'S'].oa:.1f} (n=1)"
+    # Table 4's question per cell, paired by seed and test item from the board's kept predictions
+    paired = readme.split("**Table 4: SemBridge against each distillation loss")[1].split("**Table 5")[0]
+    n_test = results["kd", "S", "S"].n_test
+    for pair in ("S/S", "M/S"):
+        line = next(x for x in paired.splitlines() if x.startswith(f"| sembridge - kd | toy | {pair} |"))
+        difference = 100 * (results["sembridge", pair[0], "S"].oa - results["kd", pair[0], "S"].oa)
+        assert f"| 1 seeds x {n_test} items | {difference:+.1f} [" in line and "(detectable: " in line
+    verdict = next(x for x in paired.splitlines() if x.startswith("OA: "))
+    assert ("differences is real" in verdict or "differences are real" in verdict) and "one seed" in verdict
+    assert "These designs detect " in verdict
+
+    from ackd_bench.leaderboard.plot import oa_bars, plot_oa
+    from ackd_bench.leaderboard.site import write_site
+
+    bars = {b.label: b for b in oa_bars(read_board(board), "toy")}
+    assert sorted(bars) == ["+SemBridge", "Vanilla KD"]
+    assert bars["Vanilla KD"].means[5] == 100 * results["kd", "M", "S"].oa  # PAIRS[5] is M/S
+    assert bars["Vanilla KD"].seeds == (0, 0, 1, 0, 0, 1) and bars["Vanilla KD"].half_widths[2] == 0.0
+    assert plot_oa(read_board(board), tmp_path / "oa.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = write_site(read_board(board), tmp_path / "site", store=tmp_path / "predictions").read_text()
+    assert 'id="toy-table-4"' in page and 'id="paired-table-4"' in page and "data:image/png;base64," in page
+    assert page.count("<td>sembridge - kd</td>") == 2
 
 
 def test_demo_runs_the_main_job_on_toy(demo_run):
@@ -166,7 +196,9 @@ def test_a_sweep_replays_from_its_plan(mini_toy, tmp_path, cli):
                              ({**written, "name": "../x"}, "field 'name' '../x': expected a plain name"),
                              ({**written, "name": "other"}, "a plan of sweep 'other' lies at <runs root>/sweeps/"),
                              ({**written, "runs": [{**written["runs"][0], "seed": 2**70}]}, "runs[0]: seed must be"),
-                             ({**written, "launcher": "bash"}, "field 'launcher' is 'bash'")):
+                             ({**written, "launcher": "bash"}, "field 'launcher' is 'bash'"),
+                             ({**written, "runs": [{**written["runs"][0], "dataset": str(tmp_path / "s2s-eu")}]},
+                              f"the plan's dataset {tmp_path / 's2s-eu'} is not built here; build it there first")):
         copy.write_text(json.dumps(crafted))
         refused = cli("sweep", "--replay", str(copy), "--quiet")
         assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr

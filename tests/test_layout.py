@@ -3,6 +3,7 @@ the package; `leaderboard/leaderboard.csv` committed and described by its README
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -78,6 +79,33 @@ def test_the_published_board_is_committed_and_its_readme_shows_it():
     board = REPO / "leaderboard" / "leaderboard.csv"
     assert board.read_text().split("\n", 1)[0] == ",".join(RESULT_FIELDS)
     assert (REPO / "leaderboard" / "README.md").read_text() == readme(read_board(board), predictions_store(board)) + "\n"
+
+
+def test_the_published_board_holds_every_run_of_the_committed_toy_grid():
+    """The toy grid's plan and ledger are committed beside the board: every run the plan asked for is
+    done, each teacher and student is a board row, and its cost adds up per stage."""
+    grid = REPO / "leaderboard" / "toy-grid"
+    plan = json.loads((grid / "sweeps" / "toy-grid.sweep.json").read_text())
+    ledger = json.loads((grid / "sweeps" / "toy-grid.json").read_text())
+    assert len(plan["runs"]) == len(ledger) == 192 and {e["status"] for e in ledger.values()} == {"done"}
+    assert sorted({r["seed"] for r in plan["runs"]}) == [0, 1, 2] and plan["config"]["profile"]["name"] == "demo"
+
+    def key(method, teacher, student, ablation, seed):
+        return method, teacher or "", student or "", ablation or "", seed
+
+    on_board = {key(r.method, r.teacher, r.student, r.ablation, r.seed)
+                for r in read_board(REPO / "leaderboard" / "leaderboard.csv") if r.dataset == "toy"}
+    asked = {key(e["method"], e["teacher"], e["student"], e["ablation"], e["seed"])
+             for e in ledger.values() if e["kind"] != "matcher"}
+    assert len(asked) == 189 and asked <= on_board
+    printed = subprocess.run([sys.executable, str(REPO / "bench" / "grid_cost.py"), str(grid / "sweeps" / "toy-grid.json")],
+                             capture_output=True, text=True, check=True).stdout
+    for stage in (0, 1):
+        entries = [e for e in ledger.values() if e["stage"] == stage]
+        row = next(line.split() for line in printed.splitlines() if line.split()[:2] == ["stage", str(stage)]
+                   and len(line.split()) == 7)
+        assert row[2:5] == [str(len(entries)), f"{sum(e['wall_seconds'] for e in entries):.0f}",
+                            f"{sum(e['cpu_seconds'] for e in entries):.0f}"]
 
 
 def test_code_version_names_this_checkouts_commit_and_never_an_enclosing_repositorys(tmp_path):

@@ -77,6 +77,18 @@ def _by_name(name: str, root: Path, progress: bool) -> ChosenDataset:
                     f"with --dataset PATH (or set {DATA_ROOT_VARIABLE})")
 
 
+def built_for_plan(path: str | Path, plan: str | Path, progress: bool = True) -> Path:
+    """A sweep plan's dataset folder where the plan is replayed: as it is if built, built there now
+    if it is the embedded toy (as `--dataset toy` builds it), else a one-line error saying how."""
+    path = Path(path)
+    if (path / "manifest.json").is_file():
+        return path
+    if path.name == EMBEDDED and not path.exists():
+        return _build_embedded(path.parent, progress).path
+    raise AckdError(f"{plan}: the plan's dataset {path} is not built here; build it there first "
+                    f"(`ackd-bench build {path.name} --root {path.parent}`), or replay where it is")
+
+
 def _build_embedded(root: Path, progress: bool) -> ChosenDataset:
     from .build import build_dataset
 

@@ -32,6 +32,7 @@ seeds only: a paired t-interval over the per-seed differences, which says so.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -147,10 +148,8 @@ def paired_estimate(a: Sequence[Predictions], b: Sequence[Predictions], resample
     if len(a) != len(b) or not a:
         raise AckdError(f"a paired comparison needs one run of each method per seed: {len(a)} against {len(b)}")
     a, b = aligned(a, b)
-    seeds, items = len(a), len(a[0].item_ids)
-    rng = np.random.default_rng(seed)
-    draws = [rng.multinomial(items, np.full(items, 1 / items), size=min(250, resamples - start)).astype(float)
-             for start in range(0, resamples, 250)]  # item weights in blocks of (250, n)
+    items = len(a[0].item_ids)
+    draws = _item_draws(items, resamples, seed)
     estimates = {}
     for metric in metrics:
         per_seed = (_metric_matrix(a, np.ones((1, items)), metric) - _metric_matrix(b, np.ones((1, items)), metric))[0]
@@ -158,6 +157,18 @@ def paired_estimate(a: Sequence[Predictions], b: Sequence[Predictions], resample
         drawn = np.concatenate([_metric_matrix(a, w, metric) - _metric_matrix(b, w, metric) for w in draws])
         estimates[metric] = _combine(per_seed, drawn, level)
     return estimates
+
+
+@lru_cache(maxsize=2)
+def _item_draws(items: int, resamples: int, seed: int) -> tuple[np.ndarray, ...]:
+    """Bootstrap weights of `items` test items, in blocks of (250, items): the same for every
+    comparison on one test split (a board's cells share it), so drawn once."""
+    rng = np.random.default_rng(seed)
+    draws = tuple(rng.multinomial(items, np.full(items, 1 / items), size=min(250, resamples - start)).astype(float)
+                  for start in range(0, resamples, 250))
+    for block in draws:
+        block.setflags(write=False)
+    return draws
 
 
 def _combine(per_seed: np.ndarray, drawn: np.ndarray, level: float) -> Estimate:

@@ -1,19 +1,61 @@
-"""OA per teacher/student pair per method, one panel per dataset (PNG)."""
+"""Test OA per teacher/student pair for each of Table 4's rows (the student alone, every
+distillation loss, SemBridge), one panel per dataset, with each bar's 95% t-interval over seeds (PNG)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..data.splits import PROTOCOLS
 from ..errors import AckdError
-from ..experiment import PAIRS
+from ..experiment import PAIRS, Row, table_rows
 from ..results import Record
-from .render import with_protocol
+from .render import outside_losses, with_protocol
+from .stats import t_interval
 
 
-def plot_oa(board: list[Record], out: str | Path, methods: list[str] | None = None) -> Path:
+@dataclass(frozen=True)
+class Bars:
+    """One method's bars on one dataset: per pair, the mean OA (%), its 95% t-interval's half-width
+    (0 with one seed) and the seeds behind it; NaN where the pair has no run."""
+
+    label: str
+    means: tuple[float, ...]
+    half_widths: tuple[float, ...]
+    seeds: tuple[int, ...]
+
+
+def _bars_of(row: Row, protocol: str, records: list[Record]) -> Bars | None:
+    means, halves, seeds = [], [], []
+    for pair in PAIRS:
+        # one profile and length per bar, as a table cell: the one with the most runs
+        found = [r for r in records if row.matches(r, pair) and r.protocol == protocol]
+        groups: dict[tuple, list[Record]] = {}
+        for r in found:
+            groups.setdefault((r.profile, r.epochs), []).append(r)
+        runs = max(groups.values(), key=len) if groups else []
+        values = np.array([100 * r.oa for r in runs])
+        interval = t_interval(values)
+        means.append(float(values.mean()) if len(values) else np.nan)
+        halves.append(interval.high - interval.estimate if interval else 0.0)
+        seeds.append(len(values))
+    if not any(seeds):
+        return None
+    return Bars(with_protocol(row.label, protocol), tuple(means), tuple(halves), tuple(seeds))
+
+
+def oa_bars(board: list[Record], dataset: str) -> list[Bars]:
+    """The bars of `dataset`'s panel: the student alone, then Table 4's rows in its order; each
+    reporting protocol is its own series, so a bar never averages runs of two protocols."""
+    records = [r for r in board if r.dataset == dataset and not r.ablation]
+    rows = [Row("student alone", "none", PAIRS), *table_rows(4, extra_losses=outside_losses(board))]
+    found = [_bars_of(row, protocol, records) for row in rows for protocol in PROTOCOLS]
+    return [bars for bars in found if bars is not None]
+
+
+def plot_oa(board: list[Record], out: str | Path) -> Path:
     out = Path(out)
     if out.is_dir():  # the path reported is the path written
         out = out / "leaderboard_oa.png"
@@ -21,37 +63,34 @@ def plot_oa(board: list[Record], out: str | Path, methods: list[str] | None = No
         out = out.with_name(out.name + ".png")
     if not out.parent.is_dir():
         raise AckdError(f"--out {out}: folder {out.parent} does not exist")
-    students = [r for r in board if r.method != "teacher"]
-    if not students:
+    datasets = sorted({r.dataset for r in board if r.method != "teacher"})
+    panels = [(d, oa_bars(board, d)) for d in datasets]
+    panels = [(d, bars) for d, bars in panels if bars]
+    if not panels:
         raise AckdError("nothing to plot: the board holds no student runs (submit some first)")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datasets = sorted({r.dataset for r in students})
-    methods = methods or sorted({r.method for r in students if not r.ablation})
-    # a bar never averages runs of two reporting protocols: each of a method's protocols is its own series
-    series = [(m, p) for m in methods for p in PROTOCOLS
-              if p == "heldout" or any(r.method == m and r.protocol == p for r in students)]
-    fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(6 * max(1, len(datasets)), 4), squeeze=False)
-    width = 0.8 / max(1, len(series))
-    for ax, dataset in zip(axes[0], datasets):
-        for k, (method, protocol) in enumerate(series):
-            means, errors = [], []
-            for pair in PAIRS:
-                t, s = pair.split("/")
-                values = [100 * r.oa for r in students if r.dataset == dataset and r.method == method
-                          and r.protocol == protocol and not r.ablation and r.student == s and (r.teacher or t) == t]
-                means.append(np.mean(values) if values else np.nan)
-                errors.append(np.std(values, ddof=1) if len(values) > 1 else 0.0)
-            ax.bar(np.arange(len(PAIRS)) + k * width, means, width, yerr=errors, label=with_protocol(method, protocol),
-                   capsize=2)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 4.2 * len(panels)), squeeze=False)
+    for ax, (dataset, series) in zip(axes[:, 0], panels):
+        width = 0.8 / len(series)
+        colours = plt.get_cmap("tab10" if len(series) <= 10 else "tab20")
+        for k, bars in enumerate(series):
+            ax.bar(np.arange(len(PAIRS)) + k * width, bars.means, width, yerr=bars.half_widths, capsize=2,
+                   label=bars.label, color=colours(k % colours.N), error_kw={"elinewidth": 0.8})
         ax.set_xticks(np.arange(len(PAIRS)) + width * (len(series) - 1) / 2, PAIRS)
-        ax.set_title(dataset + (" (synthetic)" if dataset == "toy" else ""))
+        ax.set_xlabel("teacher/student pair")
+        finite = [m - h for bars in series for m, h in zip(bars.means, bars.half_widths) if np.isfinite(m)]
+        ax.set_ylim(max(0.0, 5 * np.floor(min(finite) / 5) - 5), 100)
+        seeds = sorted({n for bars in series for n in bars.seeds if n})
+        spread = "one seed, no interval" if seeds == [1] else \
+            f"mean over {'/'.join(map(str, seeds))} seeds with its 95% t-interval"
+        ax.set_title(f"{dataset}{' (synthetic)' if dataset == 'toy' else ''}: test OA, {spread}")
         ax.set_ylabel("test OA (%)")
-    axes[0][0].legend(fontsize=8)
+        ax.legend(fontsize=8, ncol=1, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=110)
     plt.close(fig)
     return out

@@ -16,7 +16,7 @@ import numpy as np
 
 from pathlib import Path
 
-from ..experiment import Method, parse_method, table_rows
+from ..experiment import ABLATIONS, BUILTIN_LOSSES, SEMBRIDGE, Method, parse_method, table_rows
 from ..results import Record
 from .paired import Comparison, Run, compare_methods, stored_predictions
 from .render import README_MARK, build_table, markdown_safe, outside_losses, render, with_protocol
@@ -85,34 +85,86 @@ def sembridge_improvement(board: list[Record], metric: str = "oa") -> list[Summa
     return rows
 
 
-def sembridge_paired(board: list[Record], store: Path | None) -> list[Comparison]:
-    """SemBridge + X against X in each cell (dataset version, pair, profile, protocol, epochs) that
-    holds both, paired by seed, and by test item where the board's store holds both runs' predictions."""
+@dataclass
+class PairedSection:
+    """One table's question, answered per cell by paired comparisons A - B."""
+
+    table: int
+    title: str
+    comparisons: list[Comparison]
+
+
+def paired_sections(board: list[Record], store: Path | None) -> list[PairedSection]:
+    """Each table's comparisons in every cell (dataset version, pair, profile, protocol, epochs) that
+    holds both sides, paired by seed, and by test item where `store` (the board's predictions folder)
+    holds both runs' files: Table 3, SemBridge against the student alone; Table 4, SemBridge against
+    each loss; Table 5, SemBridge + X against X; Table 6, SemBridge against each ablation."""
     runs = [stored_predictions(store, r) if store is not None else Run(r, None) for r in board]
-    losses = sorted({parse_method(r.method).loss for r in board if r.sembridge and not r.ablation} - {None})
-    return [c for loss in losses for c in compare_methods(runs, Method(loss, True).name, loss)]
+    present = {r.method for r in board}
+    losses = [loss for loss in (*BUILTIN_LOSSES, *outside_losses(board)) if loss in present]
+    combined = {parse_method(r.method).loss for r in board if r.sembridge and not r.ablation}
+    on_top = [loss for loss in ("kd", *BUILTIN_LOSSES, *sorted(combined)) if loss in combined]  # Table 5's order
+    on_top = list(dict.fromkeys(on_top))
+    questions = [  # (table, its question, the comparisons that answer it, the pairs the table shows)
+        (3, "Table 3: SemBridge against the student alone", [(SEMBRIDGE, "none")], None),
+        (4, "Table 4: SemBridge against each distillation loss", [(SEMBRIDGE, loss) for loss in losses], None),
+        (5, "Table 5: SemBridge + X against X", [(Method(loss, True).name, loss) for loss in on_top], {"R/R"}),
+        (6, "Table 6: SemBridge against SemBridge without one part",
+         [(SEMBRIDGE, f"{SEMBRIDGE}:{off}") for off in ABLATIONS], {"R/R"}),
+    ]
+    return [PairedSection(table, title, [c for a, b in pairs for c in compare_methods(runs, a, b)
+                                         if shown is None or c.setting["pair"] in shown])
+            for table, title, pairs, shown in questions]
 
 
-PAIRED_TITLE = ("SemBridge + X against X, per cell (difference in points, 95% interval over seeds and, where the "
-                "board holds the runs' predictions, test items; detectable: the smallest difference the cell's "
-                "design finds with 80% power)")
+PAIRED_NOTE = ("difference A - B in points, with its 95% interval over seeds and, where the board holds the runs' "
+               "predictions, test items; detectable: the smallest difference the cell's design finds with 80% power")
 
 
-def render_paired(comparisons: list[Comparison], fmt: str = "md") -> str:
+def reading(section: PairedSection) -> str:
+    """What the section's OA differences say: which are real (interval excludes 0), and that the
+    others are not differences the design can tell from none."""
+    scored = [c for c in section.comparisons if "oa" in c.estimates]
+    if not scored:
+        return ""
+    real = [c for c in scored if c.estimates["oa"].resolved]
+    detectable = sorted(100 * c.estimates["oa"].mdd for c in scored)
+    told = "; ".join(f"{c.a} - {c.b} on {c.setting['dataset']} {c.setting['pair']} "
+                     f"{100 * c.estimates['oa'].difference:+.1f}" for c in real)
+    if len(scored) == 1:
+        text = "OA: the difference is " + ("real (its interval excludes 0)." if real else "not real (its interval holds 0).")
+    elif not real:
+        text = f"OA: none of the {len(scored)} differences is real (every interval holds 0)."
+    else:
+        text = f"OA: {len(real)} of {len(scored)} differences are real (interval excludes 0): {told}."
+        if len(real) < len(scored):
+            text += f" The other {len(scored) - len(real)} are not told apart from no difference."
+    span = f"{detectable[0]:.1f}" if len(detectable) == 1 else f"{detectable[0]:.1f} to {detectable[-1]:.1f}"
+    text += f" {'This design detects' if len(detectable) == 1 else 'These designs detect'} {span} points."
+    if any(len(c.seeds) < 2 for c in scored):
+        text += " Where a cell has one seed, its interval counts the test items drawn, not training."
+    return text
+
+
+def render_paired(section: PairedSection, fmt: str = "md") -> str:
     rows = []
-    for c in comparisons:
+    for c in section.comparisons:
         design = f"{len(c.seeds)} seeds x {c.items} items" if c.paired_by_item else f"{len(c.seeds)} seeds, seeds only"
         cells = [f"{c.a} - {c.b}", c.setting["dataset"], c.setting["pair"], c.setting["profile"], design]
         cells += [c.estimates[m].text() if m in c.estimates else "–" for m in ("oa", "f1")]
         rows.append(cells)
     head = ["comparison", "dataset", "pair", "profile", "design", "OA difference", "F1 difference"]
+    title = f"{section.title} ({PAIRED_NOTE})"
+    summary = reading(section)
     if fmt == "html":
         body = "".join("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in row) + "</tr>" for row in rows) \
             or f'<tr><td colspan="{len(head)}">no cell holds both yet</td></tr>'
-        return (f'<table class="summary"><caption>{html.escape(PAIRED_TITLE)}</caption><thead><tr>'
-                + "".join(f"<th>{h}</th>" for h in head) + f"</tr></thead><tbody>{body}</tbody></table>")
-    lines = [f"**{PAIRED_TITLE}**", "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+        return (f'<table class="summary" id="paired-table-{section.table}"><caption>{html.escape(title)}</caption>'
+                "<thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + f"</tr></thead><tbody>{body}</tbody></table>"
+                + (f'<p class="note">{html.escape(summary)}</p>' if summary else ""))
+    lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     lines += ["| " + " | ".join(markdown_safe(x) for x in row) + " |" for row in rows]
+    lines += ["", markdown_safe(summary)] if summary else []
     return "\n".join(lines if rows else lines[:1] + ["", "no cell holds both yet"])
 
 
@@ -138,7 +190,7 @@ def render_summary(board: list[Record], fmt: str = "md", store: Path | None = No
             lines = [f"**{title}**", "", f"| method | profile | cells | runs | {column} |", "|---|---|---|---|---|"]
             lines += [f"| {r.label} | {r.profile} | {r.tasks} | {r.runs} | {_text(r, column)} |" for r in rows]
             out.append("\n".join(lines if rows else lines[:1] + ["", "no runs yet"]))
-    out.append(render_paired(sembridge_paired(board, store), fmt))
+    out += [render_paired(section, fmt) for section in paired_sections(board, store)]
     return "\n\n".join(out)
 
 
@@ -150,7 +202,7 @@ def _text(row: SummaryRow, column: str) -> str:
 
 
 def readme(board: list[Record], store: Path | None = None) -> str:
-    """The board's README: Tables 3-6, then SemBridge + X against X per cell, paired (by test item
+    """The board's README: Tables 3-6, then each table's paired comparisons per cell (by test item
     where `store`, the board's predictions folder, holds both runs')."""
 
     parts = [README_MARK, "# leaderboard", "",
@@ -160,7 +212,15 @@ def readme(board: list[Record], store: Path | None = None) -> str:
              "the paper's own numbers (`baselines/paper_results.csv`), of the reference protocol: the best epoch on",
              "the split it was selected on. Board rows report a held-out test split unless they say otherwise.",
              "Accepted dataset versions are listed in `ackd_bench/resources/leaderboard/dataset_versions.csv`.", ""]
-    for number in (3, 4, 5, 6):
-        parts += [render(build_table(number, board), "md"), ""]
-    parts += [render_paired(sembridge_paired(board, store), "md"), ""]
-    return "\n".join(parts)
+    return "\n".join(parts) + "\n" + tables_markdown(board, store)
+
+
+def tables_markdown(board: list[Record], store: Path | None = None, datasets: list[str] | None = None,
+                    with_paper: bool = True) -> str:
+    """Tables 3-6 of `datasets` (all: None), then each table's paired comparisons per cell."""
+    if datasets is not None:
+        board = [r for r in board if r.dataset in datasets]
+    parts = [render(build_table(number, board, datasets=datasets, with_paper=with_paper), "md")
+             for number in (3, 4, 5, 6)]
+    parts += [render_paired(section, "md") for section in paired_sections(board, store)]
+    return "\n\n".join(parts) + "\n"

@@ -12,7 +12,7 @@ from ..data.splits import PROTOCOLS
 from ..errors import AckdError
 from ..experiment import PAIRS, Row, table_rows
 from ..results import Record
-from .render import outside_losses, with_protocol
+from .render import one_setting, outside_losses, with_protocol
 from .stats import t_interval
 
 
@@ -27,15 +27,10 @@ class Bars:
     seeds: tuple[int, ...]
 
 
-def _bars_of(row: Row, protocol: str, records: list[Record]) -> Bars | None:
+def _bars_of(row: Row, label: str, records: list[Record]) -> Bars | None:
     means, halves, seeds = [], [], []
     for pair in PAIRS:
-        # one profile and length per bar, as a table cell: the one with the most runs
-        found = [r for r in records if row.matches(r, pair) and r.protocol == protocol]
-        groups: dict[tuple, list[Record]] = {}
-        for r in found:
-            groups.setdefault((r.profile, r.epochs), []).append(r)
-        runs = max(groups.values(), key=len) if groups else []
+        runs = one_setting([r for r in records if row.matches(r, pair)])  # as a table cell: one length
         values = np.array([100 * r.oa for r in runs])
         interval = t_interval(values)
         means.append(float(values.mean()) if len(values) else np.nan)
@@ -43,15 +38,23 @@ def _bars_of(row: Row, protocol: str, records: list[Record]) -> Bars | None:
         seeds.append(len(values))
     if not any(seeds):
         return None
-    return Bars(with_protocol(row.label, protocol), tuple(means), tuple(halves), tuple(seeds))
+    return Bars(label, tuple(means), tuple(halves), tuple(seeds))
 
 
 def oa_bars(board: list[Record], dataset: str) -> list[Bars]:
-    """The bars of `dataset`'s panel: the student alone, then Table 4's rows in its order; each
-    reporting protocol is its own series, so a bar never averages runs of two protocols."""
+    """The bars of `dataset`'s panel: the student alone, then Table 4's rows in its order. As in
+    the tables, each profile and reporting protocol is its own series, so a bar never averages
+    runs of two of them."""
     records = [r for r in board if r.dataset == dataset and not r.ablation]
+    profiles = sorted({r.profile or "" for r in records})
     rows = [Row("student alone", "none", PAIRS), *table_rows(4, extra_losses=outside_losses(board))]
-    found = [_bars_of(row, protocol, records) for row in rows for protocol in PROTOCOLS]
+    found = []
+    for row in rows:
+        for profile in profiles:
+            for protocol in PROTOCOLS:
+                label = with_protocol(row.label + (f" ({profile})" if len(profiles) > 1 else ""), protocol)
+                chosen = [r for r in records if (r.profile or "") == profile and r.protocol == protocol]
+                found.append(_bars_of(row, label, chosen))
     return [bars for bars in found if bars is not None]
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from pathlib import Path
 
-from ..experiment import ABLATIONS, BUILTIN_LOSSES, SEMBRIDGE, Method, parse_method, table_rows
+from ..experiment import SEMBRIDGE, Method, parse_method, table_rows
 from ..results import Record
 from .paired import Comparison, Run, compare_methods, stored_predictions
 from .render import README_MARK, build_table, markdown_safe, outside_losses, render, with_protocol
@@ -100,17 +100,16 @@ def paired_sections(board: list[Record], store: Path | None) -> list[PairedSecti
     holds both runs' files: Table 3, SemBridge against the student alone; Table 4, SemBridge against
     each loss; Table 5, SemBridge + X against X; Table 6, SemBridge against each ablation."""
     runs = [stored_predictions(store, r) if store is not None else Run(r, None) for r in board]
-    present = {r.method for r in board}
-    losses = [loss for loss in (*BUILTIN_LOSSES, *outside_losses(board)) if loss in present]
-    combined = {parse_method(r.method).loss for r in board if r.sembridge and not r.ablation}
-    on_top = [loss for loss in ("kd", *BUILTIN_LOSSES, *sorted(combined)) if loss in combined]  # Table 5's order
-    on_top = list(dict.fromkeys(on_top))
-    questions = [  # (table, its question, the comparisons that answer it, the pairs the table shows)
+    extra = outside_losses(board)
+    losses, combined, ablated = table_rows(4, extra_losses=extra), table_rows(5, extra_losses=extra), table_rows(6)
+    questions = [  # (table, its question, the comparisons that answer it, the pairs the table shows), from its rows
         (3, "Table 3: SemBridge against the student alone", [(SEMBRIDGE, "none")], None),
-        (4, "Table 4: SemBridge against each distillation loss", [(SEMBRIDGE, loss) for loss in losses], None),
-        (5, "Table 5: SemBridge + X against X", [(Method(loss, True).name, loss) for loss in on_top], {"R/R"}),
+        (4, "Table 4: SemBridge against each distillation loss",
+         [(SEMBRIDGE, row.method) for row in losses if row.method != SEMBRIDGE], None),
+        (5, "Table 5: SemBridge + X against X",
+         [(with_it.method, alone.method) for alone, with_it in zip(combined[::2], combined[1::2])], combined[0].pairs),
         (6, "Table 6: SemBridge against SemBridge without one part",
-         [(SEMBRIDGE, f"{SEMBRIDGE}:{off}") for off in ABLATIONS], {"R/R"}),
+         [(SEMBRIDGE, f"{SEMBRIDGE}:{row.ablation}") for row in ablated if row.ablation], ablated[0].pairs),
     ]
     return [PairedSection(table, title, [c for a, b in pairs for c in compare_methods(runs, a, b)
                                          if shown is None or c.setting["pair"] in shown])

@@ -198,11 +198,15 @@ def test_a_sweep_replays_from_its_plan(mini_toy, tmp_path, cli):
                              ({**written, "runs": [{**written["runs"][0], "seed": 2**70}]}, "runs[0]: seed must be"),
                              ({**written, "launcher": "bash"}, "field 'launcher' is 'bash'"),
                              ({**written, "runs": [{**written["runs"][0], "dataset": str(tmp_path / "s2s-eu")}]},
-                              f"the plan's dataset {tmp_path / 's2s-eu'} is not built here; build it there first")):
+                              f"the plan's dataset {tmp_path / 's2s-eu'} is not built here; build it there first"),
+                             # toy is built only under the data root: a plan never chooses where to write
+                             ({**written, "runs": [{**written["runs"][0], "dataset": str(tmp_path / "far" / "toy")}]},
+                              f"the plan's dataset {tmp_path / 'far' / 'toy'} is not built here")):
         copy.write_text(json.dumps(crafted))
         refused = cli("sweep", "--replay", str(copy), "--quiet")
         assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
         assert refused.stderr.startswith(f"ackd-bench: error: {copy}: ") and message in refused.stderr, refused.stderr
+    assert not (tmp_path / "far").exists()
     copy.write_text(json.dumps(written))
     assert cli("sweep", "--replay", str(copy), "--quiet").returncode == 0
 

@@ -78,13 +78,15 @@ def _by_name(name: str, root: Path, progress: bool) -> ChosenDataset:
 
 
 def built_for_plan(path: str | Path, plan: str | Path, progress: bool = True) -> Path:
-    """A sweep plan's dataset folder where the plan is replayed: as it is if built, built there now
-    if it is the embedded toy (as `--dataset toy` builds it), else a one-line error saying how."""
+    """A sweep plan's dataset folder where the plan is replayed: as it is if built, built now if it
+    is toy under the data root (where `--dataset toy` builds it; a plan never chooses where
+    anything is written), else a one-line error saying how."""
     path = Path(path)
     if (path / "manifest.json").is_file():
         return path
-    if path.name == EMBEDDED and not path.exists():
-        return _build_embedded(path.parent, progress).path
+    embedded = data_root() / EMBEDDED
+    if not path.exists() and path.absolute() == embedded.absolute():
+        return _build_embedded(data_root(), progress).path
     raise AckdError(f"{plan}: the plan's dataset {path} is not built here; build it there first "
                     f"(`ackd-bench build {path.name} --root {path.parent}`), or replay where it is")
 
